@@ -1,0 +1,89 @@
+//! Zones: a hostname whose traffic the proxy caches, with an origin and the Cache Reserve setting.
+
+use std::fmt;
+
+use super::{Timestamp, ZoneId};
+
+/// A zone's name: a DNS hostname, stored lowercase without a trailing dot.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ZoneName(String);
+
+/// Why a zone name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid zone name {0:?}: expected a hostname such as example.com (labels of letters, digits and hyphens, at most 253 characters)"
+)]
+pub struct InvalidZoneName(pub String);
+
+impl ZoneName {
+    /// Parses a hostname, lowercasing it and dropping one trailing dot.
+    pub fn parse(s: &str) -> Result<Self, InvalidZoneName> {
+        let lowered = s.trim_end_matches('.').to_ascii_lowercase();
+        let valid_label = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        if lowered.is_empty() || lowered.len() > 253 || !lowered.split('.').all(valid_label) {
+            return Err(InvalidZoneName(s.chars().take(300).collect()));
+        }
+        Ok(Self(lowered))
+    }
+
+    /// The hostname.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ZoneName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A zone as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Zone {
+    pub id: ZoneId,
+    pub name: ZoneName,
+    /// Where the proxy forwards misses, e.g. `http://127.0.0.1:9000`.
+    pub origin: Option<String>,
+    /// The Cache Reserve setting: `true` is Cloudflare's `on` ("sync").
+    pub reserve_on: bool,
+    /// When the reserve setting was last changed; `None` if never.
+    pub reserve_modified_on: Option<Timestamp>,
+    pub created_on: Timestamp,
+    pub modified_on: Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_case_and_trailing_dot() {
+        assert_eq!(
+            ZoneName::parse("Example.COM.").unwrap().as_str(),
+            "example.com"
+        );
+    }
+
+    #[test]
+    fn rejects_bad_hostnames() {
+        for bad in [
+            "",
+            ".",
+            "a..b",
+            "-a.com",
+            "a-.com",
+            "a b.com",
+            "a_b.com",
+            &"a".repeat(64),
+        ] {
+            assert!(ZoneName::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

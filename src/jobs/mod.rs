@@ -1,0 +1,5 @@
+//! Background work that outlives a request: the Clear reclaimer.
+
+pub mod reclaim;
+
+pub use reclaim::{ReclaimConfig, Reclaimer};

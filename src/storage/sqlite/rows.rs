@@ -1,0 +1,128 @@
+//! Row ↔ domain conversions for the SQLite backend.
+
+use sqlx::{Row, sqlite::SqliteRow};
+
+use crate::{
+    domain::{
+        ClearOperation, ClearProgress, Permission, Timestamp, TokenId, TokenScope, UserId, Zone,
+        ZoneId, ZoneName, secret::SecretHash,
+    },
+    storage::{IndexEntry, StoreError, StoreResult, StoredToken, StoredUser},
+};
+
+/// A stored value that no longer parses: the database was edited or corrupted.
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Backend(format!("stored {what} does not parse").into())
+}
+
+fn ts(v: i64) -> Timestamp {
+    Timestamp::from_micros(v)
+}
+
+fn opt_ts(v: Option<i64>) -> Option<Timestamp> {
+    v.map(Timestamp::from_micros)
+}
+
+fn count(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+pub(super) fn zone(r: &SqliteRow) -> StoreResult<Zone> {
+    Ok(Zone {
+        id: ZoneId::parse(r.get("id")).map_err(|_| corrupt("zone id"))?,
+        name: ZoneName::parse(r.get("name")).map_err(|_| corrupt("zone name"))?,
+        origin: r.get("origin"),
+        reserve_on: r.get::<i64, _>("reserve_on") != 0,
+        reserve_modified_on: opt_ts(r.get("reserve_modified_on")),
+        created_on: ts(r.get("created_on")),
+        modified_on: ts(r.get("modified_on")),
+    })
+}
+
+/// A `clears` row joined with `remaining_objects` / `remaining_bytes`.
+pub(super) fn clear(r: &SqliteRow) -> StoreResult<ClearOperation> {
+    Ok(ClearOperation {
+        id: r.get("id"),
+        zone_id: ZoneId::parse(r.get("zone_id")).map_err(|_| corrupt("zone id"))?,
+        target_generation: r.get("target_generation"),
+        start_ts: ts(r.get("start_ts")),
+        end_ts: opt_ts(r.get("end_ts")),
+        modified_on: ts(r.get("modified_on")),
+        progress: ClearProgress {
+            objects_total: count(r.get("objects_total")),
+            bytes_total: count(r.get("bytes_total")),
+            objects_remaining: count(r.get("remaining_objects")),
+            bytes_remaining: count(r.get("remaining_bytes")),
+        },
+    })
+}
+
+pub(super) fn token(r: &SqliteRow) -> StoreResult<StoredToken> {
+    let permissions = r
+        .get::<String, _>("permissions")
+        .split(',')
+        .map(|p| p.parse::<Permission>().map_err(|_| corrupt("permission")))
+        .collect::<StoreResult<Vec<_>>>()?;
+    let scope = match r.get::<Option<String>, _>("zones") {
+        None => TokenScope::AllZones,
+        Some(list) => TokenScope::Zones(
+            list.split(',')
+                .filter(|s| !s.is_empty())
+                .map(|z| ZoneId::parse(z).map_err(|_| corrupt("token zone")))
+                .collect::<StoreResult<Vec<_>>>()?,
+        ),
+    };
+    Ok(StoredToken {
+        id: TokenId::parse(r.get("id")).map_err(|_| corrupt("token id"))?,
+        name: r.get("name"),
+        hash: SecretHash(r.get("secret_hash")),
+        permissions,
+        scope,
+        created_on: ts(r.get("created_on")),
+        expires_on: opt_ts(r.get("expires_on")),
+        revoked_on: opt_ts(r.get("revoked_on")),
+    })
+}
+
+pub(super) fn user(r: &SqliteRow) -> StoreResult<StoredUser> {
+    Ok(StoredUser {
+        id: UserId::parse(r.get("id")).map_err(|_| corrupt("user id"))?,
+        email: r.get("email"),
+        key_hash: SecretHash(r.get("key_hash")),
+        created_on: ts(r.get("created_on")),
+    })
+}
+
+pub(super) fn entry(r: &SqliteRow) -> StoreResult<IndexEntry> {
+    Ok(IndexEntry {
+        zone_id: ZoneId::parse(r.get("zone_id")).map_err(|_| corrupt("zone id"))?,
+        generation: r.get("generation"),
+        key_hash: r.get("key_hash"),
+        key: r.get("cache_key"),
+        blob: r.get("blob"),
+        size: count(r.get("size")),
+        meta: r.get("meta"),
+        stored_on: ts(r.get("stored_on")),
+    })
+}
+
+/// Stored form of a token's permissions.
+pub(super) fn permissions_text(ps: &[Permission]) -> String {
+    ps.iter()
+        .map(|p| p.snake_name())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Stored form of a token's scope.
+pub(super) fn scope_text(scope: &TokenScope) -> Option<String> {
+    match scope {
+        TokenScope::AllZones => None,
+        TokenScope::Zones(z) => Some(z.iter().map(|z| z.as_str()).collect::<Vec<_>>().join(",")),
+    }
+}
+
+/// Stored form of a size or count.
+pub(super) fn sql_count(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
