@@ -1,1 +1,145 @@
-//! x
+//! The composition root: opens the data directory, builds the backends, starts the API and the reclaimer,
+//! and shuts them down in order.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::Context;
+use object_store::{ObjectStore, local::LocalFileSystem};
+use tokio::{net::TcpListener, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    api::{self, AppState},
+    jobs::{ReclaimConfig, Reclaimer},
+    reserve::Reserve,
+    storage::{ControlStore, ObjectIndex, sqlite::SqliteStore},
+};
+
+/// Everything `serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    pub api_listen: SocketAddr,
+    pub reclaim: ReclaimConfig,
+}
+
+/// The data directory's stores, opened (and created on first use).
+#[derive(Clone)]
+pub struct DataDir {
+    pub store: SqliteStore,
+    pub blobs: Arc<dyn ObjectStore>,
+}
+
+impl DataDir {
+    /// Opens `dir`: `control.db` (SQLite, WAL) and `objects/` (bodies, fsynced), creating what is missing.
+    pub async fn open(dir: &Path) -> anyhow::Result<Self> {
+        let objects = dir.join("objects");
+        std::fs::create_dir_all(&objects)
+            .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+        let store = SqliteStore::open(&dir.join("control.db"))
+            .await
+            .with_context(|| format!("cannot open the control store in {}", dir.display()))?;
+        let blobs = LocalFileSystem::new_with_prefix(&objects)
+            .with_context(|| format!("cannot open the object directory {}", objects.display()))?
+            .with_fsync(true)
+            .with_automatic_cleanup(true);
+        Ok(Self {
+            store,
+            blobs: Arc::new(blobs),
+        })
+    }
+
+    /// The reserve over this data directory.
+    pub fn reserve(&self) -> Reserve {
+        Reserve::new(
+            Arc::new(self.store.clone()) as Arc<dyn ObjectIndex>,
+            self.blobs.clone(),
+        )
+    }
+}
+
+/// A started server.
+pub struct Running {
+    /// Where the API listens (the real port when 0 was asked for).
+    pub api_addr: SocketAddr,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+    data: DataDir,
+}
+
+/// Opens the data directory and starts the API and the reclaimer.
+pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
+    let data = DataDir::open(&config.data_dir).await?;
+    let shutdown = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+
+    let reclaimer = Reclaimer::new(
+        Arc::new(data.store.clone()),
+        data.blobs.clone(),
+        config.reclaim.clone(),
+    );
+    let state = AppState {
+        control: Arc::new(data.store.clone()) as Arc<dyn ControlStore>,
+        clear_started: reclaimer.waker(),
+    };
+    tasks.spawn(reclaimer.run(shutdown.clone()));
+
+    let listener = TcpListener::bind(config.api_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.api_listen))?;
+    let api_addr = listener.local_addr()?;
+    let app = api::router(state);
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+        {
+            tracing::error!(error = %e, "API server failed");
+        }
+    });
+    Ok(Running {
+        api_addr,
+        shutdown,
+        tasks,
+        data,
+    })
+}
+
+impl Running {
+    /// Stops accepting requests, lets the reclaimer finish its batch, and closes the stores.
+    /// Gives up waiting after `deadline`.
+    pub async fn shutdown(mut self, deadline: Duration) {
+        self.shutdown.cancel();
+        let drained = tokio::time::timeout(deadline, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("shutdown deadline passed; stopping the remaining tasks");
+            self.tasks.abort_all();
+        }
+        self.data.store.close().await;
+    }
+}
+
+/// Resolves when SIGINT or SIGTERM arrives.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler cannot fail on unix");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

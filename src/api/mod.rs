@@ -1,1 +1,98 @@
-//! x
+//! The control API: Cloudflare v4-compatible routes under `/client/v4`, the envelope, auth and errors.
+//!
+//! Only this layer knows the envelope and Cloudflare's error codes; handlers parse at the edge and call
+//! storage traits, never a database.
+
+pub mod auth;
+pub mod envelope;
+pub mod error;
+pub mod extract;
+mod openapi;
+mod routes;
+
+use std::sync::Arc;
+
+use axum::{Router, response::IntoResponse, routing::get};
+use tokio::sync::Notify;
+use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+pub use error::ApiError;
+
+use crate::{
+    domain::{Access, Principal, Zone},
+    storage::ControlStore,
+};
+use extract::ZoneSegment;
+
+/// Shared handles of the API.
+#[derive(Clone)]
+pub struct AppState {
+    pub control: Arc<dyn ControlStore>,
+    /// Notified when a Clear starts, so the reclaimer begins at once.
+    pub clear_started: Arc<Notify>,
+}
+
+impl AppState {
+    /// The zone a request names, if the caller may reach it with `access`. Malformed, unknown and
+    /// out-of-scope identifiers all get the same 7003 answer, so zones cannot be enumerated.
+    pub async fn zone_for(
+        &self,
+        caller: &Principal,
+        seg: &ZoneSegment,
+        access: Access,
+    ) -> Result<Zone, ApiError> {
+        let id = seg.parse()?;
+        if !caller.reaches(&id) {
+            return Err(seg.not_routable());
+        }
+        let zone = self
+            .control
+            .zone(&id)
+            .await?
+            .ok_or_else(|| seg.not_routable())?;
+        if !caller.allows(access) {
+            return Err(ApiError::AuthenticationError);
+        }
+        Ok(zone)
+    }
+}
+
+/// Every route with its OpenAPI description, relative to `/client/v4`.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(routes::clear::router())
+        .merge(routes::cache_reserve::router())
+        .merge(routes::smart_shield::router())
+        .merge(routes::zones::router())
+        .merge(routes::user_tokens::router())
+}
+
+/// The OpenAPI document of this server, as served at `/client/v4/openapi.json`.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    let (_, doc) = api_routes().split_for_parts();
+    doc
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let (routes, doc) = api_routes().split_for_parts();
+    let doc = Arc::new(doc);
+    let v4 = routes
+        .route(
+            "/openapi.json",
+            get(move || async move { axum::Json(doc.as_ref().clone()) }),
+        )
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .fallback(|| async { ApiError::NoRoute });
+    Router::new()
+        .nest("/client/v4", v4)
+        .fallback(|| async { ApiError::NoRoute })
+        .with_state(state)
+        .layer(CatchPanicLayer::custom(|_panic| {
+            tracing::error!("a request handler panicked");
+            ApiError::Internal.into_response()
+        }))
+        .layer(TraceLayer::new_for_http())
+}

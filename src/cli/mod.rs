@@ -1,1 +1,131 @@
-//! x
+//! The command line: `serve`, admin commands on the data directory, and client commands over the HTTP API.
+
+mod admin;
+mod client;
+mod duration;
+mod watch;
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+
+pub use client::ClientError;
+
+use crate::{
+    jobs::ReclaimConfig,
+    server::{self, ServeConfig},
+};
+
+/// A self-hosted Cache Reserve with a Cloudflare v4-compatible control API.
+#[derive(Parser, Debug)]
+#[command(name = "cache-reserve", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server: the control API and the Clear reclaimer.
+    Serve(ServeArgs),
+    /// Create and list zones (works on the data directory, also while the server runs).
+    #[command(subcommand)]
+    Zone(admin::ZoneCommand),
+    /// Create, list and revoke API tokens (works on the data directory).
+    #[command(subcommand)]
+    Token(admin::TokenCommand),
+    /// Create users, whose global API key holds every permission (works on the data directory).
+    #[command(subcommand)]
+    User(admin::UserCommand),
+    /// Get or change a zone's Cache Reserve setting through the API.
+    Reserve(client::ReserveArgs),
+    /// Start a Cache Reserve Clear or show its status through the API.
+    #[command(subcommand)]
+    Clear(client::ClearCommand),
+}
+
+/// Where the data directory is.
+#[derive(Args, Debug, Clone)]
+pub struct DataDirArg {
+    /// Data directory: control store (control.db) and object bodies (objects/). Created on first use.
+    #[arg(
+        long,
+        env = "CACHE_RESERVE_DATA_DIR",
+        default_value = "./cache-reserve-data"
+    )]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub data: DataDirArg,
+    /// Address of the control API (port 0 picks a free port; the log line says which).
+    #[arg(
+        long,
+        env = "CACHE_RESERVE_API_LISTEN",
+        default_value = "127.0.0.1:8787"
+    )]
+    pub api_listen: SocketAddr,
+    /// Objects the reclaimer deletes per batch.
+    #[arg(long, env = "CACHE_RESERVE_RECLAIM_BATCH", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub reclaim_batch: u32,
+    /// Pause between reclaim batches, e.g. `0s`, `50ms`, to spare a shared disk.
+    #[arg(long, env = "CACHE_RESERVE_RECLAIM_PAUSE", default_value = "0s", value_parser = duration::parse)]
+    pub reclaim_pause: Duration,
+}
+
+impl Cli {
+    /// Runs the command; the error's exit code and message are the caller's to show.
+    pub async fn run(self) -> Result<(), CliError> {
+        match self.command {
+            Command::Serve(args) => serve(args).await.map_err(CliError::Other),
+            Command::Zone(c) => c.run().await.map_err(CliError::Other),
+            Command::Token(c) => c.run().await.map_err(CliError::Other),
+            Command::User(c) => c.run().await.map_err(CliError::Other),
+            Command::Reserve(c) => c.run().await.map_err(CliError::Client),
+            Command::Clear(c) => c.run().await.map_err(CliError::Client),
+        }
+    }
+}
+
+/// A failed command.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Client(ClientError),
+    #[error("{0:#}")]
+    Other(anyhow::Error),
+}
+
+impl CliError {
+    /// 1 for an API error, 3 when the API could not be reached, 1 for anything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Client(ClientError::Transport(_)) => 3,
+            CliError::Client(_) | CliError::Other(_) => 1,
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = ServeConfig {
+        data_dir: args.data.data_dir.clone(),
+        api_listen: args.api_listen,
+        reclaim: ReclaimConfig {
+            batch_size: args.reclaim_batch,
+            pause: args.reclaim_pause,
+            ..Default::default()
+        },
+    };
+    let running = server::start(config).await?;
+    tracing::info!(
+        "cache-reserve listening on http://{} (API at /client/v4), data in {}",
+        running.api_addr,
+        args.data.data_dir.display()
+    );
+    server::shutdown_signal().await;
+    tracing::info!("shutting down");
+    running.shutdown(Duration::from_secs(10)).await;
+    Ok(())
+}

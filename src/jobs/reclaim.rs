@@ -87,9 +87,9 @@ impl Reclaimer {
         }
     }
 
-    /// Asks the reclaimer to look for work now (called after a Clear starts).
-    pub fn wake(&self) {
-        self.wake.notify_one();
+    /// A handle that makes the reclaimer look for work at once (notify it after a Clear starts).
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
     }
 
     /// Runs until `shutdown` is cancelled. A failing or panicking step is logged and retried with backoff.

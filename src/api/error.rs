@@ -1,0 +1,292 @@
+//! Every error the API answers with, and the one table that maps each to HTTP status, Cloudflare code and
+//! message. The match has no `_` arm: a new variant cannot slip through unmapped.
+
+use axum::{
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+
+use crate::storage::StoreError;
+
+/// An error answered in Cloudflare's failure envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// No credentials, or only one of X-Auth-Email / X-Auth-Key.
+    MissingCredentials,
+    /// `Authorization` is not `Bearer <token>`.
+    MalformedAuthorization,
+    /// `X-Auth-Email` is not an e-mail address.
+    MalformedEmail,
+    /// `X-Auth-Key` is not a global API key.
+    MalformedKey,
+    /// No user has that e-mail and key.
+    UnknownGlobalKey,
+    /// Unknown, revoked or expired token, or a permission missing.
+    AuthenticationError,
+    /// Malformed, unknown or out-of-scope zone identifier; carries the request path, already made safe.
+    CouldNotRoute(String),
+    /// No such endpoint.
+    NoRoute,
+    /// The endpoint exists but not with this method.
+    MethodNotAllowed,
+    /// The body is not JSON.
+    MalformedJson,
+    /// The body is over the limit.
+    BodyTooLarge,
+    /// A setting's value is missing or not allowed; carries the setting's name.
+    InvalidSettingValue(&'static str),
+    /// A setting this server does not have was asked to be turned on.
+    UnsupportedSetting(&'static str),
+    /// The request body has the wrong shape; carries what was expected.
+    InvalidBody(&'static str),
+    /// A query parameter is out of range; carries which and what is allowed.
+    InvalidQuery(&'static str),
+    /// This endpoint needs an API token, and another credential was sent.
+    TokenRequired,
+    /// GET status of a zone that never had a Clear (Cloudflare 1142).
+    ClearNeverPerformed,
+    /// POST Clear while the reserve is on (Cloudflare 1152).
+    ReserveOn,
+    /// Turning the reserve on while a Clear runs (Cloudflare 1153).
+    ClearInProgress,
+    /// Something failed inside; the cause was logged where it happened.
+    Internal,
+}
+
+/// One entry of `errors`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorItem {
+    pub code: u32,
+    pub message: String,
+    /// Causes of this error, same shape.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(no_recursion)]
+    pub error_chain: Vec<ErrorItem>,
+}
+
+fn item(code: u32, message: impl Into<String>) -> ErrorItem {
+    ErrorItem {
+        code,
+        message: message.into(),
+        error_chain: Vec::new(),
+    }
+}
+
+fn invalid_headers(inner: ErrorItem) -> ErrorItem {
+    ErrorItem {
+        code: 6003,
+        message: "Invalid request headers".into(),
+        error_chain: vec![inner],
+    }
+}
+
+impl ApiError {
+    /// The table: status and error item for every variant.
+    pub fn parts(&self) -> (StatusCode, ErrorItem) {
+        use StatusCode as S;
+        match self {
+            ApiError::MissingCredentials => (
+                S::BAD_REQUEST,
+                item(
+                    9106,
+                    "Missing X-Auth-Key, X-Auth-Email or Authorization headers",
+                ),
+            ),
+            ApiError::MalformedAuthorization => (
+                S::BAD_REQUEST,
+                invalid_headers(item(6111, "Invalid format for Authorization header")),
+            ),
+            ApiError::MalformedEmail => (
+                S::BAD_REQUEST,
+                invalid_headers(item(6102, "Invalid format for X-Auth-Email header")),
+            ),
+            ApiError::MalformedKey => (
+                S::BAD_REQUEST,
+                invalid_headers(item(6103, "Invalid format for X-Auth-Key header")),
+            ),
+            ApiError::UnknownGlobalKey => (
+                S::FORBIDDEN,
+                item(9103, "Unknown X-Auth-Key or X-Auth-Email"),
+            ),
+            ApiError::AuthenticationError => (S::FORBIDDEN, item(10000, "Authentication error")),
+            ApiError::CouldNotRoute(path) => (
+                S::BAD_REQUEST,
+                item(
+                    7003,
+                    format!(
+                        "Could not route to {path}, perhaps your object identifier is invalid?"
+                    ),
+                ),
+            ),
+            ApiError::NoRoute => (S::NOT_FOUND, item(7000, "No route for that URI")),
+            ApiError::MethodNotAllowed => (
+                S::METHOD_NOT_ALLOWED,
+                item(7001, "Method not allowed for this endpoint"),
+            ),
+            ApiError::MalformedJson => {
+                (S::BAD_REQUEST, item(6007, "Malformed JSON in request body"))
+            }
+            ApiError::BodyTooLarge => (
+                S::PAYLOAD_TOO_LARGE,
+                item(6009, "Request body is larger than 1 MiB"),
+            ),
+            ApiError::InvalidSettingValue(setting) => (
+                S::BAD_REQUEST,
+                item(
+                    1007,
+                    format!(
+                        "Invalid value for zone setting {setting}: expected {{\"value\":\"on\"}} or {{\"value\":\"off\"}}"
+                    ),
+                ),
+            ),
+            ApiError::UnsupportedSetting(setting) => (
+                S::BAD_REQUEST,
+                item(
+                    1007,
+                    format!(
+                        "Invalid value for zone setting {setting}: this server does not provide {setting}, so it can only be \"off\""
+                    ),
+                ),
+            ),
+            ApiError::InvalidBody(expected) => (
+                S::BAD_REQUEST,
+                item(1007, format!("Invalid request body: {expected}")),
+            ),
+            ApiError::InvalidQuery(what) => (
+                S::BAD_REQUEST,
+                item(1004, format!("Invalid query parameter: {what}")),
+            ),
+            ApiError::TokenRequired => (
+                S::BAD_REQUEST,
+                item(
+                    1001,
+                    "This endpoint verifies an API token: send it as Authorization: Bearer <token>",
+                ),
+            ),
+            ApiError::ClearNeverPerformed => (
+                S::BAD_REQUEST,
+                item(
+                    1142,
+                    "Unable to retrieve cache_reserve_clear setting value. The zone setting does not exist because you never performed a Cache Reserve Clear operation.",
+                ),
+            ),
+            ApiError::ReserveOn => (
+                S::BAD_REQUEST,
+                item(
+                    1152,
+                    "Turn off Cache Reserve sync to proceed with deletion.",
+                ),
+            ),
+            ApiError::ClearInProgress => (
+                S::BAD_REQUEST,
+                item(
+                    1153,
+                    "Cache Reserve cannot be enabled because a deletion is already in progress.",
+                ),
+            ),
+            ApiError::Internal => (
+                S::INTERNAL_SERVER_ERROR,
+                item(1000, "Internal server error"),
+            ),
+        }
+    }
+}
+
+/// The failure envelope.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Failure {
+    /// Always `false`.
+    pub success: bool,
+    pub errors: Vec<ErrorItem>,
+    pub messages: Vec<ErrorItem>,
+    /// Always `null`.
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<()>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, error) = self.parts();
+        let body = Failure {
+            success: false,
+            errors: vec![error],
+            messages: vec![],
+            result: None,
+        };
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    /// Storage failures are logged here, with their cause chain, and answered generically.
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = ?e, "storage failed while serving a request");
+        ApiError::Internal
+    }
+}
+
+/// Makes a request path safe to echo: printable ASCII only (others percent-escaped), at most 200 bytes.
+pub fn safe_echo(path: &str) -> String {
+    let mut out = String::new();
+    for b in path.bytes() {
+        if out.len() >= 200 {
+            out.push_str("...");
+            break;
+        }
+        if b.is_ascii_graphic() {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_at_least_1000() {
+        let all = [
+            ApiError::MissingCredentials,
+            ApiError::MalformedAuthorization,
+            ApiError::MalformedEmail,
+            ApiError::MalformedKey,
+            ApiError::UnknownGlobalKey,
+            ApiError::AuthenticationError,
+            ApiError::CouldNotRoute("/x".into()),
+            ApiError::NoRoute,
+            ApiError::MethodNotAllowed,
+            ApiError::MalformedJson,
+            ApiError::BodyTooLarge,
+            ApiError::InvalidSettingValue("cache_reserve"),
+            ApiError::UnsupportedSetting("smart_routing"),
+            ApiError::InvalidBody("an object"),
+            ApiError::InvalidQuery("page"),
+            ApiError::TokenRequired,
+            ApiError::ClearNeverPerformed,
+            ApiError::ReserveOn,
+            ApiError::ClearInProgress,
+            ApiError::Internal,
+        ];
+        for e in all {
+            let (status, item) = e.parts();
+            assert!(item.code >= 1000, "{e:?}");
+            // Rule violations must not be 409 or 5xx: Cloudflare's SDKs retry those.
+            if e != ApiError::Internal {
+                assert!(
+                    status.is_client_error() && status != StatusCode::CONFLICT,
+                    "{e:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn echo_escapes_controls_and_truncates() {
+        assert_eq!(safe_echo("/a\u{1b}[31m b"), "/a%1B[31m%20b");
+        assert!(safe_echo(&"x".repeat(5000)).len() < 210);
+    }
+}

@@ -1,0 +1,7 @@
+//! One file per resource family of the v4 API.
+
+pub mod cache_reserve;
+pub mod clear;
+pub mod smart_shield;
+pub mod user_tokens;
+pub mod zones;

@@ -1,0 +1,297 @@
+//! Admin commands: work directly on the data directory (safe while the server runs: SQLite WAL).
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+
+use super::{DataDirArg, duration};
+use crate::{
+    domain::{
+        Permission, Timestamp, TokenId, TokenScope, UserId, ZoneId, ZoneName, secret::Secret,
+        secret::is_email_shaped,
+    },
+    server::DataDir,
+    storage::{ControlStore, NewZone, Page, StoreError, StoredToken, StoredUser, ZoneFilter},
+};
+
+#[derive(Subcommand, Debug)]
+pub enum ZoneCommand {
+    /// Create a zone; prints only its id.
+    Create {
+        /// The zone's hostname, e.g. example.com.
+        name: String,
+        /// Origin the proxy forwards misses to, e.g. http://127.0.0.1:9000.
+        #[arg(long, value_parser = parse_origin)]
+        origin: Option<String>,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// List zones: id, name, reserve setting, origin.
+    List {
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Change a zone's origin.
+    SetOrigin {
+        /// Zone id or name.
+        zone: String,
+        /// New origin, e.g. http://127.0.0.1:9000.
+        #[arg(value_parser = parse_origin)]
+        origin: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create an API token; prints only its secret (shown this once).
+    Create {
+        /// A name to recognise the token by.
+        #[arg(long)]
+        name: String,
+        /// Permission group, e.g. "Zone Settings Write" or zone_settings_read; repeat for more.
+        #[arg(long = "permission", required = true)]
+        permissions: Vec<Permission>,
+        /// Zone id or name the token may reach; repeat for more. None: every zone.
+        #[arg(long = "zone")]
+        zones: Vec<String>,
+        /// Lifetime, e.g. 30d or 12h. None: no expiry.
+        #[arg(long, value_parser = duration::parse)]
+        expires_in: Option<Duration>,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Revoke a token by id; it stops working at once.
+    Revoke {
+        /// The token's id (from `token list`).
+        id: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create a user; prints only their global API key (for X-Auth-Email / X-Auth-Key).
+    Create {
+        /// The user's e-mail address.
+        #[arg(long)]
+        email: String,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+}
+
+/// An origin URL: `http://` or `https://`, a host, optionally a port, nothing else.
+fn parse_origin(s: &str) -> Result<String, String> {
+    let uri: axum::http::Uri = s.parse().map_err(|_| format!("{s:?} is not a URL"))?;
+    let ok_scheme = matches!(uri.scheme_str(), Some("http" | "https"));
+    let bare = uri.path_and_query().is_none_or(|pq| pq.as_str() == "/");
+    if !ok_scheme || uri.authority().is_none() || !bare {
+        return Err(format!(
+            "{s:?}: expected an origin such as http://127.0.0.1:9000 (scheme, host, optional port)"
+        ));
+    }
+    Ok(s.trim_end_matches('/').to_owned())
+}
+
+/// Finds a zone by id or name.
+async fn resolve_zone(store: &dyn ControlStore, id_or_name: &str) -> anyhow::Result<ZoneId> {
+    if let Ok(id) = ZoneId::parse(id_or_name) {
+        if store.zone(&id).await?.is_some() {
+            return Ok(id);
+        }
+    }
+    let name =
+        ZoneName::parse(id_or_name).map_err(|_| anyhow::anyhow!("no zone {id_or_name:?}"))?;
+    Ok(store
+        .zone_by_name(&name)
+        .await?
+        .with_context(|| format!("no zone {id_or_name:?}"))?
+        .id)
+}
+
+impl ZoneCommand {
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self {
+            ZoneCommand::Create { name, origin, data } => {
+                let name = ZoneName::parse(&name)?;
+                let dir = DataDir::open(&data.data_dir).await?;
+                let new = NewZone {
+                    id: ZoneId::generate(),
+                    name,
+                    origin,
+                    now: Timestamp::now(),
+                };
+                let zone = dir.store.create_zone(new).await.map_err(|e| match e {
+                    StoreError::AlreadyExists(what) => anyhow::anyhow!("{what} already exists"),
+                    other => other.into(),
+                })?;
+                println!("{}", zone.id);
+            }
+            ZoneCommand::List { data } => {
+                let dir = DataDir::open(&data.data_dir).await?;
+                let (zones, _) = dir
+                    .store
+                    .list_zones(
+                        &ZoneFilter::default(),
+                        Page {
+                            page: 1,
+                            per_page: u32::MAX,
+                        },
+                    )
+                    .await?;
+                for z in zones {
+                    let reserve = if z.reserve_on { "on" } else { "off" };
+                    println!(
+                        "{}\t{}\treserve={reserve}\torigin={}",
+                        z.id,
+                        z.name,
+                        z.origin.as_deref().unwrap_or("-")
+                    );
+                }
+            }
+            ZoneCommand::SetOrigin { zone, origin, data } => {
+                let dir = DataDir::open(&data.data_dir).await?;
+                let id = resolve_zone(&dir.store, &zone).await?;
+                dir.store
+                    .set_origin(&id, Some(origin), Timestamp::now())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl TokenCommand {
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self {
+            TokenCommand::Create {
+                name,
+                mut permissions,
+                zones,
+                expires_in,
+                data,
+            } => {
+                if name.trim().is_empty() {
+                    bail!("--name must not be empty");
+                }
+                let dir = DataDir::open(&data.data_dir).await?;
+                let scope = if zones.is_empty() {
+                    TokenScope::AllZones
+                } else {
+                    let mut ids = Vec::new();
+                    for z in &zones {
+                        ids.push(resolve_zone(&dir.store, z).await?);
+                    }
+                    TokenScope::Zones(ids)
+                };
+                permissions.sort();
+                permissions.dedup();
+                let secret = Secret::new_token();
+                let now = Timestamp::now();
+                dir.store
+                    .create_token(StoredToken {
+                        id: TokenId::generate(),
+                        name,
+                        hash: secret.hash(),
+                        permissions,
+                        scope,
+                        created_on: now,
+                        expires_on: expires_in.map(|d| now.plus(d)),
+                        revoked_on: None,
+                    })
+                    .await?;
+                println!("{}", secret.expose());
+            }
+            TokenCommand::List { data } => {
+                let dir = DataDir::open(&data.data_dir).await?;
+                let now = Timestamp::now();
+                for t in dir.store.list_tokens().await? {
+                    let status = match (t.revoked_on, t.expires_on) {
+                        (Some(_), _) => "revoked",
+                        (None, Some(e)) if e <= now => "expired",
+                        _ => "active",
+                    };
+                    let perms: Vec<_> = t.permissions.iter().map(|p| p.cloudflare_name()).collect();
+                    let scope = match &t.scope {
+                        TokenScope::AllZones => "all zones".to_owned(),
+                        TokenScope::Zones(z) => {
+                            z.iter().map(ZoneId::as_str).collect::<Vec<_>>().join(",")
+                        }
+                    };
+                    println!(
+                        "{}\t{}\t{status}\t{}\t{scope}",
+                        t.id,
+                        t.name,
+                        perms.join(", ")
+                    );
+                }
+            }
+            TokenCommand::Revoke { id, data } => {
+                let id =
+                    TokenId::parse(&id).map_err(|_| anyhow::anyhow!("{id:?} is not a token id"))?;
+                let dir = DataDir::open(&data.data_dir).await?;
+                dir.store
+                    .revoke_token(&id, Timestamp::now())
+                    .await
+                    .map_err(|e| match e {
+                        StoreError::NotFound(_) => anyhow::anyhow!("no token {id}"),
+                        other => other.into(),
+                    })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl UserCommand {
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self {
+            UserCommand::Create { email, data } => {
+                let email = email.trim().to_ascii_lowercase();
+                if !is_email_shaped(&email) {
+                    bail!("{email:?} is not an e-mail address");
+                }
+                let dir = DataDir::open(&data.data_dir).await?;
+                let key = Secret::new_global_key();
+                let user = StoredUser {
+                    id: UserId::generate(),
+                    email,
+                    key_hash: key.hash(),
+                    created_on: Timestamp::now(),
+                };
+                dir.store.create_user(user).await.map_err(|e| match e {
+                    StoreError::AlreadyExists(what) => anyhow::anyhow!("{what} already exists"),
+                    other => other.into(),
+                })?;
+                println!("{}", key.expose());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_origin;
+
+    #[test]
+    fn origins() {
+        assert_eq!(
+            parse_origin("http://127.0.0.1:9000/").unwrap(),
+            "http://127.0.0.1:9000"
+        );
+        assert!(parse_origin("https://origin.example.com").is_ok());
+        for bad in ["ftp://x", "127.0.0.1:9000", "http://x/path", "not a url"] {
+            assert!(parse_origin(bad).is_err(), "{bad}");
+        }
+    }
+}
