@@ -39,8 +39,7 @@ impl DataDir {
     /// Opens `dir`: `control.db` (SQLite, WAL) and `objects/` (bodies, fsynced), creating what is missing.
     pub async fn open(dir: &Path) -> anyhow::Result<Self> {
         let objects = dir.join("objects");
-        std::fs::create_dir_all(&objects)
-            .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+        std::fs::create_dir_all(&objects).with_context(|| format!("cannot create data directory {}", dir.display()))?;
         let store = SqliteStore::open(&dir.join("control.db"))
             .await
             .with_context(|| format!("cannot open the control store in {}", dir.display()))?;
@@ -48,18 +47,12 @@ impl DataDir {
             .with_context(|| format!("cannot open the object directory {}", objects.display()))?
             .with_fsync(true)
             .with_automatic_cleanup(true);
-        Ok(Self {
-            store,
-            blobs: Arc::new(blobs),
-        })
+        Ok(Self { store, blobs: Arc::new(blobs) })
     }
 
     /// The reserve over this data directory.
     pub fn reserve(&self) -> Reserve {
-        Reserve::new(
-            Arc::new(self.store.clone()) as Arc<dyn ObjectIndex>,
-            self.blobs.clone(),
-        )
+        Reserve::new(Arc::new(self.store.clone()) as Arc<dyn ObjectIndex>, self.blobs.clone())
     }
 }
 
@@ -78,15 +71,9 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
 
-    let reclaimer = Reclaimer::new(
-        Arc::new(data.store.clone()),
-        data.blobs.clone(),
-        config.reclaim.clone(),
-    );
-    let state = AppState {
-        control: Arc::new(data.store.clone()) as Arc<dyn ControlStore>,
-        clear_started: reclaimer.waker(),
-    };
+    let reclaimer = Reclaimer::new(Arc::new(data.store.clone()), data.blobs.clone(), config.reclaim.clone());
+    let state =
+        AppState { control: Arc::new(data.store.clone()) as Arc<dyn ControlStore>, clear_started: reclaimer.waker() };
     tasks.spawn(reclaimer.run(shutdown.clone()));
 
     let listener = TcpListener::bind(config.api_listen)
@@ -96,19 +83,11 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let app = api::router(state);
     let stop = shutdown.clone();
     tasks.spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-        {
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
             tracing::error!(error = %e, "API server failed");
         }
     });
-    Ok(Running {
-        api_addr,
-        shutdown,
-        tasks,
-        data,
-    })
+    Ok(Running { api_addr, shutdown, tasks, data })
 }
 
 impl Running {
@@ -116,10 +95,7 @@ impl Running {
     /// Gives up waiting after `deadline`.
     pub async fn shutdown(mut self, deadline: Duration) {
         self.shutdown.cancel();
-        let drained = tokio::time::timeout(deadline, async {
-            while self.tasks.join_next().await.is_some() {}
-        })
-        .await;
+        let drained = tokio::time::timeout(deadline, async { while self.tasks.join_next().await.is_some() {} }).await;
         if drained.is_err() {
             tracing::warn!("shutdown deadline passed; stopping the remaining tasks");
             self.tasks.abort_all();
@@ -128,18 +104,16 @@ impl Running {
     }
 }
 
-/// Resolves when SIGINT or SIGTERM arrives.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing a SIGTERM handler cannot fail on unix");
+/// Installs SIGINT and SIGTERM handlers now, and returns a future that resolves when either arrives.
+/// Installing before the server announces itself means a signal sent right after start-up is not lost.
+pub fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
         tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    })
 }

@@ -34,23 +34,11 @@ pub struct ResultInfo {
 
 impl<T: Serialize> Envelope<T> {
     pub fn ok(result: T) -> Self {
-        Self {
-            success: true,
-            errors: vec![],
-            messages: vec![],
-            result,
-            result_info: None,
-        }
+        Self { success: true, errors: vec![], messages: vec![], result, result_info: None }
     }
 
     pub fn list(result: T, info: ResultInfo) -> Self {
-        Self {
-            success: true,
-            errors: vec![],
-            messages: vec![],
-            result,
-            result_info: Some(info),
-        }
+        Self { success: true, errors: vec![], messages: vec![], result, result_info: Some(info) }
     }
 }
 

@@ -66,19 +66,11 @@ pub struct ErrorItem {
 }
 
 fn item(code: u32, message: impl Into<String>) -> ErrorItem {
-    ErrorItem {
-        code,
-        message: message.into(),
-        error_chain: Vec::new(),
-    }
+    ErrorItem { code, message: message.into(), error_chain: Vec::new() }
 }
 
 fn invalid_headers(inner: ErrorItem) -> ErrorItem {
-    ErrorItem {
-        code: 6003,
-        message: "Invalid request headers".into(),
-        error_chain: vec![inner],
-    }
+    ErrorItem { code: 6003, message: "Invalid request headers".into(), error_chain: vec![inner] }
 }
 
 impl ApiError {
@@ -86,51 +78,28 @@ impl ApiError {
     pub fn parts(&self) -> (StatusCode, ErrorItem) {
         use StatusCode as S;
         match self {
-            ApiError::MissingCredentials => (
-                S::BAD_REQUEST,
-                item(
-                    9106,
-                    "Missing X-Auth-Key, X-Auth-Email or Authorization headers",
-                ),
-            ),
-            ApiError::MalformedAuthorization => (
-                S::BAD_REQUEST,
-                invalid_headers(item(6111, "Invalid format for Authorization header")),
-            ),
-            ApiError::MalformedEmail => (
-                S::BAD_REQUEST,
-                invalid_headers(item(6102, "Invalid format for X-Auth-Email header")),
-            ),
-            ApiError::MalformedKey => (
-                S::BAD_REQUEST,
-                invalid_headers(item(6103, "Invalid format for X-Auth-Key header")),
-            ),
-            ApiError::UnknownGlobalKey => (
-                S::FORBIDDEN,
-                item(9103, "Unknown X-Auth-Key or X-Auth-Email"),
-            ),
+            ApiError::MissingCredentials => {
+                (S::BAD_REQUEST, item(9106, "Missing X-Auth-Key, X-Auth-Email or Authorization headers"))
+            }
+            ApiError::MalformedAuthorization => {
+                (S::BAD_REQUEST, invalid_headers(item(6111, "Invalid format for Authorization header")))
+            }
+            ApiError::MalformedEmail => {
+                (S::BAD_REQUEST, invalid_headers(item(6102, "Invalid format for X-Auth-Email header")))
+            }
+            ApiError::MalformedKey => {
+                (S::BAD_REQUEST, invalid_headers(item(6103, "Invalid format for X-Auth-Key header")))
+            }
+            ApiError::UnknownGlobalKey => (S::FORBIDDEN, item(9103, "Unknown X-Auth-Key or X-Auth-Email")),
             ApiError::AuthenticationError => (S::FORBIDDEN, item(10000, "Authentication error")),
             ApiError::CouldNotRoute(path) => (
                 S::BAD_REQUEST,
-                item(
-                    7003,
-                    format!(
-                        "Could not route to {path}, perhaps your object identifier is invalid?"
-                    ),
-                ),
+                item(7003, format!("Could not route to {path}, perhaps your object identifier is invalid?")),
             ),
             ApiError::NoRoute => (S::NOT_FOUND, item(7000, "No route for that URI")),
-            ApiError::MethodNotAllowed => (
-                S::METHOD_NOT_ALLOWED,
-                item(7001, "Method not allowed for this endpoint"),
-            ),
-            ApiError::MalformedJson => {
-                (S::BAD_REQUEST, item(6007, "Malformed JSON in request body"))
-            }
-            ApiError::BodyTooLarge => (
-                S::PAYLOAD_TOO_LARGE,
-                item(6009, "Request body is larger than 1 MiB"),
-            ),
+            ApiError::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, item(7001, "Method not allowed for this endpoint")),
+            ApiError::MalformedJson => (S::BAD_REQUEST, item(6007, "Malformed JSON in request body")),
+            ApiError::BodyTooLarge => (S::PAYLOAD_TOO_LARGE, item(6009, "Request body is larger than 1 MiB")),
             ApiError::InvalidSettingValue(setting) => (
                 S::BAD_REQUEST,
                 item(
@@ -149,20 +118,13 @@ impl ApiError {
                     ),
                 ),
             ),
-            ApiError::InvalidBody(expected) => (
-                S::BAD_REQUEST,
-                item(1007, format!("Invalid request body: {expected}")),
-            ),
-            ApiError::InvalidQuery(what) => (
-                S::BAD_REQUEST,
-                item(1004, format!("Invalid query parameter: {what}")),
-            ),
+            ApiError::InvalidBody(expected) => {
+                (S::BAD_REQUEST, item(1007, format!("Invalid request body: {expected}")))
+            }
+            ApiError::InvalidQuery(what) => (S::BAD_REQUEST, item(1004, format!("Invalid query parameter: {what}"))),
             ApiError::TokenRequired => (
                 S::BAD_REQUEST,
-                item(
-                    1001,
-                    "This endpoint verifies an API token: send it as Authorization: Bearer <token>",
-                ),
+                item(1001, "This endpoint verifies an API token: send it as Authorization: Bearer <token>"),
             ),
             ApiError::ClearNeverPerformed => (
                 S::BAD_REQUEST,
@@ -171,24 +133,14 @@ impl ApiError {
                     "Unable to retrieve cache_reserve_clear setting value. The zone setting does not exist because you never performed a Cache Reserve Clear operation.",
                 ),
             ),
-            ApiError::ReserveOn => (
-                S::BAD_REQUEST,
-                item(
-                    1152,
-                    "Turn off Cache Reserve sync to proceed with deletion.",
-                ),
-            ),
+            ApiError::ReserveOn => {
+                (S::BAD_REQUEST, item(1152, "Turn off Cache Reserve sync to proceed with deletion."))
+            }
             ApiError::ClearInProgress => (
                 S::BAD_REQUEST,
-                item(
-                    1153,
-                    "Cache Reserve cannot be enabled because a deletion is already in progress.",
-                ),
+                item(1153, "Cache Reserve cannot be enabled because a deletion is already in progress."),
             ),
-            ApiError::Internal => (
-                S::INTERNAL_SERVER_ERROR,
-                item(1000, "Internal server error"),
-            ),
+            ApiError::Internal => (S::INTERNAL_SERVER_ERROR, item(1000, "Internal server error")),
         }
     }
 }
@@ -208,12 +160,7 @@ pub struct Failure {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, error) = self.parts();
-        let body = Failure {
-            success: false,
-            errors: vec![error],
-            messages: vec![],
-            result: None,
-        };
+        let body = Failure { success: false, errors: vec![error], messages: vec![], result: None };
         (status, axum::Json(body)).into_response()
     }
 }
@@ -276,10 +223,7 @@ mod tests {
             assert!(item.code >= 1000, "{e:?}");
             // Rule violations must not be 409 or 5xx: Cloudflare's SDKs retry those.
             if e != ApiError::Internal {
-                assert!(
-                    status.is_client_error() && status != StatusCode::CONFLICT,
-                    "{e:?}"
-                );
+                assert!(status.is_client_error() && status != StatusCode::CONFLICT, "{e:?}");
             }
         }
     }

@@ -21,18 +21,12 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
-        let declared = req
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        let declared =
+            req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
             return Err(ApiError::BodyTooLarge);
         }
-        match Limited::new(req.into_body(), MAX_BODY_BYTES)
-            .collect()
-            .await
-        {
+        match Limited::new(req.into_body(), MAX_BODY_BYTES).collect().await {
             Ok(collected) => Ok(RawBody(collected.to_bytes())),
             Err(e) if e.is::<LengthLimitError>() => Err(ApiError::BodyTooLarge),
             // The client went away mid-body; nobody reads this answer.
@@ -47,9 +41,7 @@ impl RawBody {
         if self.0.iter().all(u8::is_ascii_whitespace) {
             return Ok(None);
         }
-        serde_json::from_slice(&self.0)
-            .map(Some)
-            .map_err(|_| ApiError::MalformedJson)
+        serde_json::from_slice(&self.0).map(Some).map_err(|_| ApiError::MalformedJson)
     }
 }
 
@@ -75,17 +67,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ZoneSegment {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let path = parts
-            .extensions
-            .get::<OriginalUri>()
-            .map_or_else(|| parts.uri.path(), |u| u.0.path())
-            .to_owned();
-        let raw = path
-            .split('/')
-            .skip_while(|s| *s != "zones")
-            .nth(1)
-            .ok_or(ApiError::NoRoute)?
-            .to_owned();
+        let path = parts.extensions.get::<OriginalUri>().map_or_else(|| parts.uri.path(), |u| u.0.path()).to_owned();
+        let raw = path.split('/').skip_while(|s| *s != "zones").nth(1).ok_or(ApiError::NoRoute)?.to_owned();
         Ok(ZoneSegment { raw, path })
     }
 }

@@ -37,21 +37,12 @@ pub struct AppState {
 impl AppState {
     /// The zone a request names, if the caller may reach it with `access`. Malformed, unknown and
     /// out-of-scope identifiers all get the same 7003 answer, so zones cannot be enumerated.
-    pub async fn zone_for(
-        &self,
-        caller: &Principal,
-        seg: &ZoneSegment,
-        access: Access,
-    ) -> Result<Zone, ApiError> {
+    pub async fn zone_for(&self, caller: &Principal, seg: &ZoneSegment, access: Access) -> Result<Zone, ApiError> {
         let id = seg.parse()?;
         if !caller.reaches(&id) {
             return Err(seg.not_routable());
         }
-        let zone = self
-            .control
-            .zone(&id)
-            .await?
-            .ok_or_else(|| seg.not_routable())?;
+        let zone = self.control.zone(&id).await?.ok_or_else(|| seg.not_routable())?;
         if !caller.allows(access) {
             return Err(ApiError::AuthenticationError);
         }
@@ -80,10 +71,7 @@ pub fn router(state: AppState) -> Router {
     let (routes, doc) = api_routes().split_for_parts();
     let doc = Arc::new(doc);
     let v4 = routes
-        .route(
-            "/openapi.json",
-            get(move || async move { axum::Json(doc.as_ref().clone()) }),
-        )
+        .route("/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) }))
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .fallback(|| async { ApiError::NoRoute });
     Router::new()

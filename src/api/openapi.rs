@@ -27,13 +27,9 @@ impl Modify for SecuritySchemes {
             "api_token",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
-        components.add_security_scheme(
-            "api_email",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Auth-Email"))),
-        );
-        components.add_security_scheme(
-            "api_key",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Auth-Key"))),
-        );
+        components
+            .add_security_scheme("api_email", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Auth-Email"))));
+        components
+            .add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Auth-Key"))));
     }
 }

@@ -8,8 +8,7 @@ use clap::Subcommand;
 use super::{DataDirArg, duration};
 use crate::{
     domain::{
-        Permission, Timestamp, TokenId, TokenScope, UserId, ZoneId, ZoneName, secret::Secret,
-        secret::is_email_shaped,
+        Permission, Timestamp, TokenId, TokenScope, UserId, ZoneId, ZoneName, secret::Secret, secret::is_email_shaped,
     },
     server::DataDir,
     storage::{ControlStore, NewZone, Page, StoreError, StoredToken, StoredUser, ZoneFilter},
@@ -95,9 +94,7 @@ fn parse_origin(s: &str) -> Result<String, String> {
     let ok_scheme = matches!(uri.scheme_str(), Some("http" | "https"));
     let bare = uri.path_and_query().is_none_or(|pq| pq.as_str() == "/");
     if !ok_scheme || uri.authority().is_none() || !bare {
-        return Err(format!(
-            "{s:?}: expected an origin such as http://127.0.0.1:9000 (scheme, host, optional port)"
-        ));
+        return Err(format!("{s:?}: expected an origin such as http://127.0.0.1:9000 (scheme, host, optional port)"));
     }
     Ok(s.trim_end_matches('/').to_owned())
 }
@@ -109,13 +106,8 @@ async fn resolve_zone(store: &dyn ControlStore, id_or_name: &str) -> anyhow::Res
             return Ok(id);
         }
     }
-    let name =
-        ZoneName::parse(id_or_name).map_err(|_| anyhow::anyhow!("no zone {id_or_name:?}"))?;
-    Ok(store
-        .zone_by_name(&name)
-        .await?
-        .with_context(|| format!("no zone {id_or_name:?}"))?
-        .id)
+    let name = ZoneName::parse(id_or_name).map_err(|_| anyhow::anyhow!("no zone {id_or_name:?}"))?;
+    Ok(store.zone_by_name(&name).await?.with_context(|| format!("no zone {id_or_name:?}"))?.id)
 }
 
 impl ZoneCommand {
@@ -124,12 +116,7 @@ impl ZoneCommand {
             ZoneCommand::Create { name, origin, data } => {
                 let name = ZoneName::parse(&name)?;
                 let dir = DataDir::open(&data.data_dir).await?;
-                let new = NewZone {
-                    id: ZoneId::generate(),
-                    name,
-                    origin,
-                    now: Timestamp::now(),
-                };
+                let new = NewZone { id: ZoneId::generate(), name, origin, now: Timestamp::now() };
                 let zone = dir.store.create_zone(new).await.map_err(|e| match e {
                     StoreError::AlreadyExists(what) => anyhow::anyhow!("{what} already exists"),
                     other => other.into(),
@@ -138,32 +125,17 @@ impl ZoneCommand {
             }
             ZoneCommand::List { data } => {
                 let dir = DataDir::open(&data.data_dir).await?;
-                let (zones, _) = dir
-                    .store
-                    .list_zones(
-                        &ZoneFilter::default(),
-                        Page {
-                            page: 1,
-                            per_page: u32::MAX,
-                        },
-                    )
-                    .await?;
+                let (zones, _) =
+                    dir.store.list_zones(&ZoneFilter::default(), Page { page: 1, per_page: u32::MAX }).await?;
                 for z in zones {
                     let reserve = if z.reserve_on { "on" } else { "off" };
-                    println!(
-                        "{}\t{}\treserve={reserve}\torigin={}",
-                        z.id,
-                        z.name,
-                        z.origin.as_deref().unwrap_or("-")
-                    );
+                    println!("{}\t{}\treserve={reserve}\torigin={}", z.id, z.name, z.origin.as_deref().unwrap_or("-"));
                 }
             }
             ZoneCommand::SetOrigin { zone, origin, data } => {
                 let dir = DataDir::open(&data.data_dir).await?;
                 let id = resolve_zone(&dir.store, &zone).await?;
-                dir.store
-                    .set_origin(&id, Some(origin), Timestamp::now())
-                    .await?;
+                dir.store.set_origin(&id, Some(origin), Timestamp::now()).await?;
             }
         }
         Ok(())
@@ -173,13 +145,7 @@ impl ZoneCommand {
 impl TokenCommand {
     pub async fn run(self) -> anyhow::Result<()> {
         match self {
-            TokenCommand::Create {
-                name,
-                mut permissions,
-                zones,
-                expires_in,
-                data,
-            } => {
+            TokenCommand::Create { name, mut permissions, zones, expires_in, data } => {
                 if name.trim().is_empty() {
                     bail!("--name must not be empty");
                 }
@@ -223,29 +189,18 @@ impl TokenCommand {
                     let perms: Vec<_> = t.permissions.iter().map(|p| p.cloudflare_name()).collect();
                     let scope = match &t.scope {
                         TokenScope::AllZones => "all zones".to_owned(),
-                        TokenScope::Zones(z) => {
-                            z.iter().map(ZoneId::as_str).collect::<Vec<_>>().join(",")
-                        }
+                        TokenScope::Zones(z) => z.iter().map(ZoneId::as_str).collect::<Vec<_>>().join(","),
                     };
-                    println!(
-                        "{}\t{}\t{status}\t{}\t{scope}",
-                        t.id,
-                        t.name,
-                        perms.join(", ")
-                    );
+                    println!("{}\t{}\t{status}\t{}\t{scope}", t.id, t.name, perms.join(", "));
                 }
             }
             TokenCommand::Revoke { id, data } => {
-                let id =
-                    TokenId::parse(&id).map_err(|_| anyhow::anyhow!("{id:?} is not a token id"))?;
+                let id = TokenId::parse(&id).map_err(|_| anyhow::anyhow!("{id:?} is not a token id"))?;
                 let dir = DataDir::open(&data.data_dir).await?;
-                dir.store
-                    .revoke_token(&id, Timestamp::now())
-                    .await
-                    .map_err(|e| match e {
-                        StoreError::NotFound(_) => anyhow::anyhow!("no token {id}"),
-                        other => other.into(),
-                    })?;
+                dir.store.revoke_token(&id, Timestamp::now()).await.map_err(|e| match e {
+                    StoreError::NotFound(_) => anyhow::anyhow!("no token {id}"),
+                    other => other.into(),
+                })?;
             }
         }
         Ok(())
@@ -262,12 +217,8 @@ impl UserCommand {
                 }
                 let dir = DataDir::open(&data.data_dir).await?;
                 let key = Secret::new_global_key();
-                let user = StoredUser {
-                    id: UserId::generate(),
-                    email,
-                    key_hash: key.hash(),
-                    created_on: Timestamp::now(),
-                };
+                let user =
+                    StoredUser { id: UserId::generate(), email, key_hash: key.hash(), created_on: Timestamp::now() };
                 dir.store.create_user(user).await.map_err(|e| match e {
                     StoreError::AlreadyExists(what) => anyhow::anyhow!("{what} already exists"),
                     other => other.into(),
@@ -285,10 +236,7 @@ mod tests {
 
     #[test]
     fn origins() {
-        assert_eq!(
-            parse_origin("http://127.0.0.1:9000/").unwrap(),
-            "http://127.0.0.1:9000"
-        );
+        assert_eq!(parse_origin("http://127.0.0.1:9000/").unwrap(), "http://127.0.0.1:9000");
         assert!(parse_origin("https://origin.example.com").is_ok());
         for bad in ["ftp://x", "127.0.0.1:9000", "http://x/path", "not a url"] {
             assert!(parse_origin(bad).is_err(), "{bad}");

@@ -14,11 +14,7 @@ use crate::domain::ZoneId;
 #[derive(Args, Debug, Clone)]
 pub struct ClientArgs {
     /// Base URL of the v4 API; for this server, http://127.0.0.1:8787/client/v4.
-    #[arg(
-        long,
-        env = "CLOUDFLARE_BASE_URL",
-        default_value = "https://api.cloudflare.com/client/v4"
-    )]
+    #[arg(long, env = "CLOUDFLARE_BASE_URL", default_value = "https://api.cloudflare.com/client/v4")]
     pub base_url: String,
     /// API token (sent as Authorization: Bearer).
     #[arg(long, env = "CLOUDFLARE_API_TOKEN", hide_env_values = true)]
@@ -36,10 +32,7 @@ pub struct ClientArgs {
 pub enum ClientError {
     /// The API answered with an error.
     #[error("{}", errors.iter().map(|(c, m)| format!("error {c}: {m}")).collect::<Vec<_>>().join("; "))]
-    Api {
-        status: u16,
-        errors: Vec<(i64, String)>,
-    },
+    Api { status: u16, errors: Vec<(i64, String)> },
     /// The API could not be reached.
     #[error("cannot reach the API: {0}")]
     Transport(#[source] reqwest::Error),
@@ -71,26 +64,15 @@ impl ApiClient {
             .timeout(Duration::from_secs(60))
             .build()
             .map_err(ClientError::Transport)?;
-        Ok(Self {
-            http,
-            base: args.base_url.trim_end_matches('/').to_owned(),
-            args,
-        })
+        Ok(Self { http, base: args.base_url.trim_end_matches('/').to_owned(), args })
     }
 
     /// Sends a request and returns the envelope's `result`.
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<Value, ClientError> {
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, ClientError> {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         req = match (&self.args.api_token, &self.args.email, &self.args.api_key) {
             (Some(token), _, _) => req.bearer_auth(token),
-            (None, Some(email), Some(key)) => {
-                req.header("X-Auth-Email", email).header("X-Auth-Key", key)
-            }
+            (None, Some(email), Some(key)) => req.header("X-Auth-Email", email).header("X-Auth-Key", key),
             _ => req,
         };
         if let Some(body) = body {
@@ -99,10 +81,8 @@ impl ApiClient {
         let resp = req.send().await.map_err(ClientError::Transport)?;
         let status = resp.status().as_u16();
         let text = resp.text().await.map_err(ClientError::Transport)?;
-        let envelope: Value = serde_json::from_str(&text).map_err(|_| ClientError::Protocol {
-            status,
-            detail: text.chars().take(200).collect(),
-        })?;
+        let envelope: Value = serde_json::from_str(&text)
+            .map_err(|_| ClientError::Protocol { status, detail: text.chars().take(200).collect() })?;
         if envelope["success"] == json!(true) {
             return Ok(envelope["result"].clone());
         }
@@ -110,20 +90,12 @@ impl ApiClient {
             .as_array()
             .map(|errs| {
                 errs.iter()
-                    .map(|e| {
-                        (
-                            e["code"].as_i64().unwrap_or(0),
-                            e["message"].as_str().unwrap_or("").to_owned(),
-                        )
-                    })
+                    .map(|e| (e["code"].as_i64().unwrap_or(0), e["message"].as_str().unwrap_or("").to_owned()))
                     .collect()
             })
             .unwrap_or_default();
         if errors.is_empty() {
-            return Err(ClientError::Protocol {
-                status,
-                detail: "failure without errors".into(),
-            });
+            return Err(ClientError::Protocol { status, detail: "failure without errors".into() });
         }
         Err(ClientError::Api { status, errors })
     }
@@ -134,33 +106,22 @@ impl ApiClient {
             return Ok(id_or_name.to_owned());
         }
         let name: String = form_encode(id_or_name);
-        let zones = self
-            .call(Method::GET, &format!("/zones?name={name}"), None)
-            .await?;
+        let zones = self.call(Method::GET, &format!("/zones?name={name}"), None).await?;
         zones
             .as_array()
             .and_then(|z| z.first())
             .and_then(|z| z["id"].as_str())
             .map(str::to_owned)
-            .ok_or_else(|| {
-                ClientError::Usage(format!(
-                    "no zone named {id_or_name:?} is visible to these credentials"
-                ))
-            })
+            .ok_or_else(|| ClientError::Usage(format!("no zone named {id_or_name:?} is visible to these credentials")))
     }
 }
 
 fn form_encode(s: &str) -> String {
-    serde_urlencoded::to_string([("", s)])
-        .map(|q| q.trim_start_matches('=').to_owned())
-        .unwrap_or_default()
+    serde_urlencoded::to_string([("", s)]).map(|q| q.trim_start_matches('=').to_owned()).unwrap_or_default()
 }
 
 fn print(result: &Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(result).unwrap_or_else(|_| result.to_string())
-    );
+    println!("{}", serde_json::to_string_pretty(result).unwrap_or_else(|_| result.to_string()));
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -185,20 +146,11 @@ pub struct ReserveArgs {
 impl ReserveArgs {
     pub async fn run(self) -> Result<(), ClientError> {
         let api = ApiClient::new(self.client)?;
-        let path = format!(
-            "/zones/{}/cache/cache_reserve",
-            api.zone_id(&self.zone).await?
-        );
+        let path = format!("/zones/{}/cache/cache_reserve", api.zone_id(&self.zone).await?);
         let result = match self.action {
             ReserveAction::Get => api.call(Method::GET, &path, None).await?,
-            ReserveAction::On => {
-                api.call(Method::PATCH, &path, Some(json!({"value": "on"})))
-                    .await?
-            }
-            ReserveAction::Off => {
-                api.call(Method::PATCH, &path, Some(json!({"value": "off"})))
-                    .await?
-            }
+            ReserveAction::On => api.call(Method::PATCH, &path, Some(json!({"value": "on"}))).await?,
+            ReserveAction::Off => api.call(Method::PATCH, &path, Some(json!({"value": "off"}))).await?,
         };
         print(&result);
         Ok(())
@@ -232,31 +184,16 @@ pub enum ClearCommand {
 impl ClearCommand {
     pub async fn run(self) -> Result<(), ClientError> {
         match self {
-            ClearCommand::Start {
-                zone,
-                wait,
-                interval,
-                client,
-            } => {
+            ClearCommand::Start { zone, wait, interval, client } => {
                 let api = ApiClient::new(client)?;
-                let path = format!(
-                    "/zones/{}/smart_shield/cache_reserve_clear",
-                    api.zone_id(&zone).await?
-                );
+                let path = format!("/zones/{}/smart_shield/cache_reserve_clear", api.zone_id(&zone).await?);
                 let started = api.call(Method::POST, &path, None).await?;
-                let result = if wait {
-                    watch::until_completed(&api, &path, started, interval).await?
-                } else {
-                    started
-                };
+                let result = if wait { watch::until_completed(&api, &path, started, interval).await? } else { started };
                 print(&result);
             }
             ClearCommand::Status { zone, client } => {
                 let api = ApiClient::new(client)?;
-                let path = format!(
-                    "/zones/{}/smart_shield/cache_reserve_clear",
-                    api.zone_id(&zone).await?
-                );
+                let path = format!("/zones/{}/smart_shield/cache_reserve_clear", api.zone_id(&zone).await?);
                 print(&api.call(Method::GET, &path, None).await?);
             }
         }

@@ -5,13 +5,9 @@ use std::time::Duration;
 /// Parses a number followed by `ms`, `s`, `m`, `h` or `d`.
 pub fn parse(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{s:?} needs a unit: ms, s, m, h or d"))?;
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| format!("{s:?} needs a unit: ms, s, m, h or d"))?;
     let (n, unit) = s.split_at(split);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("{s:?} must start with a whole number"))?;
+    let n: u64 = n.parse().map_err(|_| format!("{s:?} must start with a whole number"))?;
     let unit_secs = match unit {
         "ms" => return Ok(Duration::from_millis(n)),
         "s" => 1,
@@ -19,14 +15,10 @@ pub fn parse(s: &str) -> Result<Duration, String> {
         "h" => 3600,
         "d" => 86_400,
         _ => {
-            return Err(format!(
-                "unknown unit {unit:?} in {s:?}: use ms, s, m, h or d"
-            ));
+            return Err(format!("unknown unit {unit:?} in {s:?}: use ms, s, m, h or d"));
         }
     };
-    n.checked_mul(unit_secs)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("{s:?} is too long"))
+    n.checked_mul(unit_secs).map(Duration::from_secs).ok_or_else(|| format!("{s:?} is too long"))
 }
 
 #[cfg(test)]

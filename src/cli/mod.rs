@@ -48,11 +48,7 @@ pub enum Command {
 #[derive(Args, Debug, Clone)]
 pub struct DataDirArg {
     /// Data directory: control store (control.db) and object bodies (objects/). Created on first use.
-    #[arg(
-        long,
-        env = "CACHE_RESERVE_DATA_DIR",
-        default_value = "./cache-reserve-data"
-    )]
+    #[arg(long, env = "CACHE_RESERVE_DATA_DIR", default_value = "./cache-reserve-data")]
     pub data_dir: PathBuf,
 }
 
@@ -61,11 +57,7 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub data: DataDirArg,
     /// Address of the control API (port 0 picks a free port; the log line says which).
-    #[arg(
-        long,
-        env = "CACHE_RESERVE_API_LISTEN",
-        default_value = "127.0.0.1:8787"
-    )]
+    #[arg(long, env = "CACHE_RESERVE_API_LISTEN", default_value = "127.0.0.1:8787")]
     pub api_listen: SocketAddr,
     /// Objects the reclaimer deletes per batch.
     #[arg(long, env = "CACHE_RESERVE_RECLAIM_BATCH", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -112,19 +104,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = ServeConfig {
         data_dir: args.data.data_dir.clone(),
         api_listen: args.api_listen,
-        reclaim: ReclaimConfig {
-            batch_size: args.reclaim_batch,
-            pause: args.reclaim_pause,
-            ..Default::default()
-        },
+        reclaim: ReclaimConfig { batch_size: args.reclaim_batch, pause: args.reclaim_pause, ..Default::default() },
     };
+    let stop = server::shutdown_signal()?;
     let running = server::start(config).await?;
     tracing::info!(
         "cache-reserve listening on http://{} (API at /client/v4), data in {}",
         running.api_addr,
         args.data.data_dir.display()
     );
-    server::shutdown_signal().await;
+    stop.await;
     tracing::info!("shutting down");
     running.shutdown(Duration::from_secs(10)).await;
     Ok(())

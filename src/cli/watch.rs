@@ -18,11 +18,7 @@ fn progress(op: &Value) -> Option<(u64, u64, u64)> {
     let p = &op["progress"];
     let deleted = p["objects_deleted"].as_u64()?;
     let remaining = p["objects_remaining"].as_u64()?;
-    Some((
-        deleted,
-        deleted + remaining,
-        p["bytes_deleted"].as_u64().unwrap_or(0),
-    ))
+    Some((deleted, deleted + remaining, p["bytes_deleted"].as_u64().unwrap_or(0)))
 }
 
 /// Polls `path` every `interval` until the Clear is `Completed`; returns the final operation.
@@ -54,10 +50,7 @@ pub async fn until_completed(
                     ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
                         .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                 );
-                bar.set_message(format!(
-                    "Cache Reserve Clear: {}",
-                    op["state"].as_str().unwrap_or("unknown")
-                ));
+                bar.set_message(format!("Cache Reserve Clear: {}", op["state"].as_str().unwrap_or("unknown")));
             }
         }
         bar.tick();

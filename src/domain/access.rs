@@ -15,12 +15,8 @@ pub enum Permission {
 
 impl Permission {
     /// Every permission group, in display order.
-    pub const ALL: [Permission; 4] = [
-        Permission::ZoneSettingsRead,
-        Permission::ZoneSettingsWrite,
-        Permission::ZoneRead,
-        Permission::ZoneWrite,
-    ];
+    pub const ALL: [Permission; 4] =
+        [Permission::ZoneSettingsRead, Permission::ZoneSettingsWrite, Permission::ZoneRead, Permission::ZoneWrite];
 
     /// Cloudflare's name, e.g. `Zone Settings Write`.
     pub fn cloudflare_name(self) -> &'static str {
@@ -62,10 +58,7 @@ impl FromStr for Permission {
     /// Accepts Cloudflare's names case-insensitively, or their snake_case form.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let wanted = s.trim().to_ascii_lowercase().replace([' ', '-'], "_");
-        Permission::ALL
-            .into_iter()
-            .find(|p| p.snake_name() == wanted)
-            .ok_or_else(|| UnknownPermission(s.to_owned()))
+        Permission::ALL.into_iter().find(|p| p.snake_name() == wanted).ok_or_else(|| UnknownPermission(s.to_owned()))
     }
 }
 
@@ -105,11 +98,7 @@ pub enum Principal {
     /// A user's global API key: every permission on every zone of the installation's one account.
     User(UserId),
     /// An API token.
-    Token {
-        id: TokenId,
-        permissions: Vec<Permission>,
-        scope: TokenScope,
-    },
+    Token { id: TokenId, permissions: Vec<Permission>, scope: TokenScope },
 }
 
 impl Principal {
@@ -117,14 +106,8 @@ impl Principal {
     pub fn reaches(&self, zone: &ZoneId) -> bool {
         match self {
             Principal::User(_) => true,
-            Principal::Token {
-                scope: TokenScope::AllZones,
-                ..
-            } => true,
-            Principal::Token {
-                scope: TokenScope::Zones(zones),
-                ..
-            } => zones.contains(zone),
+            Principal::Token { scope: TokenScope::AllZones, .. } => true,
+            Principal::Token { scope: TokenScope::Zones(zones), .. } => zones.contains(zone),
         }
     }
 
@@ -132,9 +115,7 @@ impl Principal {
     pub fn allows(&self, access: Access) -> bool {
         match self {
             Principal::User(_) => true,
-            Principal::Token { permissions, .. } => {
-                permissions.iter().any(|p| access.granted_by(*p))
-            }
+            Principal::Token { permissions, .. } => permissions.iter().any(|p| access.granted_by(*p)),
         }
     }
 }
@@ -145,18 +126,9 @@ mod tests {
 
     #[test]
     fn parses_cloudflare_and_snake_names() {
-        assert_eq!(
-            "Zone Settings Write".parse(),
-            Ok(Permission::ZoneSettingsWrite)
-        );
-        assert_eq!(
-            "zone settings write".parse(),
-            Ok(Permission::ZoneSettingsWrite)
-        );
-        assert_eq!(
-            "zone_settings_read".parse(),
-            Ok(Permission::ZoneSettingsRead)
-        );
+        assert_eq!("Zone Settings Write".parse(), Ok(Permission::ZoneSettingsWrite));
+        assert_eq!("zone settings write".parse(), Ok(Permission::ZoneSettingsWrite));
+        assert_eq!("zone_settings_read".parse(), Ok(Permission::ZoneSettingsRead));
         assert_eq!("ZONE WRITE".parse(), Ok(Permission::ZoneWrite));
         assert!("Zone Admin".parse::<Permission>().is_err());
     }

@@ -54,10 +54,6 @@ pub struct ClearOperation {
 impl ClearOperation {
     /// `Completed` exactly when an end time has been recorded.
     pub fn state(&self) -> ClearState {
-        if self.end_ts.is_some() {
-            ClearState::Completed
-        } else {
-            ClearState::InProgress
-        }
+        if self.end_ts.is_some() { ClearState::Completed } else { ClearState::InProgress }
     }
 }

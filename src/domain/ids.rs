@@ -10,9 +10,7 @@ fn random_hex32() -> String {
 }
 
 fn is_hex32(s: &str) -> bool {
-    s.len() == 32
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The input is not a 32-character lowercase hex identifier.

@@ -62,17 +62,12 @@ impl SecretHash {
 
 /// Whether a presented token has the characters a token can have (Cloudflare's are base64url-like).
 pub fn is_token_shaped(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 256
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Whether a presented global API key has the shape of one: 37 lowercase hex characters.
 pub fn is_global_key_shaped(s: &str) -> bool {
-    s.len() == 37
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 37 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Whether a presented e-mail address is plausible: one `@`, something on each side, no spaces or controls.
@@ -116,15 +111,7 @@ mod tests {
     #[test]
     fn email_shapes() {
         assert!(is_email_shaped("ops@example.com"));
-        for bad in [
-            "",
-            "ops",
-            "@example.com",
-            "ops@",
-            "ops@example",
-            "o ps@example.com",
-            "a@b@c.com",
-        ] {
+        for bad in ["", "ops", "@example.com", "ops@", "ops@example", "o ps@example.com", "a@b@c.com"] {
             assert!(!is_email_shaped(bad), "{bad}");
         }
     }

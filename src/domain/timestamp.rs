@@ -27,10 +27,7 @@ impl Timestamp {
 
     /// This time plus a duration, saturating.
     pub fn plus(self, d: std::time::Duration) -> Self {
-        Self(
-            self.0
-                .saturating_add(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
-        )
+        Self(self.0.saturating_add(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)))
     }
 }
 
@@ -80,11 +77,7 @@ mod tests {
     #[test]
     fn parses_back_as_rfc3339() {
         let t = Timestamp::now();
-        let parsed = OffsetDateTime::parse(
-            &t.to_string(),
-            &time::format_description::well_known::Rfc3339,
-        )
-        .unwrap();
+        let parsed = OffsetDateTime::parse(&t.to_string(), &time::format_description::well_known::Rfc3339).unwrap();
         assert_eq!((parsed.unix_timestamp_nanos() / 1000) as i64, t.as_micros());
     }
 }

@@ -32,11 +32,7 @@ pub struct ReclaimConfig {
 
 impl Default for ReclaimConfig {
     fn default() -> Self {
-        Self {
-            batch_size: 1000,
-            pause: Duration::ZERO,
-            poll_interval: Duration::from_secs(2),
-        }
+        Self { batch_size: 1000, pause: Duration::ZERO, poll_interval: Duration::from_secs(2) }
     }
 }
 
@@ -74,17 +70,8 @@ pub struct Reclaimer {
 }
 
 impl Reclaimer {
-    pub fn new(
-        index: Arc<dyn ObjectIndex>,
-        blobs: Arc<dyn ObjectStore>,
-        config: ReclaimConfig,
-    ) -> Self {
-        Self {
-            index,
-            blobs,
-            config,
-            wake: Arc::new(Notify::new()),
-        }
+    pub fn new(index: Arc<dyn ObjectIndex>, blobs: Arc<dyn ObjectStore>, config: ReclaimConfig) -> Self {
+        Self { index, blobs, config, wake: Arc::new(Notify::new()) }
     }
 
     /// A handle that makes the reclaimer look for work at once (notify it after a Clear starts).
@@ -137,14 +124,7 @@ impl Reclaimer {
         let Some(clear) = self.index.pending_clears().await?.into_iter().next() else {
             return Ok(Step::Idle);
         };
-        let batch = self
-            .index
-            .entries_below(
-                &clear.zone_id,
-                clear.target_generation,
-                self.config.batch_size,
-            )
-            .await?;
+        let batch = self.index.entries_below(&clear.zone_id, clear.target_generation, self.config.batch_size).await?;
         if batch.is_empty() {
             self.sweep_unindexed(&clear).await?;
             self.index.complete_clear(&clear, Timestamp::now()).await?;
@@ -159,10 +139,7 @@ impl Reclaimer {
 
     /// Deletes bodies left in the zone's cleared generations that no index entry pointed to.
     async fn sweep_unindexed(&self, clear: &PendingClear) -> Result<(), ReclaimError> {
-        let listing = self
-            .blobs
-            .list_with_delimiter(Some(&layout::zone_prefix(&clear.zone_id)))
-            .await?;
+        let listing = self.blobs.list_with_delimiter(Some(&layout::zone_prefix(&clear.zone_id))).await?;
         for generation_dir in listing.common_prefixes {
             let cleared = generation_dir
                 .filename()
@@ -171,12 +148,8 @@ impl Reclaimer {
             if !cleared {
                 continue;
             }
-            let leftovers: Vec<Path> = self
-                .blobs
-                .list(Some(&generation_dir))
-                .map_ok(|m| m.location)
-                .try_collect()
-                .await?;
+            let leftovers: Vec<Path> =
+                self.blobs.list(Some(&generation_dir)).map_ok(|m| m.location).try_collect().await?;
             if !leftovers.is_empty() {
                 tracing::info!(zone = %clear.zone_id, count = leftovers.len(), "deleting unindexed bodies");
             }
@@ -190,9 +163,7 @@ impl Reclaimer {
         if paths.is_empty() {
             return Ok(());
         }
-        let mut results = self
-            .blobs
-            .delete_stream(stream::iter(paths.into_iter().map(Ok)).boxed());
+        let mut results = self.blobs.delete_stream(stream::iter(paths.into_iter().map(Ok)).boxed());
         while let Some(r) = results.next().await {
             match r {
                 Ok(_) | Err(object_store::Error::NotFound { .. }) => {}

@@ -18,11 +18,7 @@ pub fn key_hash(key: &str) -> String {
 pub fn blob_path(zone: &ZoneId, generation: i64, key_hash: &str) -> Path {
     let mut write_id = [0u8; 8];
     getrandom::fill(&mut write_id).expect("the operating system's random source failed");
-    Path::from(format!(
-        "{zone}/g{generation}/{}/{key_hash}.{}",
-        &key_hash[..2],
-        hex::encode(write_id)
-    ))
+    Path::from(format!("{zone}/g{generation}/{}/{key_hash}.{}", &key_hash[..2], hex::encode(write_id)))
 }
 
 /// The prefix holding every body of a zone.

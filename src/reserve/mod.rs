@@ -59,18 +59,8 @@ impl Reserve {
     /// The body is written (and fsynced, on local disk) before the index records it, so a crash never
     /// leaves a visible partial object; a crash in between leaves an unindexed body that the next Clear's
     /// sweep removes.
-    pub async fn put(
-        &self,
-        zone: &ZoneId,
-        key: &str,
-        meta: Vec<u8>,
-        body: Bytes,
-    ) -> Result<PutOutcome, ReserveError> {
-        let generation = self
-            .index
-            .current_generation(zone)
-            .await?
-            .ok_or(ReserveError::NoZone)?;
+    pub async fn put(&self, zone: &ZoneId, key: &str, meta: Vec<u8>, body: Bytes) -> Result<PutOutcome, ReserveError> {
+        let generation = self.index.current_generation(zone).await?.ok_or(ReserveError::NoZone)?;
         let key_hash = layout::key_hash(key);
         let blob = layout::blob_path(zone, generation, &key_hash);
         let size = body.len() as u64;
@@ -108,11 +98,7 @@ impl Reserve {
     }
 
     /// The object stored under `key` in the zone's current generation.
-    pub async fn get(
-        &self,
-        zone: &ZoneId,
-        key: &str,
-    ) -> Result<Option<StoredObject>, ReserveError> {
+    pub async fn get(&self, zone: &ZoneId, key: &str) -> Result<Option<StoredObject>, ReserveError> {
         let Some(entry) = self.index.lookup(zone, &layout::key_hash(key)).await? else {
             return Ok(None);
         };
@@ -121,11 +107,7 @@ impl Reserve {
             return Ok(None);
         }
         match self.blobs.get(&Path::from(entry.blob.as_str())).await {
-            Ok(r) => Ok(Some(StoredObject {
-                meta: entry.meta,
-                body: r.bytes().await?,
-                stored_on: entry.stored_on,
-            })),
+            Ok(r) => Ok(Some(StoredObject { meta: entry.meta, body: r.bytes().await?, stored_on: entry.stored_on })),
             // Replaced or cleared between the lookup and the read: a miss.
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),

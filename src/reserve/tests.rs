@@ -21,33 +21,15 @@ struct Fixture {
 
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("control.db"))
-        .await
-        .unwrap();
+    let store = SqliteStore::open(&dir.path().join("control.db")).await.unwrap();
     let objects_dir = dir.path().join("objects");
     std::fs::create_dir_all(&objects_dir).unwrap();
-    let blobs: Arc<dyn ObjectStore> = Arc::new(
-        LocalFileSystem::new_with_prefix(&objects_dir)
-            .unwrap()
-            .with_automatic_cleanup(true),
-    );
+    let blobs: Arc<dyn ObjectStore> =
+        Arc::new(LocalFileSystem::new_with_prefix(&objects_dir).unwrap().with_automatic_cleanup(true));
     let index: Arc<dyn ObjectIndex> = Arc::new(store.clone());
     let reserve = Reserve::new(index.clone(), blobs.clone());
-    let reclaimer = Reclaimer::new(
-        index,
-        blobs,
-        ReclaimConfig {
-            batch_size: 3,
-            ..Default::default()
-        },
-    );
-    Fixture {
-        _dir: dir,
-        store,
-        reserve,
-        reclaimer,
-        objects_dir,
-    }
+    let reclaimer = Reclaimer::new(index, blobs, ReclaimConfig { batch_size: 3, ..Default::default() });
+    Fixture { _dir: dir, store, reserve, reclaimer, objects_dir }
 }
 
 async fn new_zone(f: &Fixture) -> ZoneId {
@@ -71,11 +53,7 @@ fn files_under(dir: &std::path::Path) -> usize {
     entries
         .map(|e| {
             let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() {
-                files_under(&e.path())
-            } else {
-                1
-            }
+            if e.file_type().unwrap().is_dir() { files_under(&e.path()) } else { 1 }
         })
         .sum()
 }
@@ -84,34 +62,12 @@ fn files_under(dir: &std::path::Path) -> usize {
 async fn put_get_replace_delete_and_usage() {
     let f = fixture().await;
     let z = new_zone(&f).await;
-    assert_eq!(
-        f.reserve
-            .put(&z, "k", b"m1".to_vec(), Bytes::from_static(b"one"))
-            .await
-            .unwrap(),
-        PutOutcome::Stored
-    );
-    f.reserve
-        .put(&z, "k", b"m2".to_vec(), Bytes::from_static(b"second"))
-        .await
-        .unwrap();
+    assert_eq!(f.reserve.put(&z, "k", b"m1".to_vec(), Bytes::from_static(b"one")).await.unwrap(), PutOutcome::Stored);
+    f.reserve.put(&z, "k", b"m2".to_vec(), Bytes::from_static(b"second")).await.unwrap();
     let got = f.reserve.get(&z, "k").await.unwrap().unwrap();
-    assert_eq!(
-        (got.meta.as_slice(), got.body.as_ref()),
-        (&b"m2"[..], &b"second"[..])
-    );
-    assert_eq!(
-        f.reserve.usage(&z).await.unwrap(),
-        Usage {
-            objects: 1,
-            bytes: 6
-        }
-    );
-    assert_eq!(
-        files_under(&f.objects_dir),
-        1,
-        "the replaced body is deleted"
-    );
+    assert_eq!((got.meta.as_slice(), got.body.as_ref()), (&b"m2"[..], &b"second"[..]));
+    assert_eq!(f.reserve.usage(&z).await.unwrap(), Usage { objects: 1, bytes: 6 });
+    assert_eq!(files_under(&f.objects_dir), 1, "the replaced body is deleted");
     assert!(f.reserve.delete(&z, "k").await.unwrap());
     assert!(f.reserve.get(&z, "k").await.unwrap().is_none());
     assert_eq!(f.reserve.usage(&z).await.unwrap(), Usage::default());
@@ -123,82 +79,33 @@ async fn clear_hides_at_once_and_reclaim_deletes_everything_old_and_nothing_new(
     let f = fixture().await;
     let z = new_zone(&f).await;
     for i in 0..10 {
-        f.reserve
-            .put(&z, &format!("old{i}"), vec![], Bytes::from(vec![1u8; 100]))
-            .await
-            .unwrap();
+        f.reserve.put(&z, &format!("old{i}"), vec![], Bytes::from(vec![1u8; 100])).await.unwrap();
     }
     // An unindexed body in the old generation, as a crash between body write and index record leaves.
     let orphan = layout::blob_path(&z, 1, &layout::key_hash("orphan"));
     std::fs::create_dir_all(f.objects_dir.join(orphan.to_string()).parent().unwrap()).unwrap();
     std::fs::write(f.objects_dir.join(orphan.to_string()), b"x").unwrap();
 
-    let crate::storage::StartClearOutcome::Started(op) =
-        f.store.start_clear(&z, Timestamp::now()).await.unwrap()
+    let crate::storage::StartClearOutcome::Started(op) = f.store.start_clear(&z, Timestamp::now()).await.unwrap()
     else {
         panic!()
     };
     assert_eq!(op.progress.objects_total, 10);
     for i in 0..10 {
-        assert!(
-            f.reserve
-                .get(&z, &format!("old{i}"))
-                .await
-                .unwrap()
-                .is_none()
-        );
+        assert!(f.reserve.get(&z, &format!("old{i}")).await.unwrap().is_none());
     }
-    f.reserve
-        .put(&z, "new", vec![], Bytes::from_static(b"fresh"))
-        .await
-        .unwrap();
+    f.reserve.put(&z, "new", vec![], Bytes::from_static(b"fresh")).await.unwrap();
 
     let mut steps = 0;
-    while f
-        .store
-        .latest_clear(&z)
-        .await
-        .unwrap()
-        .unwrap()
-        .end_ts
-        .is_none()
-    {
+    while f.store.latest_clear(&z).await.unwrap().unwrap().end_ts.is_none() {
         f.reclaimer.step().await.unwrap();
         steps += 1;
         assert!(steps < 100);
     }
-    assert!(
-        steps >= 4,
-        "batches of 3 over 10 objects, then completion: {steps}"
-    );
+    assert!(steps >= 4, "batches of 3 over 10 objects, then completion: {steps}");
     let done = f.store.latest_clear(&z).await.unwrap().unwrap();
-    assert_eq!(
-        (
-            done.progress.objects_deleted(),
-            done.progress.objects_remaining
-        ),
-        (10, 0)
-    );
-    assert_eq!(
-        files_under(&f.objects_dir),
-        1,
-        "only the post-clear object is left"
-    );
-    assert_eq!(
-        f.reserve
-            .get(&z, "new")
-            .await
-            .unwrap()
-            .unwrap()
-            .body
-            .as_ref(),
-        b"fresh"
-    );
-    assert_eq!(
-        f.reserve.usage(&z).await.unwrap(),
-        Usage {
-            objects: 1,
-            bytes: 5
-        }
-    );
+    assert_eq!((done.progress.objects_deleted(), done.progress.objects_remaining), (10, 0));
+    assert_eq!(files_under(&f.objects_dir), 1, "only the post-clear object is left");
+    assert_eq!(f.reserve.get(&z, "new").await.unwrap().unwrap().body.as_ref(), b"fresh");
+    assert_eq!(f.reserve.usage(&z).await.unwrap(), Usage { objects: 1, bytes: 5 });
 }

@@ -8,8 +8,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 
 use crate::domain::{
-    ClearOperation, Permission, Timestamp, TokenId, TokenScope, UserId, Zone, ZoneId, ZoneName,
-    secret::SecretHash,
+    ClearOperation, Permission, Timestamp, TokenId, TokenScope, UserId, Zone, ZoneId, ZoneName, secret::SecretHash,
 };
 
 /// What went wrong in a backend. Backend detail is kept as a source for the log, never shown to clients.
@@ -113,20 +112,10 @@ pub trait ControlStore: Send + Sync + 'static {
     /// A page of zones ordered by name, and the total number matching.
     async fn list_zones(&self, filter: &ZoneFilter, page: Page) -> StoreResult<(Vec<Zone>, u64)>;
     /// Sets a zone's origin URL.
-    async fn set_origin(
-        &self,
-        id: &ZoneId,
-        origin: Option<String>,
-        now: Timestamp,
-    ) -> StoreResult<Zone>;
+    async fn set_origin(&self, id: &ZoneId, origin: Option<String>, now: Timestamp) -> StoreResult<Zone>;
 
     /// Turns the reserve on or off; turning it on is refused while a Clear is in progress.
-    async fn set_reserve(
-        &self,
-        id: &ZoneId,
-        on: bool,
-        now: Timestamp,
-    ) -> StoreResult<SetReserveOutcome>;
+    async fn set_reserve(&self, id: &ZoneId, on: bool, now: Timestamp) -> StoreResult<SetReserveOutcome>;
 
     /// Starts a Clear: in one transaction, checks the setting and any running Clear, bumps the zone's
     /// generation and records the operation with the counts it must delete. Cost independent of object count.
@@ -205,12 +194,7 @@ pub trait ObjectIndex: Send + Sync + 'static {
     /// Clears not yet completed, oldest first.
     async fn pending_clears(&self) -> StoreResult<Vec<PendingClear>>;
     /// Up to `limit` entries of the zone in generations below `below`.
-    async fn entries_below(
-        &self,
-        zone: &ZoneId,
-        below: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<IndexEntry>>;
+    async fn entries_below(&self, zone: &ZoneId, below: i64, limit: u32) -> StoreResult<Vec<IndexEntry>>;
     /// Forgets entries whose bodies are deleted, adjusting the per-generation counts. Forgetting an entry
     /// that is already gone is success.
     async fn forget(&self, entries: &[IndexEntry]) -> StoreResult<()>;

@@ -31,12 +31,7 @@ struct ReserveSettingView {
 
 impl From<&Zone> for ReserveSettingView {
     fn from(z: &Zone) -> Self {
-        Self {
-            id: "cache_reserve",
-            value: on_off(z.reserve_on),
-            editable: true,
-            modified_on: z.reserve_modified_on,
-        }
+        Self { id: "cache_reserve", value: on_off(z.reserve_on), editable: true, modified_on: z.reserve_modified_on }
     }
 }
 
@@ -46,10 +41,7 @@ pub fn on_off(on: bool) -> &'static str {
 }
 
 /// Reads `{"value":"on"|"off"}`; anything else is 1007 naming `setting`.
-pub fn parse_on_off(
-    value: Option<&serde_json::Value>,
-    setting: &'static str,
-) -> Result<bool, ApiError> {
+pub fn parse_on_off(value: Option<&serde_json::Value>, setting: &'static str) -> Result<bool, ApiError> {
     match value.and_then(|v| v.get("value")).and_then(|v| v.as_str()) {
         Some("on") => Ok(true),
         Some("off") => Ok(false),
@@ -76,9 +68,7 @@ async fn get_setting(
     caller: Caller,
     zone: ZoneSegment,
 ) -> Result<Envelope<ReserveSettingView>, ApiError> {
-    let zone = state
-        .zone_for(&caller.0, &zone, Access::SettingsRead)
-        .await?;
+    let zone = state.zone_for(&caller.0, &zone, Access::SettingsRead).await?;
     Ok(Envelope::ok((&zone).into()))
 }
 
@@ -95,9 +85,7 @@ async fn patch_setting(
     zone: ZoneSegment,
     body: RawBody,
 ) -> Result<Envelope<ReserveSettingView>, ApiError> {
-    let zone = state
-        .zone_for(&caller.0, &zone, Access::SettingsWrite)
-        .await?;
+    let zone = state.zone_for(&caller.0, &zone, Access::SettingsWrite).await?;
     let on = parse_on_off(body.json::<serde_json::Value>()?.as_ref(), "cache_reserve")?;
     let zone = state.set_reserve(&zone.id, on).await?;
     Ok(Envelope::ok((&zone).into()))

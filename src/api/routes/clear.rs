@@ -66,19 +66,9 @@ impl From<ClearOperation> for ClearView {
     }
 }
 
-async fn status(
-    state: AppState,
-    caller: Caller,
-    zone: ZoneSegment,
-) -> Result<Envelope<ClearView>, ApiError> {
-    let zone = state
-        .zone_for(&caller.0, &zone, Access::SettingsRead)
-        .await?;
-    let op = state
-        .control
-        .latest_clear(&zone.id)
-        .await?
-        .ok_or(ApiError::ClearNeverPerformed)?;
+async fn status(state: AppState, caller: Caller, zone: ZoneSegment) -> Result<Envelope<ClearView>, ApiError> {
+    let zone = state.zone_for(&caller.0, &zone, Access::SettingsRead).await?;
+    let op = state.control.latest_clear(&zone.id).await?.ok_or(ApiError::ClearNeverPerformed)?;
     Ok(Envelope::ok(op.into()))
 }
 
@@ -88,16 +78,10 @@ async fn start(
     zone: ZoneSegment,
     body: RawBody,
 ) -> Result<Envelope<ClearView>, ApiError> {
-    let zone = state
-        .zone_for(&caller.0, &zone, Access::SettingsWrite)
-        .await?;
+    let zone = state.zone_for(&caller.0, &zone, Access::SettingsWrite).await?;
     // Any JSON value, or nothing, is accepted; the body is otherwise unused.
     body.json::<serde_json::Value>()?;
-    match state
-        .control
-        .start_clear(&zone.id, Timestamp::now())
-        .await?
-    {
+    match state.control.start_clear(&zone.id, Timestamp::now()).await? {
         StartClearOutcome::Started(op) => {
             tracing::info!(zone = %zone.id, objects = op.progress.objects_total, "cache reserve clear started");
             state.clear_started.notify_one();
@@ -142,11 +126,7 @@ async fn smart_shield_start(
 #[utoipa::path(get, path = "/zones/{zone_id}/cache/cache_reserve_clear", tag = "Zone Cache Settings",
     params(("zone_id" = String, Path, description = "Zone identifier")),
     responses((status = 200, body = Envelope<ClearView>), (status = 400, body = Failure)))]
-async fn cache_status(
-    State(s): State<AppState>,
-    c: Caller,
-    z: ZoneSegment,
-) -> Result<Envelope<ClearView>, ApiError> {
+async fn cache_status(State(s): State<AppState>, c: Caller, z: ZoneSegment) -> Result<Envelope<ClearView>, ApiError> {
     status(s, c, z).await
 }
 

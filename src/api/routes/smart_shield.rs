@@ -19,11 +19,7 @@ use crate::{
 };
 
 /// Settings this server reports but does not provide.
-const UNSUPPORTED: [&str; 3] = [
-    "regional_tiered_cache",
-    "smart_routing",
-    "smart_tiered_cache",
-];
+const UNSUPPORTED: [&str; 3] = ["regional_tiered_cache", "smart_routing", "smart_tiered_cache"];
 
 #[derive(Serialize, ToSchema)]
 struct SettingView {
@@ -54,17 +50,9 @@ struct SmartShieldView {
 
 impl From<&Zone> for SmartShieldView {
     fn from(z: &Zone) -> Self {
-        let off = |id| SettingView {
-            id,
-            editable: false,
-            value: "off",
-        };
+        let off = |id| SettingView { id, editable: false, value: "off" };
         SmartShieldView {
-            cache_reserve: SettingView {
-                id: "cache_reserve",
-                editable: true,
-                value: on_off(z.reserve_on),
-            },
+            cache_reserve: SettingView { id: "cache_reserve", editable: true, value: on_off(z.reserve_on) },
             regional_tiered_cache: off("regional_tiered_cache"),
             smart_routing: off("smart_routing"),
             smart_tiered_cache: TieredCacheView {
@@ -87,9 +75,7 @@ async fn get_settings(
     caller: Caller,
     zone: ZoneSegment,
 ) -> Result<Envelope<SmartShieldView>, ApiError> {
-    let zone = state
-        .zone_for(&caller.0, &zone, Access::SettingsRead)
-        .await?;
+    let zone = state.zone_for(&caller.0, &zone, Access::SettingsRead).await?;
     Ok(Envelope::ok((&zone).into()))
 }
 
@@ -108,12 +94,8 @@ async fn patch_settings(
     zone: ZoneSegment,
     body: RawBody,
 ) -> Result<Envelope<SmartShieldView>, ApiError> {
-    let zone = state
-        .zone_for(&caller.0, &zone, Access::SettingsWrite)
-        .await?;
-    let body = body
-        .json::<serde_json::Value>()?
-        .unwrap_or_else(|| serde_json::json!({}));
+    let zone = state.zone_for(&caller.0, &zone, Access::SettingsWrite).await?;
+    let body = body.json::<serde_json::Value>()?.unwrap_or_else(|| serde_json::json!({}));
     let Some(fields) = body.as_object() else {
         return Err(ApiError::InvalidBody("expected a JSON object"));
     };
@@ -125,11 +107,7 @@ async fn patch_settings(
         }
     }
     let zone = match fields.get("cache_reserve") {
-        Some(v) => {
-            state
-                .set_reserve(&zone.id, parse_on_off(Some(v), "cache_reserve")?)
-                .await?
-        }
+        Some(v) => state.set_reserve(&zone.id, parse_on_off(Some(v), "cache_reserve")?).await?,
         None => zone,
     };
     Ok(Envelope::ok((&zone).into()))

@@ -29,19 +29,12 @@ struct VerifyView {
 /// Verify the presented API token.
 #[utoipa::path(get, path = "/user/tokens/verify", tag = "User API Tokens",
     responses((status = 200, body = Envelope<VerifyView>), (status = 400, body = Failure), (status = 403, body = Failure)))]
-async fn verify(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Envelope<VerifyView>, ApiError> {
+async fn verify(State(state): State<AppState>, headers: HeaderMap) -> Result<Envelope<VerifyView>, ApiError> {
     let Presented::Token(secret) = presented(&headers)? else {
         return Err(ApiError::TokenRequired);
     };
     let token = state.active_token(&secret).await?;
-    Ok(Envelope::ok(VerifyView {
-        id: token.id.to_string(),
-        status: "active",
-        expires_on: token.expires_on,
-    }))
+    Ok(Envelope::ok(VerifyView { id: token.id.to_string(), status: "active", expires_on: token.expires_on }))
 }
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -55,10 +55,7 @@ fn view(z: Zone, account: &str) -> ZoneView {
         development_mode: 0,
         name_servers: vec![],
         origin: z.origin,
-        account: AccountView {
-            id: account.to_owned(),
-            name: "cache-reserve",
-        },
+        account: AccountView { id: account.to_owned(), name: "cache-reserve" },
         created_on: z.created_on,
         modified_on: z.modified_on,
         activated_on: z.created_on,
@@ -72,30 +69,30 @@ struct ListQuery {
     per_page: u32,
 }
 
+/// A whole number, also written as a float (`2.0`), as Cloudflare's Python SDK types `page`.
+fn whole_number(v: &str) -> Option<u32> {
+    v.parse::<u32>().ok().or_else(|| {
+        let f = v.parse::<f64>().ok()?;
+        (f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&f)).then_some(f as u32)
+    })
+}
+
 fn parse_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
         .map_err(|_| ApiError::InvalidQuery("not a valid query string"))?;
-    let mut q = ListQuery {
-        name: None,
-        page: 1,
-        per_page: 20,
-    };
+    let mut q = ListQuery { name: None, page: 1, per_page: 20 };
     for (k, v) in pairs {
         match k.as_str() {
             "name" => q.name = Some(v),
             "page" => {
-                q.page = v
-                    .parse()
-                    .ok()
+                q.page = whole_number(&v)
                     .filter(|p| *p >= 1)
-                    .ok_or(ApiError::InvalidQuery(
-                        "page must be an integer of at least 1",
-                    ))?
+                    .ok_or(ApiError::InvalidQuery("page must be an integer of at least 1"))?
             }
             "per_page" => {
-                q.per_page = v.parse().ok().filter(|p| (5..=50).contains(p)).ok_or(
-                    ApiError::InvalidQuery("per_page must be an integer from 5 to 50"),
-                )?
+                q.per_page = whole_number(&v)
+                    .filter(|p| (5..=50).contains(p))
+                    .ok_or(ApiError::InvalidQuery("per_page must be an integer from 5 to 50"))?
             }
             // Other filters of Cloudflare's (status, order, account.id, ...) do not narrow one account's zones.
             _ => {}
@@ -122,31 +119,14 @@ async fn list_zones(
     }
     let q = parse_query(raw.as_deref())?;
     let only = match &caller.0 {
-        Principal::Token {
-            scope: TokenScope::Zones(z),
-            ..
-        } => Some(z.clone()),
+        Principal::Token { scope: TokenScope::Zones(z), .. } => Some(z.clone()),
         _ => None,
     };
-    let page = Page {
-        page: q.page,
-        per_page: q.per_page,
-    };
+    let page = Page { page: q.page, per_page: q.per_page };
     let (zones, total) = match q.name.as_deref().map(ZoneName::parse) {
         // A name that cannot be a zone matches none.
         Some(Err(_)) => (vec![], 0),
-        name => {
-            state
-                .control
-                .list_zones(
-                    &ZoneFilter {
-                        name: name.and_then(Result::ok),
-                        only,
-                    },
-                    page,
-                )
-                .await?
-        }
+        name => state.control.list_zones(&ZoneFilter { name: name.and_then(Result::ok), only }, page).await?,
     };
     let account = state.control.account_id().await?;
     let info = ResultInfo {
@@ -156,10 +136,7 @@ async fn list_zones(
         total_count: total,
         total_pages: total.div_ceil(u64::from(q.per_page)),
     };
-    Ok(Envelope::list(
-        zones.into_iter().map(|z| view(z, &account)).collect(),
-        info,
-    ))
+    Ok(Envelope::list(zones.into_iter().map(|z| view(z, &account)).collect(), info))
 }
 
 /// Get one zone.
@@ -177,7 +154,5 @@ async fn get_zone(
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_zones))
-        .routes(routes!(get_zone))
+    OpenApiRouter::new().routes(routes!(list_zones)).routes(routes!(get_zone))
 }

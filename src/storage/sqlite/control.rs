@@ -7,8 +7,8 @@ use super::{SqliteStore, backend, rows, unique_or_backend};
 use crate::{
     domain::{ClearOperation, Timestamp, TokenId, Zone, ZoneId, ZoneName, secret::SecretHash},
     storage::{
-        ControlStore, NewZone, Page, SetReserveOutcome, StartClearOutcome, StoreError, StoreResult,
-        StoredToken, StoredUser, ZoneFilter,
+        ControlStore, NewZone, Page, SetReserveOutcome, StartClearOutcome, StoreError, StoreResult, StoredToken,
+        StoredUser, ZoneFilter,
     },
 };
 
@@ -24,15 +24,8 @@ const LATEST_CLEAR: &str = "
                AS remaining_bytes
     FROM clears c WHERE c.zone_id = $1 ORDER BY c.id DESC LIMIT 1";
 
-async fn latest_clear_in(
-    tx: &mut Transaction<'static, Sqlite>,
-    id: &ZoneId,
-) -> StoreResult<Option<ClearOperation>> {
-    let row = sqlx::query(LATEST_CLEAR)
-        .bind(id.as_str())
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(backend)?;
+async fn latest_clear_in(tx: &mut Transaction<'static, Sqlite>, id: &ZoneId) -> StoreResult<Option<ClearOperation>> {
+    let row = sqlx::query(LATEST_CLEAR).bind(id.as_str()).fetch_optional(&mut **tx).await.map_err(backend)?;
     row.as_ref().map(rows::clear).transpose()
 }
 
@@ -68,9 +61,7 @@ impl ControlStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| unique_or_backend(e, format!("zone {}", zone.name)))?;
-        let created = zone_in(&mut tx, &zone.id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound("zone".into()))?;
+        let created = zone_in(&mut tx, &zone.id).await?.ok_or_else(|| StoreError::NotFound("zone".into()))?;
         tx.commit().await.map_err(backend)?;
         Ok(created)
     }
@@ -100,29 +91,17 @@ impl ControlStore for SqliteStore {
             .fetch_all(&self.read)
             .await
             .map_err(backend)?;
-        let mut zones = rows
-            .iter()
-            .map(rows::zone)
-            .collect::<StoreResult<Vec<_>>>()?;
+        let mut zones = rows.iter().map(rows::zone).collect::<StoreResult<Vec<_>>>()?;
         if let Some(only) = &filter.only {
             zones.retain(|z| only.contains(&z.id));
         }
         let total = zones.len() as u64;
         let skip = (page.page.saturating_sub(1) as usize).saturating_mul(page.per_page as usize);
-        let zones = zones
-            .into_iter()
-            .skip(skip)
-            .take(page.per_page as usize)
-            .collect();
+        let zones = zones.into_iter().skip(skip).take(page.per_page as usize).collect();
         Ok((zones, total))
     }
 
-    async fn set_origin(
-        &self,
-        id: &ZoneId,
-        origin: Option<String>,
-        now: Timestamp,
-    ) -> StoreResult<Zone> {
+    async fn set_origin(&self, id: &ZoneId, origin: Option<String>, now: Timestamp) -> StoreResult<Zone> {
         let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE zones SET origin = $2, modified_on = $3 WHERE id = $1")
             .bind(id.as_str())
@@ -131,25 +110,14 @@ impl ControlStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        let zone = zone_in(&mut tx, id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("zone {id}")))?;
+        let zone = zone_in(&mut tx, id).await?.ok_or_else(|| StoreError::NotFound(format!("zone {id}")))?;
         tx.commit().await.map_err(backend)?;
         Ok(zone)
     }
 
-    async fn set_reserve(
-        &self,
-        id: &ZoneId,
-        on: bool,
-        now: Timestamp,
-    ) -> StoreResult<SetReserveOutcome> {
+    async fn set_reserve(&self, id: &ZoneId, on: bool, now: Timestamp) -> StoreResult<SetReserveOutcome> {
         let mut tx = self.begin_write().await?;
-        if on
-            && latest_clear_in(&mut tx, id)
-                .await?
-                .is_some_and(|c| c.end_ts.is_none())
-        {
+        if on && latest_clear_in(&mut tx, id).await?.is_some_and(|c| c.end_ts.is_none()) {
             return Ok(SetReserveOutcome::ClearInProgress);
         }
         sqlx::query("UPDATE zones SET reserve_on = $2, reserve_modified_on = $3 WHERE id = $1")
@@ -159,34 +127,26 @@ impl ControlStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        let zone = zone_in(&mut tx, id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("zone {id}")))?;
+        let zone = zone_in(&mut tx, id).await?.ok_or_else(|| StoreError::NotFound(format!("zone {id}")))?;
         tx.commit().await.map_err(backend)?;
         Ok(SetReserveOutcome::Changed(zone))
     }
 
     async fn start_clear(&self, id: &ZoneId, now: Timestamp) -> StoreResult<StartClearOutcome> {
         let mut tx = self.begin_write().await?;
-        let zone = zone_in(&mut tx, id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("zone {id}")))?;
-        if let Some(running) = latest_clear_in(&mut tx, id)
-            .await?
-            .filter(|c| c.end_ts.is_none())
-        {
+        let zone = zone_in(&mut tx, id).await?.ok_or_else(|| StoreError::NotFound(format!("zone {id}")))?;
+        if let Some(running) = latest_clear_in(&mut tx, id).await?.filter(|c| c.end_ts.is_none()) {
             return Ok(StartClearOutcome::AlreadyRunning(running));
         }
         if zone.reserve_on {
             return Ok(StartClearOutcome::ReserveOn);
         }
-        let target: i64 = sqlx::query_scalar(
-            "UPDATE zones SET generation = generation + 1 WHERE id = $1 RETURNING generation",
-        )
-        .bind(id.as_str())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(backend)?;
+        let target: i64 =
+            sqlx::query_scalar("UPDATE zones SET generation = generation + 1 WHERE id = $1 RETURNING generation")
+                .bind(id.as_str())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?;
         sqlx::query(
             "INSERT INTO clears (zone_id, target_generation, start_ts, modified_on, objects_total, bytes_total)
              SELECT $1, $2, $3, $3,
@@ -199,19 +159,13 @@ impl ControlStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        let op = latest_clear_in(&mut tx, id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound("clear".into()))?;
+        let op = latest_clear_in(&mut tx, id).await?.ok_or_else(|| StoreError::NotFound("clear".into()))?;
         tx.commit().await.map_err(backend)?;
         Ok(StartClearOutcome::Started(op))
     }
 
     async fn latest_clear(&self, id: &ZoneId) -> StoreResult<Option<ClearOperation>> {
-        let row = sqlx::query(LATEST_CLEAR)
-            .bind(id.as_str())
-            .fetch_optional(&self.read)
-            .await
-            .map_err(backend)?;
+        let row = sqlx::query(LATEST_CLEAR).bind(id.as_str()).fetch_optional(&self.read).await.map_err(backend)?;
         row.as_ref().map(rows::clear).transpose()
     }
 
@@ -243,21 +197,18 @@ impl ControlStore for SqliteStore {
     }
 
     async fn list_tokens(&self) -> StoreResult<Vec<StoredToken>> {
-        let rows = sqlx::query("SELECT * FROM tokens ORDER BY created_on")
-            .fetch_all(&self.read)
-            .await
-            .map_err(backend)?;
+        let rows =
+            sqlx::query("SELECT * FROM tokens ORDER BY created_on").fetch_all(&self.read).await.map_err(backend)?;
         rows.iter().map(rows::token).collect()
     }
 
     async fn revoke_token(&self, id: &TokenId, now: Timestamp) -> StoreResult<()> {
-        let done =
-            sqlx::query("UPDATE tokens SET revoked_on = COALESCE(revoked_on, $2) WHERE id = $1")
-                .bind(id.as_str())
-                .bind(now.as_micros())
-                .execute(&self.write)
-                .await
-                .map_err(backend)?;
+        let done = sqlx::query("UPDATE tokens SET revoked_on = COALESCE(revoked_on, $2) WHERE id = $1")
+            .bind(id.as_str())
+            .bind(now.as_micros())
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("token {id}")));
         }

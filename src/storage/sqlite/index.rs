@@ -54,14 +54,15 @@ impl ObjectIndex for SqliteStore {
             Some(g) if g != e.generation => return Ok(RecordOutcome::Superseded),
             Some(_) => {}
         }
-        let old = sqlx::query("SELECT blob, size FROM objects WHERE zone_id = $1 AND generation = $2 AND key_hash = $3")
-            .bind(e.zone_id.as_str())
-            .bind(e.generation)
-            .bind(&e.key_hash)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?
-            .map(|r| (r.get::<String, _>("blob"), r.get::<i64, _>("size")));
+        let old =
+            sqlx::query("SELECT blob, size FROM objects WHERE zone_id = $1 AND generation = $2 AND key_hash = $3")
+                .bind(e.zone_id.as_str())
+                .bind(e.generation)
+                .bind(&e.key_hash)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?
+                .map(|r| (r.get::<String, _>("blob"), r.get::<i64, _>("size")));
         sqlx::query(
             "INSERT INTO objects (zone_id, generation, key_hash, cache_key, blob, size, meta, stored_on)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -84,18 +85,9 @@ impl ObjectIndex for SqliteStore {
             Some((_, size)) => (0, *size),
             None => (1, 0),
         };
-        add_to_generation(
-            &mut tx,
-            &e.zone_id,
-            e.generation,
-            objects,
-            rows::sql_count(e.size) - old_size,
-        )
-        .await?;
+        add_to_generation(&mut tx, &e.zone_id, e.generation, objects, rows::sql_count(e.size) - old_size).await?;
         tx.commit().await.map_err(backend)?;
-        Ok(RecordOutcome::Recorded {
-            replaced_blob: old.map(|(blob, _)| blob).filter(|b| *b != e.blob),
-        })
+        Ok(RecordOutcome::Recorded { replaced_blob: old.map(|(blob, _)| blob).filter(|b| *b != e.blob) })
     }
 
     async fn lookup(&self, zone: &ZoneId, key_hash: &str) -> StoreResult<Option<IndexEntry>> {
@@ -150,31 +142,23 @@ impl ObjectIndex for SqliteStore {
     }
 
     async fn pending_clears(&self) -> StoreResult<Vec<PendingClear>> {
-        let rows = sqlx::query(
-            "SELECT id, zone_id, target_generation FROM clears WHERE end_ts IS NULL ORDER BY id",
-        )
-        .fetch_all(&self.read)
-        .await
-        .map_err(backend)?;
+        let rows = sqlx::query("SELECT id, zone_id, target_generation FROM clears WHERE end_ts IS NULL ORDER BY id")
+            .fetch_all(&self.read)
+            .await
+            .map_err(backend)?;
         rows.iter()
             .map(|r| {
                 Ok(PendingClear {
                     clear_id: r.get("id"),
-                    zone_id: ZoneId::parse(r.get("zone_id")).map_err(|_| {
-                        crate::storage::StoreError::Backend("stored zone id does not parse".into())
-                    })?,
+                    zone_id: ZoneId::parse(r.get("zone_id"))
+                        .map_err(|_| crate::storage::StoreError::Backend("stored zone id does not parse".into()))?,
                     target_generation: r.get("target_generation"),
                 })
             })
             .collect()
     }
 
-    async fn entries_below(
-        &self,
-        zone: &ZoneId,
-        below: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<IndexEntry>> {
+    async fn entries_below(&self, zone: &ZoneId, below: i64, limit: u32) -> StoreResult<Vec<IndexEntry>> {
         let rows = sqlx::query(
             "SELECT * FROM objects WHERE zone_id = $1 AND generation < $2 ORDER BY generation, key_hash LIMIT $3",
         )
@@ -205,10 +189,7 @@ impl ObjectIndex for SqliteStore {
                 continue;
             }
             let size = rows::sql_count(e.size);
-            match per_generation
-                .iter_mut()
-                .find(|(z, g, _, _)| *z == &e.zone_id && *g == e.generation)
-            {
+            match per_generation.iter_mut().find(|(z, g, _, _)| *z == &e.zone_id && *g == e.generation) {
                 Some(slot) => {
                     slot.2 -= 1;
                     slot.3 -= size;
@@ -230,14 +211,12 @@ impl ObjectIndex for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        sqlx::query(
-            "UPDATE clears SET end_ts = $2, modified_on = $2 WHERE id = $1 AND end_ts IS NULL",
-        )
-        .bind(c.clear_id)
-        .bind(now.as_micros())
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
+        sqlx::query("UPDATE clears SET end_ts = $2, modified_on = $2 WHERE id = $1 AND end_ts IS NULL")
+            .bind(c.clear_id)
+            .bind(now.as_micros())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         tx.commit().await.map_err(backend)
     }
 }

@@ -33,20 +33,10 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await
-            .map_err(backend)?;
-        sqlx::migrate!("./migrations")
-            .run(&write)
-            .await
-            .map_err(backend)?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options.read_only(true))
-            .await
-            .map_err(backend)?;
+        let write = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await.map_err(backend)?;
+        sqlx::migrate!("./migrations").run(&write).await.map_err(backend)?;
+        let read =
+            SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await.map_err(backend)?;
         let store = Self { read, write };
         store.ensure_account().await?;
         Ok(store)
@@ -54,20 +44,15 @@ impl SqliteStore {
 
     /// A write transaction that takes SQLite's write lock at once (no deferred lock upgrade to fail).
     async fn begin_write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
-        self.write
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(backend)
+        self.write.begin_with("BEGIN IMMEDIATE").await.map_err(backend)
     }
 
     async fn ensure_account(&self) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO meta (key, value) VALUES ('account_id', $1) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(crate::domain::ZoneId::generate().as_str())
-        .execute(&self.write)
-        .await
-        .map_err(backend)?;
+        sqlx::query("INSERT INTO meta (key, value) VALUES ('account_id', $1) ON CONFLICT (key) DO NOTHING")
+            .bind(crate::domain::ZoneId::generate().as_str())
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
         Ok(())
     }
 
@@ -86,9 +71,7 @@ fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
 /// Maps a unique-constraint violation to `AlreadyExists(what)`, anything else to `Backend`.
 fn unique_or_backend(e: sqlx::Error, what: impl Into<String>) -> StoreError {
     match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::AlreadyExists(what.into())
-        }
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::AlreadyExists(what.into()),
         _ => backend(e),
     }
 }

@@ -4,8 +4,8 @@ use sqlx::{Row, sqlite::SqliteRow};
 
 use crate::{
     domain::{
-        ClearOperation, ClearProgress, Permission, Timestamp, TokenId, TokenScope, UserId, Zone,
-        ZoneId, ZoneName, secret::SecretHash,
+        ClearOperation, ClearProgress, Permission, Timestamp, TokenId, TokenScope, UserId, Zone, ZoneId, ZoneName,
+        secret::SecretHash,
     },
     storage::{IndexEntry, StoreError, StoreResult, StoredToken, StoredUser},
 };
@@ -108,10 +108,7 @@ pub(super) fn entry(r: &SqliteRow) -> StoreResult<IndexEntry> {
 
 /// Stored form of a token's permissions.
 pub(super) fn permissions_text(ps: &[Permission]) -> String {
-    ps.iter()
-        .map(|p| p.snake_name())
-        .collect::<Vec<_>>()
-        .join(",")
+    ps.iter().map(|p| p.snake_name()).collect::<Vec<_>>().join(",")
 }
 
 /// Stored form of a token's scope.

@@ -8,9 +8,7 @@ use crate::{
 
 async fn store() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
-    let s = SqliteStore::open(&dir.path().join("control.db"))
-        .await
-        .unwrap();
+    let s = SqliteStore::open(&dir.path().join("control.db")).await.unwrap();
     (dir, s)
 }
 
@@ -52,10 +50,7 @@ async fn duplicate_zone_name_is_already_exists() {
             now: Timestamp::now(),
         })
         .await;
-    assert!(
-        matches!(again, Err(StoreError::AlreadyExists(_))),
-        "{again:?}"
-    );
+    assert!(matches!(again, Err(StoreError::AlreadyExists(_))), "{again:?}");
 }
 
 #[tokio::test]
@@ -64,41 +59,18 @@ async fn clear_bumps_generation_and_counts_what_it_must_delete() {
     let z = zone(&s, "example.com").await;
     assert_eq!(s.current_generation(&z).await.unwrap(), Some(1));
     for (k, n) in [("a", 10), ("b", 20)] {
-        assert!(matches!(
-            s.record(&entry(&z, 1, k, n)).await.unwrap(),
-            RecordOutcome::Recorded { .. }
-        ));
+        assert!(matches!(s.record(&entry(&z, 1, k, n)).await.unwrap(), RecordOutcome::Recorded { .. }));
     }
-    let StartClearOutcome::Started(op) = s.start_clear(&z, Timestamp::now()).await.unwrap() else {
-        panic!()
-    };
+    let StartClearOutcome::Started(op) = s.start_clear(&z, Timestamp::now()).await.unwrap() else { panic!() };
     assert_eq!(op.target_generation, 2);
-    assert_eq!(
-        (op.progress.objects_total, op.progress.bytes_total),
-        (2, 30)
-    );
-    assert_eq!(
-        (op.progress.objects_remaining, op.progress.bytes_remaining),
-        (2, 30)
-    );
+    assert_eq!((op.progress.objects_total, op.progress.bytes_total), (2, 30));
+    assert_eq!((op.progress.objects_remaining, op.progress.bytes_remaining), (2, 30));
     assert_eq!(s.current_generation(&z).await.unwrap(), Some(2));
     // Old entries are invisible at once; a late write for the old generation is refused.
-    assert!(
-        s.lookup(&z, &entry(&z, 1, "a", 0).key_hash)
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert_eq!(
-        s.record(&entry(&z, 1, "c", 5)).await.unwrap(),
-        RecordOutcome::Superseded
-    );
+    assert!(s.lookup(&z, &entry(&z, 1, "a", 0).key_hash).await.unwrap().is_none());
+    assert_eq!(s.record(&entry(&z, 1, "c", 5)).await.unwrap(), RecordOutcome::Superseded);
     // A second start while running returns the same operation.
-    let StartClearOutcome::AlreadyRunning(same) =
-        s.start_clear(&z, Timestamp::now()).await.unwrap()
-    else {
-        panic!()
-    };
+    let StartClearOutcome::AlreadyRunning(same) = s.start_clear(&z, Timestamp::now()).await.unwrap() else { panic!() };
     assert_eq!(same.id, op.id);
 }
 
@@ -113,14 +85,8 @@ async fn forget_updates_progress_and_replays_harmlessly() {
     s.forget(std::slice::from_ref(&a)).await.unwrap();
     s.forget(std::slice::from_ref(&a)).await.unwrap();
     let op = s.latest_clear(&z).await.unwrap().unwrap();
-    assert_eq!(
-        (op.progress.objects_deleted(), op.progress.bytes_deleted()),
-        (1, 10)
-    );
-    assert_eq!(
-        (op.progress.objects_remaining, op.progress.bytes_remaining),
-        (1, 20)
-    );
+    assert_eq!((op.progress.objects_deleted(), op.progress.bytes_deleted()), (1, 10));
+    assert_eq!((op.progress.objects_remaining, op.progress.bytes_remaining), (1, 20));
 }
 
 #[tokio::test]
@@ -128,15 +94,9 @@ async fn reserve_on_is_refused_while_clearing_and_clear_refused_while_on() {
     let (_d, s) = store().await;
     let z = zone(&s, "example.com").await;
     s.set_reserve(&z, true, Timestamp::now()).await.unwrap();
-    assert!(matches!(
-        s.start_clear(&z, Timestamp::now()).await.unwrap(),
-        StartClearOutcome::ReserveOn
-    ));
+    assert!(matches!(s.start_clear(&z, Timestamp::now()).await.unwrap(), StartClearOutcome::ReserveOn));
     s.set_reserve(&z, false, Timestamp::now()).await.unwrap();
-    assert!(matches!(
-        s.start_clear(&z, Timestamp::now()).await.unwrap(),
-        StartClearOutcome::Started(_)
-    ));
+    assert!(matches!(s.start_clear(&z, Timestamp::now()).await.unwrap(), StartClearOutcome::Started(_)));
     assert!(matches!(
         s.set_reserve(&z, true, Timestamp::now()).await.unwrap(),
         crate::storage::SetReserveOutcome::ClearInProgress

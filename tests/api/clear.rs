@@ -1,0 +1,211 @@
+//! SPEC §6: the Clear state machine, the bodies real clients send, and the four guarantees.
+
+use std::time::Duration;
+
+use cache_reserve::{domain::ZoneId, jobs::ReclaimConfig};
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::*;
+
+/// An app whose reclaimer deletes one object per 100 ms, so a Clear stays in progress long enough to watch.
+async fn slow_app() -> TestApp {
+    spawn_app_with(ReclaimConfig {
+        batch_size: 1,
+        pause: Duration::from_millis(100),
+        poll_interval: Duration::from_millis(50),
+    })
+    .await
+}
+
+fn files_under(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .map(|e| {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() { files_under(&e.path()) } else { 1 }
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn status_before_any_clear_is_1142_on_both_paths() {
+    let app = spawn_app().await;
+    let z = app.zone("example.com").await;
+    let t = app.admin_token().await;
+    for path in
+        [format!("/zones/{z}/smart_shield/cache_reserve_clear"), format!("/zones/{z}/cache/cache_reserve_clear")]
+    {
+        let r = fails(app.get(&path, &t).send().await.unwrap(), 400, 1142).await;
+        assert_eq!(
+            r["errors"][0]["message"],
+            "Unable to retrieve cache_reserve_clear setting value. The zone setting does not exist because you never performed a Cache Reserve Clear operation."
+        );
+    }
+}
+
+#[tokio::test]
+async fn start_is_refused_while_the_reserve_is_on() {
+    let app = spawn_app().await;
+    let z = app.zone("example.com").await;
+    let t = app.admin_token().await;
+    ok(app.patch(&reserve_path(&z), &t).json(&json!({"value": "on"})).send().await.unwrap()).await;
+    let r = fails(app.post(&clear_path(&z), &t).send().await.unwrap(), 400, 1152).await;
+    assert_eq!(r["errors"][0]["message"], "Turn off Cache Reserve sync to proceed with deletion.");
+    // Refused means nothing was recorded.
+    fails(app.get(&clear_path(&z), &t).send().await.unwrap(), 400, 1142).await;
+}
+
+#[tokio::test]
+async fn post_accepts_what_real_clients_send() {
+    let app = spawn_app().await;
+    let t = app.admin_token().await;
+    let bodies: Vec<(&str, Option<&str>, &str)> = vec![
+        ("python-sdk", Some("application/json"), ""),
+        ("typescript-sdk", None, ""),
+        ("curl", Some("application/json"), "{}"),
+        ("array", Some("application/json"), "[1,2]"),
+        ("null", Some("application/json"), "null"),
+        ("string", Some("text/plain"), "\"x\""),
+    ];
+    for (name, ctype, body) in bodies {
+        let z = app.zone(&format!("{name}.example")).await;
+        let mut req = app.post(&clear_path(&z), &t).body(body);
+        if let Some(c) = ctype {
+            req = req.header("Content-Type", c);
+        }
+        let r = ok(req.send().await.unwrap()).await;
+        assert_eq!(r["result"]["id"], "cache_reserve_clear", "{name}");
+        assert_eq!(r["result"]["state"], "In-progress", "{name}");
+        assert!(r["result"]["start_ts"].as_str().unwrap().ends_with('Z'));
+        assert!(r["result"].get("end_ts").is_none(), "{name}: {r}");
+    }
+    let z = app.zone("garbage.example").await;
+    fails(app.post(&clear_path(&z), &t).body("{not json").send().await.unwrap(), 400, 6007).await;
+    fails(app.get(&clear_path(&z), &t).send().await.unwrap(), 400, 1142).await;
+}
+
+#[tokio::test]
+async fn running_clear_is_idempotent_shared_by_both_paths_and_blocks_reserve_on() {
+    let app = slow_app().await;
+    let z = app.zone("example.com").await;
+    let t = app.admin_token().await;
+    app.fill(&z, "k", 20, 100).await;
+    let first = ok(app.post(&clear_path(&z), &t).send().await.unwrap()).await;
+    let again = ok(app.post(&format!("/zones/{z}/cache/cache_reserve_clear"), &t).send().await.unwrap()).await;
+    assert_eq!(first["result"]["start_ts"], again["result"]["start_ts"]);
+    assert_eq!(again["result"]["state"], "In-progress");
+    let seen = ok(app.get(&format!("/zones/{z}/cache/cache_reserve_clear"), &t).send().await.unwrap()).await;
+    assert_eq!(seen["result"]["start_ts"], first["result"]["start_ts"]);
+
+    let r =
+        fails(app.patch(&reserve_path(&z), &t).json(&json!({"value": "on"})).send().await.unwrap(), 400, 1153).await;
+    assert_eq!(r["errors"][0]["message"], "Cache Reserve cannot be enabled because a deletion is already in progress.");
+    fails(
+        app.patch(&format!("/zones/{z}/smart_shield"), &t)
+            .json(&json!({"cache_reserve": {"value": "on"}}))
+            .send()
+            .await
+            .unwrap(),
+        400,
+        1153,
+    )
+    .await;
+    let off = ok(app.patch(&reserve_path(&z), &t).json(&json!({"value": "off"})).send().await.unwrap()).await;
+    assert_eq!(off["result"]["value"], "off");
+
+    // No way to cancel it.
+    fails(app.request(Method::DELETE, &clear_path(&z)).bearer_auth(&t).send().await.unwrap(), 405, 7001).await;
+
+    let done = app.wait_completed(&z, &t).await;
+    assert_eq!(done["start_ts"], first["result"]["start_ts"]);
+    assert!(done["end_ts"].as_str().unwrap() >= done["start_ts"].as_str().unwrap());
+    // After completion the reserve can be turned on, and a new Clear gets a new start.
+    ok(app.patch(&reserve_path(&z), &t).json(&json!({"value": "on"})).send().await.unwrap()).await;
+    ok(app.patch(&reserve_path(&z), &t).json(&json!({"value": "off"})).send().await.unwrap()).await;
+    let second = ok(app.post(&clear_path(&z), &t).send().await.unwrap()).await;
+    assert_ne!(second["result"]["start_ts"], first["result"]["start_ts"]);
+}
+
+#[tokio::test]
+async fn logically_instant_hides_every_old_object_before_deleting_any() {
+    // Reclaim paused far beyond the test: when POST returns, every body is still on disk, yet none is readable.
+    let app = spawn_app_with(ReclaimConfig {
+        batch_size: 1,
+        pause: Duration::from_secs(3600),
+        poll_interval: Duration::from_secs(3600),
+    })
+    .await;
+    let z = app.zone("example.com").await;
+    let t = app.admin_token().await;
+    app.fill(&z, "old", 300, 64).await;
+    let objects = app.dir.path().join("objects");
+    let before = files_under(&objects);
+    assert_eq!(before, 300);
+    ok(app.post(&clear_path(&z), &t).send().await.unwrap()).await;
+    let reserve = app.data.reserve();
+    for i in 0..300 {
+        assert!(reserve.get(&z, &format!("old{i}")).await.unwrap().is_none(), "old{i} still served");
+    }
+    assert!(files_under(&objects) >= 299, "POST must not do the deleting itself");
+    assert_eq!(reserve.usage(&z).await.unwrap().objects, 0);
+}
+
+#[tokio::test]
+async fn progress_is_visible_and_completion_is_physical() {
+    let app = slow_app().await;
+    let z = app.zone("example.com").await;
+    let other = app.zone("other.example").await;
+    let t = app.admin_token().await;
+    app.fill(&z, "old", 12, 1000).await;
+    app.fill(&other, "keep", 3, 10).await;
+    let started = ok(app.post(&clear_path(&z), &t).send().await.unwrap()).await;
+    let p = &started["result"]["progress"];
+    assert_eq!((p["objects_deleted"].as_u64(), p["objects_remaining"].as_u64()), (Some(0), Some(12)));
+    assert_eq!(p["bytes_remaining"], 12_000);
+    // Written after start_ts: must survive.
+    app.fill(&z, "new", 4, 10).await;
+
+    let mut seen_partial = false;
+    let mut last_deleted = 0;
+    loop {
+        let r = ok(app.get(&clear_path(&z), &t).send().await.unwrap()).await["result"].clone();
+        let p = &r["progress"];
+        let (d, rem) = (p["objects_deleted"].as_u64().unwrap(), p["objects_remaining"].as_u64().unwrap());
+        assert_eq!(d + rem, 12, "{r}");
+        assert_eq!(p["bytes_deleted"].as_u64().unwrap() + p["bytes_remaining"].as_u64().unwrap(), 12_000);
+        assert!(d >= last_deleted, "progress went backwards");
+        last_deleted = d;
+        if d > 0 && rem > 0 {
+            seen_partial = true;
+            assert_eq!(r["state"], "In-progress");
+            assert!(r.get("end_ts").is_none());
+        }
+        if r["state"] == "Completed" {
+            assert_eq!((d, rem), (12, 0));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert!(seen_partial, "never observed a partially done Clear");
+    let reserve = app.data.reserve();
+    for i in 0..4 {
+        assert!(reserve.get(&z, &format!("new{i}")).await.unwrap().is_some());
+    }
+    for i in 0..3 {
+        assert!(reserve.get(&other, &format!("keep{i}")).await.unwrap().is_some());
+    }
+    // Only the 4 new objects of this zone and the 3 of the other zone are left on disk.
+    assert_eq!(files_under(&app.dir.path().join("objects").join(z.as_str())), 4);
+    assert_eq!(files_under(&app.dir.path().join("objects")), 7);
+}
+
+#[tokio::test]
+async fn a_zone_with_nothing_stored_completes() {
+    let app = spawn_app().await;
+    let z: ZoneId = app.zone("empty.example").await;
+    let t = app.admin_token().await;
+    ok(app.post(&clear_path(&z), &t).send().await.unwrap()).await;
+    let done = app.wait_completed(&z, &t).await;
+    assert_eq!(done["progress"]["objects_deleted"], 0);
+}

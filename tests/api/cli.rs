@@ -1,0 +1,117 @@
+//! The command line, as a user runs it: admin commands on the data directory, client commands over HTTP.
+
+use std::process::Output;
+
+use crate::helpers::*;
+
+fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut cmd = binary();
+    cmd.args(args);
+    for var in [
+        "CLOUDFLARE_API_TOKEN",
+        "CLOUDFLARE_EMAIL",
+        "CLOUDFLARE_API_KEY",
+        "CLOUDFLARE_BASE_URL",
+        "CACHE_RESERVE_DATA_DIR",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    assert!(o.status.success(), "failed: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn walkthrough_from_zone_to_completed_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let server = ServerProcess::start(dir.path(), &[]);
+
+    // Admin commands while the server runs; each prints only what a script needs.
+    let zone =
+        stdout(&run(&["zone", "create", "example.com", "--origin", "http://127.0.0.1:9000", "--data-dir", d], &[]));
+    let zone = zone.trim();
+    assert!(cache_reserve::domain::ZoneId::parse(zone).is_ok(), "{zone:?}");
+    let dup = run(&["zone", "create", "EXAMPLE.com", "--data-dir", d], &[]);
+    assert!(!dup.status.success());
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
+    let token = stdout(&run(
+        &[
+            "token",
+            "create",
+            "--name",
+            "ci",
+            "--permission",
+            "Zone Settings Write",
+            "--zone",
+            "example.com",
+            "--data-dir",
+            d,
+        ],
+        &[],
+    ));
+    let token = token.trim();
+    assert_eq!(token.len(), 43);
+    let listed = stdout(&run(&["zone", "list", "--data-dir", d], &[]));
+    assert!(listed.contains("example.com") && listed.contains("reserve=off"));
+
+    let env = [("CLOUDFLARE_BASE_URL", server.base.as_str()), ("CLOUDFLARE_API_TOKEN", token)];
+    let on = stdout(&run(&["reserve", "on", "example.com"], &env));
+    assert!(on.contains("\"value\": \"on\""), "{on}");
+    // A refused Clear exits non-zero with Cloudflare's code and message.
+    let refused = run(&["clear", "start", zone], &env);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("error 1152: Turn off Cache Reserve sync"));
+    stdout(&run(&["reserve", "off", zone], &env));
+    let done = stdout(&run(&["clear", "start", "example.com", "--wait", "--interval", "50ms"], &env));
+    let done: serde_json::Value = serde_json::from_str(&done).unwrap();
+    assert_eq!(done["state"], "Completed");
+    assert!(done["end_ts"].is_string());
+    let status: serde_json::Value = serde_json::from_str(&stdout(&run(&["clear", "status", zone], &env))).unwrap();
+    assert_eq!(status["start_ts"], done["start_ts"]);
+
+    // A global key works the same way.
+    let key = stdout(&run(&["user", "create", "--email", "ops@example.com", "--data-dir", d], &[]));
+    let env_key = [
+        ("CLOUDFLARE_BASE_URL", server.base.as_str()),
+        ("CLOUDFLARE_EMAIL", "ops@example.com"),
+        ("CLOUDFLARE_API_KEY", key.trim()),
+    ];
+    assert!(stdout(&run(&["reserve", "get", zone], &env_key)).contains("\"value\": \"off\""));
+
+    // Revoked tokens stop working at once.
+    let id = stdout(&run(&["token", "list", "--data-dir", d], &[])).split('\t').next().unwrap().to_owned();
+    stdout(&run(&["token", "revoke", &id, "--data-dir", d], &[]));
+    assert!(stdout(&run(&["token", "list", "--data-dir", d], &[])).contains("revoked"));
+    let denied = run(&["reserve", "get", zone], &env);
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("error 10000: Authentication error"));
+}
+
+#[test]
+fn bad_arguments_are_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let bad_perm = run(&["token", "create", "--name", "x", "--permission", "Zone Admin", "--data-dir", d], &[]);
+    assert!(!bad_perm.status.success());
+    assert!(String::from_utf8_lossy(&bad_perm.stderr).contains("Zone Settings Write"));
+    let bad_zone = run(
+        &["token", "create", "--name", "x", "--permission", "zone_read", "--zone", "nope.example", "--data-dir", d],
+        &[],
+    );
+    assert!(String::from_utf8_lossy(&bad_zone.stderr).contains("no zone"));
+    let bad_name = run(&["zone", "create", "bad name", "--data-dir", d], &[]);
+    assert!(String::from_utf8_lossy(&bad_name.stderr).contains("invalid zone name"));
+    let no_creds = run(&["clear", "status", "example.com"], &[("CLOUDFLARE_BASE_URL", "http://127.0.0.1:9")]);
+    assert!(String::from_utf8_lossy(&no_creds.stderr).contains("CLOUDFLARE_API_TOKEN"));
+    let unreachable = run(
+        &["clear", "status", "example.com"],
+        &[("CLOUDFLARE_BASE_URL", "http://127.0.0.1:9"), ("CLOUDFLARE_API_TOKEN", "x")],
+    );
+    assert_eq!(unreachable.status.code(), Some(3));
+}

@@ -1,0 +1,258 @@
+//! `spawn_app()`: a server on port 0 with a fresh data directory, plus helpers to seed and call it.
+
+use std::{
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use cache_reserve::{
+    domain::{Permission, Timestamp, TokenId, TokenScope, UserId, ZoneId, ZoneName, secret::Secret},
+    jobs::ReclaimConfig,
+    server::{self, DataDir, Running, ServeConfig},
+    storage::{ControlStore, NewZone, StoredToken, StoredUser},
+};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::Value;
+
+pub struct TestApp {
+    pub base: String,
+    pub data: DataDir,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+    /// Held so the server runs as long as the app: dropping it stops the server's tasks.
+    _running: Running,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(ReclaimConfig { poll_interval: Duration::from_millis(50), ..Default::default() }).await
+}
+
+pub async fn spawn_app_with(reclaim: ReclaimConfig) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let running = server::start(ServeConfig {
+        data_dir: dir.path().to_owned(),
+        api_listen: "127.0.0.1:0".parse().unwrap(),
+        reclaim,
+    })
+    .await
+    .unwrap();
+    let base = format!("http://{}/client/v4", running.api_addr);
+    let data = DataDir::open(dir.path()).await.unwrap();
+    TestApp { base, data, dir, http: http_client(), _running: running }
+}
+
+impl TestApp {
+    /// Creates a zone directly in the store.
+    pub async fn zone(&self, name: &str) -> ZoneId {
+        create_zone(&self.data, name).await
+    }
+
+    /// Creates a token directly in the store; returns its secret.
+    pub async fn token(&self, permissions: &[Permission], scope: TokenScope) -> String {
+        create_token(&self.data, permissions, scope, None).await
+    }
+
+    /// A token with every permission on every zone.
+    pub async fn admin_token(&self) -> String {
+        self.token(&Permission::ALL, TokenScope::AllZones).await
+    }
+
+    /// Creates a user; returns the global API key.
+    pub async fn user(&self, email: &str) -> String {
+        let key = Secret::new_global_key();
+        self.data
+            .store
+            .create_user(StoredUser {
+                id: UserId::generate(),
+                email: email.into(),
+                key_hash: key.hash(),
+                created_on: Timestamp::now(),
+            })
+            .await
+            .unwrap();
+        key.expose().to_owned()
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.base))
+    }
+
+    pub fn get(&self, path: &str, token: &str) -> RequestBuilder {
+        self.request(Method::GET, path).bearer_auth(token)
+    }
+
+    pub fn post(&self, path: &str, token: &str) -> RequestBuilder {
+        self.request(Method::POST, path).bearer_auth(token)
+    }
+
+    pub fn patch(&self, path: &str, token: &str) -> RequestBuilder {
+        self.request(Method::PATCH, path).bearer_auth(token)
+    }
+
+    /// Stores `n` objects of `size` bytes named `{prefix}{i}` in the zone's reserve.
+    pub async fn fill(&self, zone: &ZoneId, prefix: &str, n: usize, size: usize) {
+        fill(&self.data, zone, prefix, n, size).await
+    }
+
+    /// Polls the Clear status until `Completed`, returning the final result.
+    pub async fn wait_completed(&self, zone: &ZoneId, token: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let body = ok(self.get(&clear_path(zone), token).send().await.unwrap()).await;
+            if body["result"]["state"] == "Completed" {
+                return body["result"].clone();
+            }
+            assert!(Instant::now() < deadline, "clear did not complete: {body}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A reqwest client (reqwest is built without a default TLS provider; the binary installs ring, so do we).
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+pub async fn create_zone(data: &DataDir, name: &str) -> ZoneId {
+    let id = ZoneId::generate();
+    data.store
+        .create_zone(NewZone {
+            id: id.clone(),
+            name: ZoneName::parse(name).unwrap(),
+            origin: None,
+            now: Timestamp::now(),
+        })
+        .await
+        .unwrap();
+    id
+}
+
+pub async fn create_token(
+    data: &DataDir,
+    permissions: &[Permission],
+    scope: TokenScope,
+    expires_on: Option<Timestamp>,
+) -> String {
+    let secret = Secret::new_token();
+    data.store
+        .create_token(StoredToken {
+            id: TokenId::generate(),
+            name: "test".into(),
+            hash: secret.hash(),
+            permissions: permissions.to_vec(),
+            scope,
+            created_on: Timestamp::now(),
+            expires_on,
+            revoked_on: None,
+        })
+        .await
+        .unwrap();
+    secret.expose().to_owned()
+}
+
+pub async fn fill(data: &DataDir, zone: &ZoneId, prefix: &str, n: usize, size: usize) {
+    let reserve = data.reserve();
+    for i in 0..n {
+        let body = Bytes::from(format!("{prefix}{i}:").into_bytes().into_iter().cycle().take(size).collect::<Vec<_>>());
+        reserve.put(zone, &format!("{prefix}{i}"), vec![], body).await.unwrap();
+    }
+}
+
+pub fn clear_path(zone: &ZoneId) -> String {
+    format!("/zones/{zone}/smart_shield/cache_reserve_clear")
+}
+
+pub fn reserve_path(zone: &ZoneId) -> String {
+    format!("/zones/{zone}/cache/cache_reserve")
+}
+
+/// Asserts a 200 success envelope; returns the body.
+pub async fn ok(resp: Response) -> Value {
+    let status = resp.status();
+    let ctype = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(ctype.as_deref(), Some("application/json"));
+    assert_eq!(body["success"], true, "{body}");
+    assert_eq!(body["errors"], serde_json::json!([]));
+    assert_eq!(body["messages"], serde_json::json!([]));
+    body
+}
+
+/// Asserts a failure envelope with this status and first error code; returns the body.
+pub async fn fails(resp: Response, status: u16, code: u64) -> Value {
+    let got = resp.status();
+    let ctype = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(got.as_u16(), status, "{body}");
+    assert_eq!(ctype.as_deref(), Some("application/json"));
+    assert_eq!(body["success"], false, "{body}");
+    assert_eq!(body["result"], Value::Null, "{body}");
+    assert_eq!(body["messages"], serde_json::json!([]));
+    assert_eq!(body["errors"][0]["code"], code, "{body}");
+    body
+}
+
+/// The real binary.
+pub fn binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cache-reserve"))
+}
+
+/// A `cache-reserve serve` process on port 0.
+pub struct ServerProcess {
+    pub child: Child,
+    pub base: String,
+}
+
+impl ServerProcess {
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        let mut child = binary()
+            .args(["serve", "--api-listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut sent = false;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if !sent {
+                    if let Some(rest) = line.split("listening on http://").nth(1) {
+                        let addr = rest.split_whitespace().next().unwrap().to_owned();
+                        tx.send(addr).unwrap();
+                        sent = true;
+                    }
+                }
+            }
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(30)).expect("server did not say where it listens");
+        Self { child, base: format!("http://{addr}/client/v4") }
+    }
+
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
