@@ -7,6 +7,7 @@ pub mod layout;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::{StreamExt, stream};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path};
 
 use crate::{
@@ -32,7 +33,20 @@ pub enum PutOutcome {
     Stored,
     /// A Clear started while the body was being written: the object was discarded, as if written before it.
     Superseded,
+    /// The zone disappeared while the body was being written (reported as [`ReserveError::NoZone`]).
+    NoZone,
 }
+
+/// One object to store.
+#[derive(Debug, Clone)]
+pub struct NewObject {
+    pub key: String,
+    pub meta: Vec<u8>,
+    pub body: Bytes,
+}
+
+/// Bodies written at once by [`Reserve::put_many`].
+const WRITE_CONCURRENCY: usize = 16;
 
 /// An object read back from the reserve.
 #[derive(Debug, Clone)]
@@ -60,41 +74,70 @@ impl Reserve {
     /// leaves a visible partial object; a crash in between leaves an unindexed body that the next Clear's
     /// sweep removes.
     pub async fn put(&self, zone: &ZoneId, key: &str, meta: Vec<u8>, body: Bytes) -> Result<PutOutcome, ReserveError> {
+        let object = NewObject { key: key.to_owned(), meta, body };
+        Ok(self.put_many(zone, vec![object]).await?.remove(0))
+    }
+
+    /// Stores several objects of one zone: bodies written concurrently, then recorded in one index
+    /// transaction (one commit for the lot). Same guarantees as [`Reserve::put`]; outcomes in order.
+    pub async fn put_many(&self, zone: &ZoneId, objects: Vec<NewObject>) -> Result<Vec<PutOutcome>, ReserveError> {
         let generation = self.index.current_generation(zone).await?.ok_or(ReserveError::NoZone)?;
-        let key_hash = layout::key_hash(key);
-        let blob = layout::blob_path(zone, generation, &key_hash);
-        let size = body.len() as u64;
-        self.blobs.put(&blob, PutPayload::from_bytes(body)).await?;
-        let entry = IndexEntry {
-            zone_id: zone.clone(),
-            generation,
-            key_hash,
-            key: key.to_owned(),
-            blob: blob.to_string(),
-            size,
-            meta,
-            stored_on: Timestamp::now(),
-        };
-        match self.index.record(&entry).await {
-            Ok(RecordOutcome::Recorded { replaced_blob }) => {
-                if let Some(old) = replaced_blob {
-                    self.delete_blob(&Path::from(old)).await;
-                }
-                Ok(PutOutcome::Stored)
-            }
-            Ok(RecordOutcome::Superseded) => {
-                self.delete_blob(&blob).await;
-                Ok(PutOutcome::Superseded)
-            }
-            Ok(RecordOutcome::NoZone) => {
-                self.delete_blob(&blob).await;
-                Err(ReserveError::NoZone)
-            }
-            Err(e) => {
-                self.delete_blob(&blob).await;
-                Err(e.into())
-            }
+        let written: Vec<Result<IndexEntry, object_store::Error>> = stream::iter(objects)
+            .map(|o| async move {
+                let key_hash = layout::key_hash(&o.key);
+                let blob = layout::blob_path(zone, generation, &key_hash);
+                let size = o.body.len() as u64;
+                self.blobs.put(&blob, PutPayload::from_bytes(o.body)).await?;
+                Ok(IndexEntry {
+                    zone_id: zone.clone(),
+                    generation,
+                    key_hash,
+                    key: o.key,
+                    blob: blob.to_string(),
+                    size,
+                    meta: o.meta,
+                    stored_on: Timestamp::now(),
+                })
+            })
+            .buffered(WRITE_CONCURRENCY)
+            .collect()
+            .await;
+        let (entries, failures): (Vec<_>, Vec<_>) = written.into_iter().partition(Result::is_ok);
+        let entries: Vec<IndexEntry> = entries.into_iter().filter_map(Result::ok).collect();
+        if let Some(Err(e)) = failures.into_iter().next() {
+            self.delete_blobs(entries.iter().map(|e| e.blob.as_str())).await;
+            return Err(e.into());
         }
+        let outcomes = match self.index.record_batch(&entries).await {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                self.delete_blobs(entries.iter().map(|e| e.blob.as_str())).await;
+                return Err(e.into());
+            }
+        };
+        let mut unreferenced = Vec::new();
+        let mut result = Vec::with_capacity(outcomes.len());
+        for (entry, outcome) in entries.iter().zip(outcomes) {
+            result.push(match outcome {
+                RecordOutcome::Recorded { replaced_blob } => {
+                    unreferenced.extend(replaced_blob);
+                    PutOutcome::Stored
+                }
+                RecordOutcome::Superseded => {
+                    unreferenced.push(entry.blob.clone());
+                    PutOutcome::Superseded
+                }
+                RecordOutcome::NoZone => {
+                    unreferenced.push(entry.blob.clone());
+                    PutOutcome::NoZone
+                }
+            });
+        }
+        self.delete_blobs(unreferenced.iter().map(String::as_str)).await;
+        if result.contains(&PutOutcome::NoZone) {
+            return Err(ReserveError::NoZone);
+        }
+        Ok(result)
     }
 
     /// The object stored under `key` in the zone's current generation.
@@ -118,7 +161,7 @@ impl Reserve {
     pub async fn delete(&self, zone: &ZoneId, key: &str) -> Result<bool, ReserveError> {
         match self.index.remove(zone, &layout::key_hash(key)).await? {
             Some(entry) => {
-                self.delete_blob(&Path::from(entry.blob)).await;
+                self.delete_blobs(std::iter::once(entry.blob.as_str())).await;
                 Ok(true)
             }
             None => Ok(false),
@@ -130,12 +173,14 @@ impl Reserve {
         Ok(self.index.usage(zone).await?)
     }
 
-    /// Best-effort delete of a body no index entry points to; a leftover is swept by the next Clear.
-    async fn delete_blob(&self, path: &Path) {
-        match self.blobs.delete(path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => {
-                tracing::warn!(path = %path, error = %e, "could not delete an unreferenced body")
+    /// Best-effort delete of bodies no index entry points to; a leftover is swept by the next Clear.
+    async fn delete_blobs<'a>(&self, paths: impl Iterator<Item = &'a str>) {
+        let paths: Vec<_> = paths.map(|p| Ok(Path::from(p))).collect();
+        let mut results = self.blobs.delete_stream(stream::iter(paths).boxed());
+        while let Some(r) = results.next().await {
+            match r {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => tracing::warn!(error = %e, "could not delete an unreferenced body"),
             }
         }
     }

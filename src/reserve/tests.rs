@@ -109,3 +109,21 @@ async fn clear_hides_at_once_and_reclaim_deletes_everything_old_and_nothing_new(
     assert_eq!(f.reserve.get(&z, "new").await.unwrap().unwrap().body.as_ref(), b"fresh");
     assert_eq!(f.reserve.usage(&z).await.unwrap(), Usage { objects: 1, bytes: 5 });
 }
+
+#[tokio::test]
+async fn put_many_records_a_batch_and_the_last_write_of_a_key_wins() {
+    let f = fixture().await;
+    let z = new_zone(&f).await;
+    let objects = (0..20)
+        .map(|i| NewObject { key: format!("k{}", i % 10), meta: vec![], body: Bytes::from(format!("body{i}")) })
+        .collect();
+    let outcomes = f.reserve.put_many(&z, objects).await.unwrap();
+    assert_eq!(outcomes, vec![PutOutcome::Stored; 20]);
+    for i in 0..10 {
+        let got = f.reserve.get(&z, &format!("k{i}")).await.unwrap().unwrap();
+        assert_eq!(got.body, Bytes::from(format!("body{}", i + 10)));
+    }
+    assert_eq!(f.reserve.usage(&z).await.unwrap().objects, 10);
+    assert_eq!(files_under(&f.objects_dir), 10, "replaced bodies are deleted");
+    assert!(matches!(f.reserve.put_many(&ZoneId::generate(), vec![]).await, Err(ReserveError::NoZone)));
+}

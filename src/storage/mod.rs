@@ -182,8 +182,9 @@ pub struct PendingClear {
 pub trait ObjectIndex: Send + Sync + 'static {
     /// The zone's current generation, or `None` if there is no such zone.
     async fn current_generation(&self, zone: &ZoneId) -> StoreResult<Option<i64>>;
-    /// Records an object in `entry.generation`, only if that is still the zone's current generation.
-    async fn record(&self, entry: &IndexEntry) -> StoreResult<RecordOutcome>;
+    /// Records objects, in one transaction, each only if its `generation` is still its zone's current
+    /// one. Returns one outcome per entry, in order.
+    async fn record_batch(&self, entries: &[IndexEntry]) -> StoreResult<Vec<RecordOutcome>>;
     /// The entry for a key in the zone's current generation.
     async fn lookup(&self, zone: &ZoneId, key_hash: &str) -> StoreResult<Option<IndexEntry>>;
     /// Removes a key from the zone's current generation, returning what was removed.

@@ -32,6 +32,52 @@ async fn add_to_generation(
     Ok(())
 }
 
+/// Records one entry inside a write transaction (see [`ObjectIndex::record_batch`]).
+async fn record_in(tx: &mut Transaction<'static, Sqlite>, e: &IndexEntry) -> StoreResult<RecordOutcome> {
+    let current: Option<i64> = sqlx::query_scalar("SELECT generation FROM zones WHERE id = $1")
+        .bind(e.zone_id.as_str())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)?;
+    match current {
+        None => return Ok(RecordOutcome::NoZone),
+        Some(g) if g != e.generation => return Ok(RecordOutcome::Superseded),
+        Some(_) => {}
+    }
+    let old = sqlx::query("SELECT blob, size FROM objects WHERE zone_id = $1 AND generation = $2 AND key_hash = $3")
+        .bind(e.zone_id.as_str())
+        .bind(e.generation)
+        .bind(&e.key_hash)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)?
+        .map(|r| (r.get::<String, _>("blob"), r.get::<i64, _>("size")));
+    sqlx::query(
+        "INSERT INTO objects (zone_id, generation, key_hash, cache_key, blob, size, meta, stored_on)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (zone_id, generation, key_hash) DO UPDATE SET
+             cache_key = excluded.cache_key, blob = excluded.blob, size = excluded.size,
+             meta = excluded.meta, stored_on = excluded.stored_on",
+    )
+    .bind(e.zone_id.as_str())
+    .bind(e.generation)
+    .bind(&e.key_hash)
+    .bind(&e.key)
+    .bind(&e.blob)
+    .bind(rows::sql_count(e.size))
+    .bind(&e.meta)
+    .bind(e.stored_on.as_micros())
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let (objects, old_size) = match &old {
+        Some((_, size)) => (0, *size),
+        None => (1, 0),
+    };
+    add_to_generation(tx, &e.zone_id, e.generation, objects, rows::sql_count(e.size) - old_size).await?;
+    Ok(RecordOutcome::Recorded { replaced_blob: old.map(|(blob, _)| blob).filter(|b| *b != e.blob) })
+}
+
 #[async_trait]
 impl ObjectIndex for SqliteStore {
     async fn current_generation(&self, zone: &ZoneId) -> StoreResult<Option<i64>> {
@@ -42,52 +88,14 @@ impl ObjectIndex for SqliteStore {
             .map_err(backend)
     }
 
-    async fn record(&self, e: &IndexEntry) -> StoreResult<RecordOutcome> {
+    async fn record_batch(&self, entries: &[IndexEntry]) -> StoreResult<Vec<RecordOutcome>> {
         let mut tx = self.begin_write().await?;
-        let current: Option<i64> = sqlx::query_scalar("SELECT generation FROM zones WHERE id = $1")
-            .bind(e.zone_id.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
-        match current {
-            None => return Ok(RecordOutcome::NoZone),
-            Some(g) if g != e.generation => return Ok(RecordOutcome::Superseded),
-            Some(_) => {}
+        let mut outcomes = Vec::with_capacity(entries.len());
+        for e in entries {
+            outcomes.push(record_in(&mut tx, e).await?);
         }
-        let old =
-            sqlx::query("SELECT blob, size FROM objects WHERE zone_id = $1 AND generation = $2 AND key_hash = $3")
-                .bind(e.zone_id.as_str())
-                .bind(e.generation)
-                .bind(&e.key_hash)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?
-                .map(|r| (r.get::<String, _>("blob"), r.get::<i64, _>("size")));
-        sqlx::query(
-            "INSERT INTO objects (zone_id, generation, key_hash, cache_key, blob, size, meta, stored_on)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (zone_id, generation, key_hash) DO UPDATE SET
-                 cache_key = excluded.cache_key, blob = excluded.blob, size = excluded.size,
-                 meta = excluded.meta, stored_on = excluded.stored_on",
-        )
-        .bind(e.zone_id.as_str())
-        .bind(e.generation)
-        .bind(&e.key_hash)
-        .bind(&e.key)
-        .bind(&e.blob)
-        .bind(rows::sql_count(e.size))
-        .bind(&e.meta)
-        .bind(e.stored_on.as_micros())
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let (objects, old_size) = match &old {
-            Some((_, size)) => (0, *size),
-            None => (1, 0),
-        };
-        add_to_generation(&mut tx, &e.zone_id, e.generation, objects, rows::sql_count(e.size) - old_size).await?;
         tx.commit().await.map_err(backend)?;
-        Ok(RecordOutcome::Recorded { replaced_blob: old.map(|(blob, _)| blob).filter(|b| *b != e.blob) })
+        Ok(outcomes)
     }
 
     async fn lookup(&self, zone: &ZoneId, key_hash: &str) -> StoreResult<Option<IndexEntry>> {
