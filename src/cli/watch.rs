@@ -21,7 +21,8 @@ fn progress(op: &Value) -> Option<(u64, u64, u64)> {
     Some((deleted, deleted + remaining, p["bytes_deleted"].as_u64().unwrap_or(0)))
 }
 
-/// Polls `path` every `interval` until the Clear is `Completed`; returns the final operation.
+/// Polls `path` until the Clear is `Completed`, first after 50 ms and then twice as long each time up to
+/// `interval`, so a quick Clear is not kept waiting; returns the final operation.
 pub async fn until_completed(
     api: &ApiClient,
     path: &str,
@@ -29,6 +30,7 @@ pub async fn until_completed(
     interval: Duration,
 ) -> Result<Value, ClientError> {
     let started = Instant::now();
+    let mut delay = Duration::from_millis(50).min(interval);
     // Hidden when stderr is not a terminal.
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     loop {
@@ -59,7 +61,8 @@ pub async fn until_completed(
             eprintln!("Completed in {:.1?}", started.elapsed());
             return Ok(op);
         }
-        tokio::time::sleep(interval).await;
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(interval);
         op = api.call(Method::GET, path, None).await?;
     }
 }

@@ -1,12 +1,15 @@
 //! The reclaimer: deletes the bodies of cleared generations in bounded batches, then completes the Clear.
 //!
-//! Each batch deletes bodies first and then forgets their index entries in one transaction, so the index
-//! itself is the persisted cursor: a crash replays at most one batch, and deleting an already-deleted body
+//! Each batch deletes bodies first and then forgets their index entries (a range, up to the batch's last
+//! entry) in one transaction, so the index itself is the persisted cursor: a crash replays at most one batch, and deleting an already-deleted body
 //! is success. When no entry of a cleared generation is left, a sweep of the zone's old `g{n}` prefixes
 //! removes bodies that were written but never indexed (a put cut short by a crash), and only then is the
 //! Clear marked `Completed`.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use futures::{StreamExt, TryStreamExt, stream};
 use object_store::{ObjectStore, path::Path};
@@ -40,9 +43,18 @@ impl Default for ReclaimConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     /// Did something; there may be more.
-    Busy,
+    Busy(BatchTimings),
     /// Nothing to do.
     Idle,
+}
+
+/// Where one batch's time went: finding entries, deleting bodies, forgetting entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BatchTimings {
+    pub objects: usize,
+    pub find: Duration,
+    pub delete_bodies: Duration,
+    pub forget: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +98,8 @@ impl Reclaimer {
             let this = self.clone();
             let outcome = tokio::spawn(async move { this.step().await }).await;
             let wait = match outcome {
-                Ok(Ok(Step::Busy)) => {
+                Ok(Ok(Step::Busy(t))) => {
+                    tracing::debug!(objects = t.objects, find = ?t.find, delete = ?t.delete_bodies, forget = ?t.forget, "reclaim batch");
                     backoff = Duration::from_millis(100);
                     if self.config.pause.is_zero() {
                         if shutdown.is_cancelled() {
@@ -124,17 +137,22 @@ impl Reclaimer {
         let Some(clear) = self.index.pending_clears().await?.into_iter().next() else {
             return Ok(Step::Idle);
         };
-        let batch = self.index.entries_below(&clear.zone_id, clear.target_generation, self.config.batch_size).await?;
+        let started = Instant::now();
+        let batch = self.index.bodies_below(&clear.zone_id, clear.target_generation, self.config.batch_size).await?;
+        let find = started.elapsed();
         if batch.is_empty() {
             self.sweep_unindexed(&clear).await?;
             self.index.complete_clear(&clear, Timestamp::now()).await?;
             tracing::info!(zone = %clear.zone_id, clear = clear.clear_id, "cache reserve clear completed");
-            return Ok(Step::Busy);
+            return Ok(Step::Busy(BatchTimings { find, ..Default::default() }));
         }
-        let paths: Vec<Path> = batch.iter().map(|e| Path::from(e.blob.as_str())).collect();
+        let paths: Vec<Path> = batch.iter().map(|b| Path::from(b.blob.as_str())).collect();
         self.delete_all(paths).await?;
-        self.index.forget(&batch).await?;
-        Ok(Step::Busy)
+        let delete_bodies = started.elapsed() - find;
+        let last = batch.last().expect("batch is not empty");
+        self.index.forget_through(&clear.zone_id, clear.target_generation, last).await?;
+        let forget = started.elapsed() - find - delete_bodies;
+        Ok(Step::Busy(BatchTimings { objects: batch.len(), find, delete_bodies, forget }))
     }
 
     /// Deletes bodies left in the zone's cleared generations that no index entry pointed to.

@@ -169,6 +169,14 @@ pub struct Usage {
     pub bytes: u64,
 }
 
+/// Where a cleared object's body is, and its position in reclaim order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyRef {
+    pub generation: i64,
+    pub key_hash: String,
+    pub blob: String,
+}
+
 /// A Clear the reclaimer still has to finish.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingClear {
@@ -194,11 +202,13 @@ pub trait ObjectIndex: Send + Sync + 'static {
 
     /// Clears not yet completed, oldest first.
     async fn pending_clears(&self) -> StoreResult<Vec<PendingClear>>;
-    /// Up to `limit` entries of the zone in generations below `below`.
-    async fn entries_below(&self, zone: &ZoneId, below: i64, limit: u32) -> StoreResult<Vec<IndexEntry>>;
-    /// Forgets entries whose bodies are deleted, adjusting the per-generation counts. Forgetting an entry
-    /// that is already gone is success.
-    async fn forget(&self, entries: &[IndexEntry]) -> StoreResult<()>;
+    /// The first `limit` bodies of the zone in generations below `below`, in (generation, key hash) order.
+    async fn bodies_below(&self, zone: &ZoneId, below: i64, limit: u32) -> StoreResult<Vec<BodyRef>>;
+    /// Forgets every entry of the zone in generations below `below`, in order up to and including `last`
+    /// (a cursor from [`ObjectIndex::bodies_below`]), adjusting the per-generation counts. Generations
+    /// below the current one receive no new entries, so this range is exactly the bodies listed up to
+    /// `last`. Forgetting again is harmless.
+    async fn forget_through(&self, zone: &ZoneId, below: i64, last: &BodyRef) -> StoreResult<()>;
     /// Marks a Clear completed, with `end_ts = now`. Idempotent.
     async fn complete_clear(&self, clear: &PendingClear, now: Timestamp) -> StoreResult<()>;
 }

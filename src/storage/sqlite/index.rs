@@ -6,8 +6,15 @@ use sqlx::{Row, Sqlite, Transaction};
 use super::{SqliteStore, backend, rows};
 use crate::{
     domain::{Timestamp, ZoneId},
-    storage::{IndexEntry, ObjectIndex, PendingClear, RecordOutcome, StoreResult, Usage},
+    storage::{BodyRef, IndexEntry, ObjectIndex, PendingClear, RecordOutcome, StoreResult, Usage},
 };
+
+/// The entries [`ObjectIndex::forget_through`] forgets: $1 zone, $2 below, ($3, $4) the last position.
+macro_rules! forget_range {
+    () => {
+        "zone_id = $1 AND generation < $2 AND (generation, key_hash) <= ($3, $4)"
+    };
+}
 
 /// Adds `objects` and `bytes` (either may be negative) to a generation's counts.
 async fn add_to_generation(
@@ -166,9 +173,10 @@ impl ObjectIndex for SqliteStore {
             .collect()
     }
 
-    async fn entries_below(&self, zone: &ZoneId, below: i64, limit: u32) -> StoreResult<Vec<IndexEntry>> {
+    async fn bodies_below(&self, zone: &ZoneId, below: i64, limit: u32) -> StoreResult<Vec<BodyRef>> {
         let rows = sqlx::query(
-            "SELECT * FROM objects WHERE zone_id = $1 AND generation < $2 ORDER BY generation, key_hash LIMIT $3",
+            "SELECT generation, key_hash, blob FROM objects WHERE zone_id = $1 AND generation < $2
+             ORDER BY generation, key_hash LIMIT $3",
         )
         .bind(zone.as_str())
         .bind(below)
@@ -176,37 +184,37 @@ impl ObjectIndex for SqliteStore {
         .fetch_all(&self.read)
         .await
         .map_err(backend)?;
-        rows.iter().map(rows::entry).collect()
+        Ok(rows
+            .iter()
+            .map(|r| BodyRef { generation: r.get("generation"), key_hash: r.get("key_hash"), blob: r.get("blob") })
+            .collect())
     }
 
-    async fn forget(&self, entries: &[IndexEntry]) -> StoreResult<()> {
+    async fn forget_through(&self, zone: &ZoneId, below: i64, last: &BodyRef) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
-        let mut per_generation: Vec<(&ZoneId, i64, i64, i64)> = Vec::new();
-        for e in entries {
-            let done = sqlx::query(
-                "DELETE FROM objects WHERE zone_id = $1 AND generation = $2 AND key_hash = $3 AND blob = $4",
-            )
-            .bind(e.zone_id.as_str())
-            .bind(e.generation)
-            .bind(&e.key_hash)
-            .bind(&e.blob)
+        let counts = sqlx::query(concat!(
+            "SELECT generation, COUNT(*) AS n, CAST(COALESCE(SUM(size), 0) AS BIGINT) AS bytes FROM objects WHERE ",
+            forget_range!(),
+            " GROUP BY generation"
+        ))
+        .bind(zone.as_str())
+        .bind(below)
+        .bind(last.generation)
+        .bind(&last.key_hash)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query(concat!("DELETE FROM objects WHERE ", forget_range!()))
+            .bind(zone.as_str())
+            .bind(below)
+            .bind(last.generation)
+            .bind(&last.key_hash)
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-            if done.rows_affected() == 0 {
-                continue;
-            }
-            let size = rows::sql_count(e.size);
-            match per_generation.iter_mut().find(|(z, g, _, _)| *z == &e.zone_id && *g == e.generation) {
-                Some(slot) => {
-                    slot.2 -= 1;
-                    slot.3 -= size;
-                }
-                None => per_generation.push((&e.zone_id, e.generation, -1, -size)),
-            }
-        }
-        for (zone, generation, objects, bytes) in per_generation {
-            add_to_generation(&mut tx, zone, generation, objects, bytes).await?;
+        for r in counts {
+            let (generation, n, bytes): (i64, i64, i64) = (r.get("generation"), r.get("n"), r.get("bytes"));
+            add_to_generation(&mut tx, zone, generation, -n, -bytes).await?;
         }
         tx.commit().await.map_err(backend)
     }

@@ -82,15 +82,26 @@ async fn clear_bumps_generation_and_counts_what_it_must_delete() {
 async fn forget_updates_progress_and_replays_harmlessly() {
     let (_d, s) = store().await;
     let z = zone(&s, "example.com").await;
-    let a = entry(&z, 1, "a", 10);
+    let (a, b) = (entry(&z, 1, "a", 10), entry(&z, 1, "b", 20));
     record(&s, &a).await;
-    record(&s, &entry(&z, 1, "b", 20)).await;
+    record(&s, &b).await;
     s.start_clear(&z, Timestamp::now()).await.unwrap();
-    s.forget(std::slice::from_ref(&a)).await.unwrap();
-    s.forget(std::slice::from_ref(&a)).await.unwrap();
+    // A new-generation entry sorts after the cleared ones and must never be forgotten.
+    record(&s, &entry(&z, 2, "c", 5)).await;
+    let (first, second) = if a.key_hash < b.key_hash { (&a, &b) } else { (&b, &a) };
+    let batch = s.bodies_below(&z, 2, 1).await.unwrap();
+    assert_eq!(batch.len(), 1);
+    assert_eq!((batch[0].key_hash.as_str(), batch[0].blob.as_str()), (first.key_hash.as_str(), first.blob.as_str()));
+    s.forget_through(&z, 2, &batch[0]).await.unwrap();
+    s.forget_through(&z, 2, &batch[0]).await.unwrap();
     let op = s.latest_clear(&z).await.unwrap().unwrap();
-    assert_eq!((op.progress.objects_deleted(), op.progress.bytes_deleted()), (1, 10));
-    assert_eq!((op.progress.objects_remaining, op.progress.bytes_remaining), (1, 20));
+    assert_eq!((op.progress.objects_deleted(), op.progress.bytes_deleted()), (1, first.size));
+    assert_eq!((op.progress.objects_remaining, op.progress.bytes_remaining), (1, second.size));
+    let rest = s.bodies_below(&z, 2, 10).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    s.forget_through(&z, 2, &rest[0]).await.unwrap();
+    assert!(s.bodies_below(&z, 2, 10).await.unwrap().is_empty());
+    assert_eq!(s.usage(&z).await.unwrap(), crate::storage::Usage { objects: 1, bytes: 5 });
 }
 
 #[tokio::test]

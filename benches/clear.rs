@@ -1,0 +1,329 @@
+//! Clear benchmarks (numbers in BENCHMARKS.md):
+//!
+//! ```text
+//! cargo bench --bench clear -- post-latency [--objects N] [--objects-dir DIR]
+//! cargo bench --bench clear -- reclaim [--objects N] [--dir DIR]
+//! cargo bench --bench clear -- startup [--objects N] [--objects-dir DIR]
+//! ```
+//!
+//! Each compares within one run (this machine is shared and noisy) and prints Markdown rows.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use cache_reserve::{
+    domain::{Permission, Timestamp, TokenId, TokenScope, ZoneId, ZoneName, secret::Secret},
+    jobs::{
+        ReclaimConfig, Reclaimer,
+        reclaim::{BatchTimings, Step},
+    },
+    reserve::{NewObject, Reserve},
+    server::{self, DataDir, ServeConfig},
+    storage::{ControlStore, NewZone, StoredToken},
+};
+use object_store::local::LocalFileSystem;
+
+struct Args {
+    scenario: String,
+    objects: usize,
+    dir: PathBuf,
+    objects_dir: Option<PathBuf>,
+}
+
+fn args() -> Args {
+    let mut it = std::env::args().skip(1).filter(|a| a != "--bench");
+    let scenario = it.next().unwrap_or_else(|| "post-latency".into());
+    let mut a = Args { scenario, objects: 0, dir: PathBuf::from("target/bench-data"), objects_dir: None };
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--objects" => a.objects = value.parse().expect("--objects N"),
+            "--dir" => a.dir = value.into(),
+            "--objects-dir" => a.objects_dir = Some(value.into()),
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    a
+}
+
+/// A fresh data directory under `base`; with `objects_dir`, the bodies live there (e.g. on a tmpfs).
+fn fresh_dir(base: &Path, name: &str, objects_dir: Option<&Path>) -> PathBuf {
+    let dir = base.join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    if let Some(o) = objects_dir {
+        let target = o.join(name);
+        let _ = std::fs::remove_dir_all(&target);
+        std::fs::create_dir_all(&target).unwrap();
+        std::os::unix::fs::symlink(&target, dir.join("objects")).unwrap();
+    }
+    dir
+}
+
+async fn zone(data: &DataDir, name: &str) -> ZoneId {
+    let id = ZoneId::generate();
+    let new = NewZone { id: id.clone(), name: ZoneName::parse(name).unwrap(), origin: None, now: Timestamp::now() };
+    data.store.create_zone(new).await.unwrap();
+    id
+}
+
+async fn token(data: &DataDir) -> String {
+    let secret = Secret::new_token();
+    let now = Timestamp::now();
+    data.store
+        .create_token(StoredToken {
+            id: TokenId::generate(),
+            name: "bench".into(),
+            hash: secret.hash(),
+            permissions: Permission::ALL.to_vec(),
+            scope: TokenScope::AllZones,
+            created_on: now,
+            expires_on: None,
+            revoked_on: None,
+        })
+        .await
+        .unwrap();
+    secret.expose().to_owned()
+}
+
+/// Stores `n` objects of `size` bytes, in batches, without fsync per body (one `sync` at the end).
+async fn seed(data: &DataDir, dir: &Path, zone: &ZoneId, n: usize, size: usize) {
+    let blobs = LocalFileSystem::new_with_prefix(dir.join("objects")).unwrap().with_fsync(false);
+    let reserve = Reserve::new(Arc::new(data.store.clone()), Arc::new(blobs));
+    let body = Bytes::from(vec![b'x'; size]);
+    let started = Instant::now();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(5000) {
+        let objects = chunk
+            .iter()
+            .map(|i| NewObject { key: format!("https://bench/{i}"), meta: vec![], body: body.clone() })
+            .collect();
+        reserve.put_many(zone, objects).await.unwrap();
+    }
+    Command::new("sync").status().unwrap();
+    eprintln!("seeded {n} objects of {size} B in {:.1?}", started.elapsed());
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+async fn post(http: &reqwest::Client, base: &str, zone: &ZoneId, token: &str) -> Duration {
+    let t = Instant::now();
+    let r = http
+        .post(format!("{base}/zones/{zone}/smart_shield/cache_reserve_clear"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    r.bytes().await.unwrap();
+    t.elapsed()
+}
+
+/// POST Clear latency with `objects` stored in one zone: on 200 small zones while the big one is idle,
+/// on the big zone itself, then on 200 more small zones while the big zone's reclaim runs.
+async fn post_latency(a: &Args) {
+    let n = if a.objects == 0 { 10_000 } else { a.objects };
+    let dir = fresh_dir(&a.dir, &format!("post-latency-{n}"), a.objects_dir.as_deref());
+    let data = DataDir::open(&dir).await.unwrap();
+    let big = zone(&data, "big.example").await;
+    let mut probes = Vec::new();
+    for i in 0..400 {
+        let z = zone(&data, &format!("probe{i}.example")).await;
+        seed_quiet(&data, &z).await;
+        probes.push(z);
+    }
+    let token = token(&data).await;
+    seed(&data, &dir, &big, n, 4096).await;
+    data.store.close().await;
+
+    let running = server::start(ServeConfig {
+        data_dir: dir.clone(),
+        api_listen: "127.0.0.1:0".parse().unwrap(),
+        reclaim: ReclaimConfig::default(),
+    })
+    .await
+    .unwrap();
+    let base = format!("http://{}/client/v4", running.api_addr);
+    let http = reqwest::Client::new();
+    for _ in 0..50 {
+        http.get(format!("{base}/zones")).bearer_auth(&token).send().await.unwrap();
+    }
+    let mut idle = Vec::new();
+    for z in &probes[..200] {
+        idle.push(post(&http, &base, z, &token).await);
+    }
+    let on_big = post(&http, &base, &big, &token).await;
+    let mut during = Vec::new();
+    for z in &probes[200..] {
+        during.push(post(&http, &base, z, &token).await);
+    }
+    idle.sort();
+    during.sort();
+    println!("| objects stored | POSTs | p50 | p99 | max | POST on the zone holding them |");
+    println!(
+        "| {n} (reclaimer idle) | {} | {} | {} | {} | {} |",
+        idle.len(),
+        ms(percentile(&idle, 0.5)),
+        ms(percentile(&idle, 0.99)),
+        ms(*idle.last().unwrap()),
+        ms(on_big)
+    );
+    println!(
+        "| {n} (reclaim of them running) | {} | {} | {} | {} | |",
+        during.len(),
+        ms(percentile(&during, 0.5)),
+        ms(percentile(&during, 0.99)),
+        ms(*during.last().unwrap())
+    );
+    running.shutdown(Duration::from_secs(600)).await;
+}
+
+async fn seed_quiet(data: &DataDir, z: &ZoneId) {
+    data.reserve().put(z, "https://probe/", vec![], Bytes::from_static(b"probe")).await.unwrap();
+}
+
+/// Reclaim of `objects` 4 KiB objects against `rm -rf` of as many 4 KiB files, same disk, same run.
+async fn reclaim(a: &Args) {
+    let n = if a.objects == 0 { 100_000 } else { a.objects };
+    let base = a.dir.join("reclaim");
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    for round in 0..2 {
+        // rm -rf's tree: 256 directories, like the reserve's fan-out.
+        let tree = base.join("tree");
+        let body = vec![b'x'; 4096];
+        for i in 0..n {
+            let d = tree.join(format!("{:02x}", i % 256));
+            if i < 256 {
+                std::fs::create_dir_all(&d).unwrap();
+            }
+            std::fs::write(d.join(i.to_string()), &body).unwrap();
+        }
+        let dir = fresh_dir(&base, "data", None);
+        let data = DataDir::open(&dir).await.unwrap();
+        let z = zone(&data, "example.com").await;
+        seed(&data, &dir, &z, n, 4096).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+
+        let rm = || {
+            let t = Instant::now();
+            assert!(Command::new("rm").arg("-rf").arg(&tree).status().unwrap().success());
+            let before_sync = t.elapsed();
+            Command::new("sync").status().unwrap();
+            eprintln!("rm -rf: unlinks {before_sync:.1?}, final sync {:.1?}", t.elapsed() - before_sync);
+            t.elapsed()
+        };
+        let ours = || async {
+            let t = Instant::now();
+            data.store.start_clear(&z, Timestamp::now()).await.unwrap();
+            let reclaimer = Reclaimer::new(Arc::new(data.store.clone()), data.blobs.clone(), ReclaimConfig::default());
+            let mut spent = BatchTimings::default();
+            while let Step::Busy(b) = reclaimer.step().await.unwrap() {
+                spent.find += b.find;
+                spent.delete_bodies += b.delete_bodies;
+                spent.forget += b.forget;
+            }
+            assert!(data.store.latest_clear(&z).await.unwrap().unwrap().end_ts.is_some());
+            let before_sync = t.elapsed();
+            Command::new("sync").status().unwrap();
+            eprintln!(
+                "reclaim: find {:.1?}, delete bodies {:.1?}, forget {:.1?}, rest {:.1?}, final sync {:.1?}",
+                spent.find,
+                spent.delete_bodies,
+                spent.forget,
+                before_sync.saturating_sub(spent.find + spent.delete_bodies + spent.forget),
+                t.elapsed() - before_sync
+            );
+            t.elapsed()
+        };
+        // Alternate which goes first, so neither always inherits the other's pending discards.
+        let (rm_time, our_time) = if round == 0 {
+            let r = rm();
+            (r, ours().await)
+        } else {
+            let o = ours().await;
+            (rm(), o)
+        };
+        let rate = |d: Duration| n as f64 / d.as_secs_f64();
+        println!(
+            "| {} | {n} | {:.1} s ({:.0}/s) | {:.1} s ({:.0}/s) | {:.2}x |",
+            if round == 0 { "rm first" } else { "reclaim first" },
+            rm_time.as_secs_f64(),
+            rate(rm_time),
+            our_time.as_secs_f64(),
+            rate(our_time),
+            rate(our_time) / rate(rm_time)
+        );
+        data.store.close().await;
+    }
+}
+
+/// Start-up time (spawn to first answered request) and resident memory of the real binary.
+async fn startup(a: &Args) {
+    let n = if a.objects == 0 { 1_000_000 } else { a.objects };
+    let dir = fresh_dir(&a.dir, &format!("startup-{n}"), a.objects_dir.as_deref());
+    let data = DataDir::open(&dir).await.unwrap();
+    let z = zone(&data, "example.com").await;
+    let token = token(&data).await;
+    seed(&data, &dir, &z, n, 1024).await;
+    data.store.close().await;
+    let http = reqwest::Client::new();
+    let mut rows = Vec::new();
+    for _ in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let t = Instant::now();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cache-reserve"))
+            .args(["serve", "--api-listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(&dir)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}/client/v4/zones/{z}/cache/cache_reserve");
+        let ready = loop {
+            if let Ok(r) = http.get(&url).bearer_auth(&token).send().await {
+                if r.status().is_success() {
+                    break t.elapsed();
+                }
+            }
+            assert!(t.elapsed() < Duration::from_secs(30), "server never answered");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        for _ in 0..100 {
+            http.get(&url).bearer_auth(&token).send().await.unwrap();
+        }
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+        let kib = |key: &str| -> u64 {
+            status.lines().find(|l| l.starts_with(key)).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap()
+        };
+        rows.push((ready, kib("VmRSS:"), kib("VmHWM:")));
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().unwrap();
+    }
+    rows.sort();
+    let (ready, rss, hwm) = rows[rows.len() / 2];
+    println!("| objects stored | ready (median of 5) | RSS after 100 requests | peak RSS |");
+    println!("| {n} | {} | {:.1} MiB | {:.1} MiB |", ms(ready), rss as f64 / 1024.0, hwm as f64 / 1024.0);
+}
+
+#[tokio::main]
+async fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let a = args();
+    match a.scenario.as_str() {
+        "post-latency" => post_latency(&a).await,
+        "reclaim" => reclaim(&a).await,
+        "startup" => startup(&a).await,
+        other => panic!("unknown scenario {other}: post-latency, reclaim or startup"),
+    }
+}
