@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::Context;
-use object_store::{ObjectStore, local::LocalFileSystem};
+use object_store::ObjectStore;
 use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -17,7 +17,7 @@ use crate::{
     api::{self, AppState},
     jobs::{ReclaimConfig, Reclaimer},
     reserve::Reserve,
-    storage::{ControlStore, ObjectIndex, sqlite::SqliteStore},
+    storage::{ControlStore, ObjectIndex, local_bodies::LocalBodies, sqlite::SqliteStore},
 };
 
 /// Everything `serve` needs.
@@ -43,10 +43,8 @@ impl DataDir {
         let store = SqliteStore::open(&dir.join("control.db"))
             .await
             .with_context(|| format!("cannot open the control store in {}", dir.display()))?;
-        let blobs = LocalFileSystem::new_with_prefix(&objects)
-            .with_context(|| format!("cannot open the object directory {}", objects.display()))?
-            .with_fsync(true)
-            .with_automatic_cleanup(true);
+        let blobs = LocalBodies::new(&objects)
+            .with_context(|| format!("cannot open the object directory {}", objects.display()))?;
         Ok(Self { store, blobs: Arc::new(blobs) })
     }
 

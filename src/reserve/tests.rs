@@ -2,13 +2,11 @@
 
 use std::sync::Arc;
 
-use object_store::local::LocalFileSystem;
-
 use super::*;
 use crate::{
     domain::{ZoneId, ZoneName},
     jobs::{ReclaimConfig, Reclaimer},
-    storage::{ControlStore, NewZone, sqlite::SqliteStore},
+    storage::{ControlStore, NewZone, local_bodies::LocalBodies, sqlite::SqliteStore},
 };
 
 struct Fixture {
@@ -24,8 +22,7 @@ async fn fixture() -> Fixture {
     let store = SqliteStore::open(&dir.path().join("control.db")).await.unwrap();
     let objects_dir = dir.path().join("objects");
     std::fs::create_dir_all(&objects_dir).unwrap();
-    let blobs: Arc<dyn ObjectStore> =
-        Arc::new(LocalFileSystem::new_with_prefix(&objects_dir).unwrap().with_automatic_cleanup(true));
+    let blobs: Arc<dyn ObjectStore> = Arc::new(LocalBodies::new(&objects_dir).unwrap());
     let index: Arc<dyn ObjectIndex> = Arc::new(store.clone());
     let reserve = Reserve::new(index.clone(), blobs.clone());
     let reclaimer = Reclaimer::new(index, blobs, ReclaimConfig { batch_size: 3, ..Default::default() });

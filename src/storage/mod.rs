@@ -3,6 +3,7 @@
 //! Backends implement these traits; nothing above this layer names a database. Object bodies live in an
 //! [`object_store::ObjectStore`], addressed by the paths this index records.
 
+pub mod local_bodies;
 pub mod sqlite;
 
 use async_trait::async_trait;

@@ -9,13 +9,6 @@ use crate::{
     storage::{BodyRef, IndexEntry, ObjectIndex, PendingClear, RecordOutcome, StoreResult, Usage},
 };
 
-/// The entries [`ObjectIndex::forget_through`] forgets: $1 zone, $2 below, ($3, $4) the last position.
-macro_rules! forget_range {
-    () => {
-        "zone_id = $1 AND generation < $2 AND (generation, key_hash) <= ($3, $4)"
-    };
-}
-
 /// Adds `objects` and `bytes` (either may be negative) to a generation's counts.
 async fn add_to_generation(
     tx: &mut Transaction<'static, Sqlite>,
@@ -191,22 +184,31 @@ impl ObjectIndex for SqliteStore {
     }
 
     async fn forget_through(&self, zone: &ZoneId, below: i64, last: &BodyRef) -> StoreResult<()> {
+        // Two index range scans: whole generations before the last one's, then the last one's prefix.
+        // (A row-value comparison over both columns would not narrow the scan in SQLite.)
+        debug_assert!(last.generation < below);
         let mut tx = self.begin_write().await?;
-        let counts = sqlx::query(concat!(
-            "SELECT generation, COUNT(*) AS n, CAST(COALESCE(SUM(size), 0) AS BIGINT) AS bytes FROM objects WHERE ",
-            forget_range!(),
-            " GROUP BY generation"
-        ))
+        let counts = sqlx::query(
+            "SELECT generation, COUNT(*) AS n, CAST(COALESCE(SUM(size), 0) AS BIGINT) AS bytes FROM objects
+             WHERE zone_id = $1 AND generation < $2 GROUP BY generation
+             UNION ALL
+             SELECT generation, COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM objects
+             WHERE zone_id = $1 AND generation = $2 AND key_hash <= $3 GROUP BY generation",
+        )
         .bind(zone.as_str())
-        .bind(below)
         .bind(last.generation)
         .bind(&last.key_hash)
         .fetch_all(&mut *tx)
         .await
         .map_err(backend)?;
-        sqlx::query(concat!("DELETE FROM objects WHERE ", forget_range!()))
+        sqlx::query("DELETE FROM objects WHERE zone_id = $1 AND generation < $2")
             .bind(zone.as_str())
-            .bind(below)
+            .bind(last.generation)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query("DELETE FROM objects WHERE zone_id = $1 AND generation = $2 AND key_hash <= $3")
+            .bind(zone.as_str())
             .bind(last.generation)
             .bind(&last.key_hash)
             .execute(&mut *tx)

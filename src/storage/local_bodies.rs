@@ -1,0 +1,156 @@
+//! Object bodies on local disk: object_store's `LocalFileSystem` (atomic, fsynced writes), with deletes
+//! batched into blocking tasks.
+//!
+//! `LocalFileSystem` sends every delete to the blocking pool on its own; on a fast disk the hand-off costs
+//! more than the unlink. Here a chunk of paths is unlinked in one blocking task, several chunks at once,
+//! and each emptied directory is removed once per chunk rather than tried once per file.
+
+use std::{
+    collections::BTreeSet,
+    fmt,
+    path::{Path as FsPath, PathBuf},
+    sync::Arc,
+};
+
+use async_trait::async_trait;
+use futures::{StreamExt, stream::BoxStream};
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
+    PutOptions, PutPayload, PutResult, Result, local::LocalFileSystem, path::Path,
+};
+
+/// Paths unlinked per blocking task.
+const CHUNK: usize = 64;
+/// Blocking tasks in flight.
+const IN_FLIGHT: usize = 8;
+
+/// Bodies under one directory.
+#[derive(Debug, Clone)]
+pub struct LocalBodies {
+    inner: Arc<LocalFileSystem>,
+    root: PathBuf,
+}
+
+impl LocalBodies {
+    /// Bodies under `root`, which must exist. Writes are fsynced (file and directory) before they return.
+    pub fn new(root: &FsPath) -> Result<Self> {
+        let root = std::fs::canonicalize(root)
+            .map_err(|e| object_store::Error::Generic { store: "LocalBodies", source: Box::new(e) })?;
+        let inner = LocalFileSystem::new_with_prefix(&root)?.with_fsync(true).with_automatic_cleanup(true);
+        Ok(Self { inner: Arc::new(inner), root })
+    }
+}
+
+impl fmt::Display for LocalBodies {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LocalBodies({})", self.root.display())
+    }
+}
+
+/// Unlinks a chunk of bodies, then removes the directories it emptied (up to, not including, `root`).
+fn delete_chunk(inner: &LocalFileSystem, root: &FsPath, chunk: Vec<Result<Path>>) -> Vec<Result<Path>> {
+    let mut parents = BTreeSet::new();
+    let results = chunk
+        .into_iter()
+        .map(|location| {
+            let location = location?;
+            let file = inner.path_to_filesystem(&location)?;
+            match std::fs::remove_file(&file) {
+                Ok(()) => {
+                    parents.extend(file.parent().map(FsPath::to_path_buf));
+                    Ok(location)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    Err(object_store::Error::NotFound { path: location.to_string(), source: Box::new(e) })
+                }
+                Err(e) => Err(object_store::Error::Generic { store: "LocalBodies", source: Box::new(e) }),
+            }
+        })
+        .collect();
+    // Deepest first, so a parent is tried after its children.
+    for dir in parents.into_iter().rev() {
+        let mut dir = Some(dir.as_path());
+        while let Some(d) = dir.filter(|d| *d != root && d.starts_with(root)) {
+            if std::fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+    }
+    results
+}
+
+#[async_trait]
+impl ObjectStore for LocalBodies {
+    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
+        let (inner, root) = (self.inner.clone(), self.root.clone());
+        locations
+            .ready_chunks(CHUNK)
+            .map(move |chunk| {
+                let (inner, root) = (inner.clone(), root.clone());
+                async move {
+                    let n = chunk.len();
+                    tokio::task::spawn_blocking(move || delete_chunk(&inner, &root, chunk)).await.unwrap_or_else(|e| {
+                        (0..n)
+                            .map(|_| {
+                                Err(object_store::Error::Generic { store: "LocalBodies", source: e.to_string().into() })
+                            })
+                            .collect()
+                    })
+                }
+            })
+            .buffered(IN_FLIGHT)
+            .flat_map(futures::stream::iter)
+            .boxed()
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::ObjectStoreExt;
+
+    #[tokio::test]
+    async fn deletes_in_chunks_reports_missing_and_removes_emptied_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalBodies::new(dir.path()).unwrap();
+        let paths: Vec<Path> = (0..200).map(|i| Path::from(format!("z/g1/{:02}/{i}", i % 3))).collect();
+        for p in &paths {
+            store.put(p, PutPayload::from_static(b"x")).await.unwrap();
+        }
+        store.put(&Path::from("z/g2/00/keep"), PutPayload::from_static(b"y")).await.unwrap();
+        let mut input: Vec<Result<Path>> = paths.iter().cloned().map(Ok).collect();
+        input.push(Ok(Path::from("z/g1/00/missing")));
+        let results: Vec<_> = store.delete_stream(futures::stream::iter(input).boxed()).collect().await;
+        assert_eq!(results.len(), 201);
+        assert!(results[..200].iter().all(Result::is_ok));
+        assert!(matches!(results[200], Err(object_store::Error::NotFound { .. })));
+        assert!(!dir.path().join("z/g1").exists(), "emptied directories are removed");
+        assert!(dir.path().join("z/g2/00/keep").exists());
+        assert_eq!(store.get(&Path::from("z/g2/00/keep")).await.unwrap().bytes().await.unwrap().as_ref(), b"y");
+    }
+}
