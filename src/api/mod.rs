@@ -60,12 +60,6 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(routes::user_tokens::router())
 }
 
-/// The OpenAPI document of this server, as served at `/client/v4/openapi.json`.
-pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    let (_, doc) = api_routes().split_for_parts();
-    doc
-}
-
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     let (routes, doc) = api_routes().split_for_parts();

@@ -18,16 +18,6 @@ async fn slow_app() -> TestApp {
     .await
 }
 
-fn files_under(dir: &std::path::Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    entries
-        .map(|e| {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() { files_under(&e.path()) } else { 1 }
-        })
-        .sum()
-}
-
 #[tokio::test]
 async fn status_before_any_clear_is_1142_on_both_paths() {
     let app = spawn_app().await;

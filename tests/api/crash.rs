@@ -16,16 +16,6 @@ async fn status(base: &str, zone: &ZoneId, token: &str) -> Value {
     ok(r).await["result"].clone()
 }
 
-fn files_under(dir: &std::path::Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    entries
-        .map(|e| {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() { files_under(&e.path()) } else { 1 }
-        })
-        .sum()
-}
-
 async fn seeded(objects: usize) -> (tempfile::TempDir, ZoneId, String) {
     let dir = tempfile::tempdir().unwrap();
     let data = DataDir::open(dir.path()).await.unwrap();

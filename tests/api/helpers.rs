@@ -196,6 +196,17 @@ pub async fn fails(resp: Response, status: u16, code: u64) -> Value {
     body
 }
 
+/// Files (not directories) under `dir`, recursively; 0 if it does not exist.
+pub fn files_under(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .map(|e| {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() { files_under(&e.path()) } else { 1 }
+        })
+        .sum()
+}
+
 /// The real binary.
 pub fn binary() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cache-reserve"))
