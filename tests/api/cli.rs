@@ -115,3 +115,52 @@ fn bad_arguments_are_explained() {
     );
     assert_eq!(unreachable.status.code(), Some(3));
 }
+
+/// Against a server that reports no progress (as api.cloudflare.com), `--wait` still follows the state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_works_without_progress_fields() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+
+    use axum::{Json, Router, routing::get};
+    use serde_json::json;
+
+    let polls = Arc::new(AtomicUsize::new(0));
+    let counter = polls.clone();
+    let path = "/client/v4/zones/023e105f4ecef8ad9ca31a8372d0c353/smart_shield/cache_reserve_clear";
+    let app = Router::new().route(
+        path,
+        get(move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            let state = if n < 2 { "In-progress" } else { "Completed" };
+            let mut result =
+                json!({"id": "cache_reserve_clear", "state": state, "start_ts": "2023-10-02T10:00:00.12345Z"});
+            if n >= 2 {
+                result["end_ts"] = json!("2023-10-02T12:00:00.12345Z");
+            }
+            async move { Json(json!({"success": true, "errors": [], "messages": [], "result": result})) }
+        })
+        .post(|| async {
+            Json(json!({"success": true, "errors": [], "messages": [], "result":
+                {"id": "cache_reserve_clear", "state": "In-progress", "start_ts": "2023-10-02T10:00:00.12345Z"}}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/client/v4", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let out = tokio::task::spawn_blocking(move || {
+        run(
+            &["clear", "start", "023e105f4ecef8ad9ca31a8372d0c353", "--wait", "--interval", "20ms"],
+            &[("CLOUDFLARE_BASE_URL", base.as_str()), ("CLOUDFLARE_API_TOKEN", "t")],
+        )
+    })
+    .await
+    .unwrap();
+    let done: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(done["state"], "Completed");
+    assert_eq!(done["end_ts"], "2023-10-02T12:00:00.12345Z");
+    assert_eq!(polls.load(Ordering::SeqCst), 3);
+}
