@@ -12,4 +12,12 @@ if ! "$venv/bin/python" -c 'import importlib.metadata as m; assert m.version("cl
 fi
 export CACHE_RESERVE_SDK_PYTHON="$PWD/$venv/bin/python"
 
-cargo test "$@"
+# One summary line for the whole run, over every test binary's results.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "%d passed, %d failed\n", passed, failed }' "$log"
+exit "$status"
