@@ -12,7 +12,7 @@ mod routes;
 
 use std::sync::Arc;
 
-use axum::{Router, response::IntoResponse, routing::get};
+use axum::{Router, body::Bytes, http::header::CONTENT_TYPE, response::IntoResponse, routing::get};
 use tokio::sync::Notify;
 use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
 use utoipa::OpenApi;
@@ -63,9 +63,10 @@ fn api_routes() -> OpenApiRouter<AppState> {
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     let (routes, doc) = api_routes().split_for_parts();
-    let doc = Arc::new(doc);
+    // Rendered once; every request gets the same bytes.
+    let doc = Bytes::from(serde_json::to_vec(&doc).expect("the OpenAPI document serialises"));
     let v4 = routes
-        .route("/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) }))
+        .route("/openapi.json", get(move || async move { ([(CONTENT_TYPE, "application/json")], doc) }))
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .fallback(|| async { ApiError::NoRoute });
     Router::new()

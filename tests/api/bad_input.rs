@@ -97,7 +97,9 @@ async fn non_utf8_headers_and_garbage_bodies_never_leak_internals() {
 #[tokio::test]
 async fn the_openapi_document_lists_every_endpoint() {
     let app = spawn_app().await;
-    let doc: serde_json::Value = app.request(Method::GET, "/openapi.json").send().await.unwrap().json().await.unwrap();
+    let resp = app.request(Method::GET, "/openapi.json").send().await.unwrap();
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let doc: serde_json::Value = resp.json().await.unwrap();
     let paths = doc["paths"].as_object().unwrap();
     for p in [
         "/zones/{zone_id}/smart_shield/cache_reserve_clear",
