@@ -147,13 +147,7 @@ async fn post_latency(a: &Args) {
     seed(&data, &dir, &big, n, 4096).await;
     data.store.close().await;
 
-    let running = server::start(ServeConfig {
-        data_dir: dir.clone(),
-        api_listen: "127.0.0.1:0".parse().unwrap(),
-        reclaim: ReclaimConfig::default(),
-    })
-    .await
-    .unwrap();
+    let running = server::start(ServeConfig::ephemeral(&dir)).await.unwrap();
     let base = format!("http://{}/client/v4", running.api_addr);
     let http = reqwest::Client::new();
     for _ in 0..50 {

@@ -5,8 +5,11 @@
 
 pub mod api;
 pub mod cli;
+pub mod directory;
 pub mod domain;
 pub mod jobs;
+pub mod metrics;
+pub mod proxy;
 pub mod reserve;
 pub mod server;
 pub mod storage;

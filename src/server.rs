@@ -1,4 +1,5 @@
-//! The composition root: opens the data directory, builds the backends, starts the API and the reclaimer,
+//! The composition root: opens the data directory, builds the backends, starts the API, the proxy and the
+//! background jobs,
 //! and shuts them down in order.
 
 use std::{
@@ -15,7 +16,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     api::{self, AppState},
-    jobs::{ReclaimConfig, Reclaimer},
+    directory::ZoneDirectory,
+    jobs::{ReclaimConfig, Reclaimer, Retention, RetentionConfig},
+    metrics::Metrics,
+    proxy::{self, Proxy, ProxyConfig},
     reserve::Reserve,
     storage::{ControlStore, ObjectIndex, local_bodies::LocalBodies, sqlite::SqliteStore},
 };
@@ -26,6 +30,22 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub api_listen: SocketAddr,
     pub reclaim: ReclaimConfig,
+    pub proxy: ProxyConfig,
+    /// How often the proxy re-reads the zone table (changes made by the API apply at once regardless).
+    pub zone_refresh: Duration,
+}
+
+impl ServeConfig {
+    /// Defaults for everything but the data directory; both listeners on port 0 (tests).
+    pub fn ephemeral(data_dir: &Path) -> Self {
+        Self {
+            data_dir: data_dir.to_owned(),
+            api_listen: "127.0.0.1:0".parse().expect("a valid address"),
+            reclaim: ReclaimConfig::default(),
+            proxy: ProxyConfig { listen: "127.0.0.1:0".parse().expect("a valid address"), ..ProxyConfig::default() },
+            zone_refresh: Duration::from_secs(1),
+        }
+    }
 }
 
 /// The data directory's stores, opened (and created on first use).
@@ -58,34 +78,78 @@ impl DataDir {
 pub struct Running {
     /// Where the API listens (the real port when 0 was asked for).
     pub api_addr: SocketAddr,
+    /// Where the proxy listens.
+    pub proxy_addr: SocketAddr,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
     data: DataDir,
 }
 
-/// Opens the data directory and starts the API and the reclaimer.
+/// Opens the data directory and starts the API, the proxy and the background jobs.
 pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let data = DataDir::open(&config.data_dir).await?;
+    // No write is in flight yet: any staging file is a leftover of a crash.
+    let staged = LocalBodies::new(&config.data_dir.join("objects"))?
+        .remove_staging_files()
+        .context("cannot clean up interrupted writes in the object directory")?;
+    if staged > 0 {
+        tracing::info!(files = staged, "removed partial bodies of writes interrupted by a crash");
+    }
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
+    let control = Arc::new(data.store.clone()) as Arc<dyn ControlStore>;
+    let index = Arc::new(data.store.clone()) as Arc<dyn ObjectIndex>;
+    let reserve = data.reserve();
 
-    let reclaimer = Reclaimer::new(Arc::new(data.store.clone()), data.blobs.clone(), config.reclaim.clone());
-    let state =
-        AppState { control: Arc::new(data.store.clone()) as Arc<dyn ControlStore>, clear_started: reclaimer.waker() };
+    let zones = ZoneDirectory::new(control.clone());
+    zones.reload().await.context("cannot read the zones")?;
+    tasks.spawn(zones.clone().run(config.zone_refresh, shutdown.clone()));
+
+    let metrics = Arc::new(Metrics::new());
+    let retention = Retention::new(
+        reserve.clone(),
+        zones.clone(),
+        metrics.clone(),
+        RetentionConfig::for_retention(config.proxy.retention),
+    );
+    let access = retention.log.clone();
+    tasks.spawn(retention.run(shutdown.clone()));
+
+    let reclaimer = Reclaimer::new(index.clone(), data.blobs.clone(), config.reclaim.clone());
+    let state = AppState {
+        control,
+        clear_started: reclaimer.waker(),
+        zones: zones.clone(),
+        metrics: metrics.clone(),
+        index,
+    };
     tasks.spawn(reclaimer.run(shutdown.clone()));
 
-    let listener = TcpListener::bind(config.api_listen)
+    let api_listener = TcpListener::bind(config.api_listen)
         .await
-        .with_context(|| format!("cannot listen on {}", config.api_listen))?;
-    let api_addr = listener.local_addr()?;
+        .with_context(|| format!("cannot listen on {} (API)", config.api_listen))?;
+    let api_addr = api_listener.local_addr()?;
+    let proxy_listener = TcpListener::bind(config.proxy.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (proxy)", config.proxy.listen))?;
+    let proxy_addr = proxy_listener.local_addr()?;
+
     let app = api::router(state);
     let stop = shutdown.clone();
     tasks.spawn(async move {
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
+        if let Err(e) = axum::serve(api_listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
             tracing::error!(error = %e, "API server failed");
         }
     });
-    Ok(Running { api_addr, shutdown, tasks, data })
+    let proxy = Proxy::new(config.proxy.clone(), zones, reserve, metrics, access)?;
+    let app = proxy::router(Arc::new(proxy)).into_make_service_with_connect_info::<SocketAddr>();
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        if let Err(e) = axum::serve(proxy_listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
+            tracing::error!(error = %e, "proxy server failed");
+        }
+    });
+    Ok(Running { api_addr, proxy_addr, shutdown, tasks, data })
 }
 
 impl Running {

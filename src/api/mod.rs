@@ -21,8 +21,10 @@ use utoipa_axum::router::OpenApiRouter;
 pub use error::ApiError;
 
 use crate::{
+    directory::ZoneDirectory,
     domain::{Access, Principal, Zone},
-    storage::ControlStore,
+    metrics::Metrics,
+    storage::{ControlStore, ObjectIndex},
 };
 use extract::ZoneSegment;
 
@@ -32,6 +34,10 @@ pub struct AppState {
     pub control: Arc<dyn ControlStore>,
     /// Notified when a Clear starts, so the reclaimer begins at once.
     pub clear_started: Arc<Notify>,
+    /// The proxy's zone table, brought up to date before a change is answered.
+    pub zones: ZoneDirectory,
+    pub metrics: Arc<Metrics>,
+    pub index: Arc<dyn ObjectIndex>,
 }
 
 impl AppState {
@@ -71,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NoRoute });
     Router::new()
         .nest("/client/v4", v4)
+        .route("/metrics", get(routes::metrics::render))
         .fallback(|| async { ApiError::NoRoute })
         .with_state(state)
         .layer(CatchPanicLayer::custom(|_panic| {

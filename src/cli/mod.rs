@@ -3,6 +3,8 @@
 mod admin;
 mod client;
 mod duration;
+mod size;
+mod stats;
 mod watch;
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
@@ -13,6 +15,7 @@ pub use client::ClientError;
 
 use crate::{
     jobs::ReclaimConfig,
+    proxy::ProxyConfig,
     server::{self, ServeConfig},
 };
 
@@ -26,7 +29,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the server: the control API and the Clear reclaimer.
+    /// Run the server: the control API, the caching proxy, the Clear reclaimer and the retention sweeper.
     Serve(ServeArgs),
     /// Create and list zones (works on the data directory, also while the server runs).
     #[command(subcommand)]
@@ -42,6 +45,8 @@ pub enum Command {
     /// Start a Cache Reserve Clear or show its status through the API.
     #[command(subcommand)]
     Clear(client::ClearCommand),
+    /// Show a zone's proxy counters (from the server's /metrics).
+    Stats(stats::StatsArgs),
 }
 
 /// Where the data directory is.
@@ -65,6 +70,30 @@ pub struct ServeArgs {
     /// Pause between reclaim batches, e.g. `0s`, `50ms`, to spare a shared disk.
     #[arg(long, env = "CACHE_RESERVE_RECLAIM_PAUSE", default_value = "0s", value_parser = duration::parse)]
     pub reclaim_pause: Duration,
+    /// Address of the caching proxy.
+    #[arg(long, env = "CACHE_RESERVE_PROXY_LISTEN", default_value = "127.0.0.1:8788")]
+    pub proxy_listen: SocketAddr,
+    /// Memory for the edge tier (hottest objects), e.g. 256MiB. One object may take a sixteenth of it.
+    #[arg(long, env = "CACHE_RESERVE_EDGE_CACHE_BYTES", default_value = "256MiB", value_parser = size::parse)]
+    pub edge_cache_bytes: u64,
+    /// Largest object written to the reserve, e.g. 1GiB.
+    #[arg(long, env = "CACHE_RESERVE_MAX_OBJECT_BYTES", default_value = "1GiB", value_parser = size::parse)]
+    pub max_object_bytes: u64,
+    /// Shortest freshness lifetime for an object to be written to the reserve.
+    #[arg(long, env = "CACHE_RESERVE_MIN_TTL", default_value = "10h", value_parser = duration::parse)]
+    pub reserve_min_ttl: Duration,
+    /// Objects not read for this long are evicted from the reserve.
+    #[arg(long, env = "CACHE_RESERVE_RETENTION", default_value = "30d", value_parser = duration::parse)]
+    pub retention: Duration,
+    /// Time allowed to connect to an origin (then 504).
+    #[arg(long, env = "CACHE_RESERVE_ORIGIN_CONNECT_TIMEOUT", default_value = "5s", value_parser = duration::parse)]
+    pub origin_connect_timeout: Duration,
+    /// Time allowed for an origin's response head (then 504).
+    #[arg(long, env = "CACHE_RESERVE_ORIGIN_TIMEOUT", default_value = "30s", value_parser = duration::parse)]
+    pub origin_timeout: Duration,
+    /// How often the proxy re-reads zones changed by admin commands or other nodes.
+    #[arg(long, env = "CACHE_RESERVE_ZONE_REFRESH", default_value = "1s", value_parser = duration::parse)]
+    pub zone_refresh: Duration,
 }
 
 impl Cli {
@@ -77,6 +106,7 @@ impl Cli {
             Command::User(c) => c.run().await.map_err(CliError::Other),
             Command::Reserve(c) => c.run().await.map_err(CliError::Client),
             Command::Clear(c) => c.run().await.map_err(CliError::Client),
+            Command::Stats(c) => c.run().await.map_err(CliError::Client),
         }
     }
 }
@@ -105,12 +135,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         data_dir: args.data.data_dir.clone(),
         api_listen: args.api_listen,
         reclaim: ReclaimConfig { batch_size: args.reclaim_batch, pause: args.reclaim_pause, ..Default::default() },
+        proxy: ProxyConfig {
+            listen: args.proxy_listen,
+            edge_cache_bytes: args.edge_cache_bytes,
+            max_object_bytes: args.max_object_bytes,
+            reserve_min_ttl: args.reserve_min_ttl,
+            retention: args.retention,
+            connect_timeout: args.origin_connect_timeout,
+            origin_timeout: args.origin_timeout,
+        },
+        zone_refresh: args.zone_refresh,
     };
     let stop = server::shutdown_signal()?;
     let running = server::start(config).await?;
     tracing::info!(
-        "cache-reserve listening on http://{} (API at /client/v4), data in {}",
+        "cache-reserve API on http://{} (/client/v4, /metrics), proxy on http://{}, data in {}",
         running.api_addr,
+        running.proxy_addr,
         args.data.data_dir.display()
     );
     stop.await;

@@ -29,6 +29,11 @@ impl Timestamp {
     pub fn plus(self, d: std::time::Duration) -> Self {
         Self(self.0.saturating_add(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)))
     }
+
+    /// This time minus a duration, saturating at the earliest representable time.
+    pub fn minus(self, d: std::time::Duration) -> Self {
+        Self(self.0.saturating_sub(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)))
+    }
 }
 
 impl fmt::Display for Timestamp {

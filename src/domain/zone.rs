@@ -55,6 +55,10 @@ pub struct Zone {
     pub reserve_on: bool,
     /// When the reserve setting was last changed; `None` if never.
     pub reserve_modified_on: Option<Timestamp>,
+    /// The zone's object generation: part of every stored object's location, bumped by each Clear.
+    pub generation: i64,
+    /// Bumped by every change to the zone: of two copies, the one with the higher revision is newer.
+    pub revision: i64,
     pub created_on: Timestamp,
     pub modified_on: Timestamp,
 }

@@ -1,5 +1,7 @@
-//! Background work that outlives a request: the Clear reclaimer.
+//! Background work that outlives a request: the Clear reclaimer and the retention sweeper.
 
 pub mod reclaim;
+pub mod retention;
 
 pub use reclaim::{ReclaimConfig, Reclaimer};
+pub use retention::{AccessLog, Retention, RetentionConfig};

@@ -3,16 +3,19 @@
 //! generation is the zone's current one.
 
 pub mod layout;
+mod upload;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{StreamExt, stream};
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path};
+use object_store::{GetResult, ObjectStore, ObjectStoreExt, PutPayload, path::Path};
+
+pub use upload::Upload;
 
 use crate::{
     domain::{Timestamp, ZoneId},
-    storage::{IndexEntry, ObjectIndex, RecordOutcome, StoreError, Usage},
+    storage::{Access, IndexEntry, ObjectIndex, RecordOutcome, StoreError, Usage},
 };
 
 /// What went wrong in the reserve.
@@ -24,6 +27,8 @@ pub enum ReserveError {
     Blob(#[from] object_store::Error),
     #[error("no such zone")]
     NoZone,
+    #[error("body ended after {got} of {expected} bytes")]
+    Incomplete { expected: u64, got: u64 },
 }
 
 /// Outcome of a put.
@@ -108,7 +113,13 @@ impl Reserve {
             self.delete_blobs(entries.iter().map(|e| e.blob.as_str())).await;
             return Err(e.into());
         }
-        let outcomes = match self.index.record_batch(&entries).await {
+        self.record(&entries).await
+    }
+
+    /// Records entries whose bodies are durable, and deletes every body no entry points to afterwards:
+    /// those replaced, and those not recorded because a Clear or the zone's removal overtook the write.
+    async fn record(&self, entries: &[IndexEntry]) -> Result<Vec<PutOutcome>, ReserveError> {
+        let outcomes = match self.index.record_batch(entries).await {
             Ok(outcomes) => outcomes,
             Err(e) => {
                 self.delete_blobs(entries.iter().map(|e| e.blob.as_str())).await;
@@ -140,20 +151,59 @@ impl Reserve {
         Ok(result)
     }
 
-    /// The object stored under `key` in the zone's current generation.
-    pub async fn get(&self, zone: &ZoneId, key: &str) -> Result<Option<StoredObject>, ReserveError> {
-        let Some(entry) = self.index.lookup(zone, &layout::key_hash(key)).await? else {
-            return Ok(None);
-        };
-        if entry.key != key {
-            // A SHA-256 collision; never serve another key's body.
-            return Ok(None);
-        }
+    /// Starts a streamed write of `key` into generation `generation` of the zone (see [`Upload`]).
+    pub async fn begin_upload(
+        &self,
+        zone: &ZoneId,
+        generation: i64,
+        key: &str,
+        meta: Vec<u8>,
+        size: u64,
+    ) -> Result<Upload, ReserveError> {
+        Upload::begin(self.clone(), zone, generation, key, meta, size).await
+    }
+
+    /// The index entry of `key` in the zone's current generation, without reading the body.
+    pub async fn find(&self, zone: &ZoneId, key: &str) -> Result<Option<IndexEntry>, ReserveError> {
+        let entry = self.index.lookup(zone, &layout::key_hash(key)).await?;
+        // A SHA-256 collision would name another key's body: never serve it.
+        Ok(entry.filter(|e| e.key == key))
+    }
+
+    /// Opens the body of a found entry; `None` if it was replaced or cleared since it was found.
+    pub async fn open(&self, entry: &IndexEntry) -> Result<Option<GetResult>, ReserveError> {
         match self.blobs.get(&Path::from(entry.blob.as_str())).await {
-            Ok(r) => Ok(Some(StoredObject { meta: entry.meta, body: r.bytes().await?, stored_on: entry.stored_on })),
-            // Replaced or cleared between the lookup and the read: a miss.
+            Ok(r) => Ok(Some(r)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Replaces a stored object's metadata after a revalidation; `false` if it was replaced meanwhile.
+    pub async fn update_meta(&self, entry: &IndexEntry, meta: &[u8]) -> Result<bool, ReserveError> {
+        Ok(self.index.update_meta(&entry.zone_id, entry.generation, &entry.key_hash, &entry.blob, meta).await?)
+    }
+
+    /// Records when objects were last read.
+    pub async fn record_access(&self, accesses: &[Access]) -> Result<(), ReserveError> {
+        Ok(self.index.record_access(accesses).await?)
+    }
+
+    /// Evicts up to `limit` objects not read since `before`, deleting their bodies. Returns them.
+    pub async fn evict_idle(&self, before: Timestamp, limit: u32) -> Result<Vec<IndexEntry>, ReserveError> {
+        let evicted = self.index.evict_idle(before, limit).await?;
+        self.delete_blobs(evicted.iter().map(|e| e.blob.as_str())).await;
+        Ok(evicted)
+    }
+
+    /// The object stored under `key` in the zone's current generation.
+    pub async fn get(&self, zone: &ZoneId, key: &str) -> Result<Option<StoredObject>, ReserveError> {
+        let Some(entry) = self.find(zone, key).await? else {
+            return Ok(None);
+        };
+        match self.open(&entry).await? {
+            Some(r) => Ok(Some(StoredObject { meta: entry.meta, body: r.bytes().await?, stored_on: entry.stored_on })),
+            None => Ok(None),
         }
     }
 

@@ -39,6 +39,33 @@ impl LocalBodies {
         let inner = LocalFileSystem::new_with_prefix(&root)?.with_fsync(true).with_automatic_cleanup(true);
         Ok(Self { inner: Arc::new(inner), root })
     }
+
+    /// Removes the staging files of writes a crash cut short (`{name}#{digits}`: object_store's staging
+    /// names, which its listings skip, so nothing else would ever find them). Call before any write
+    /// starts. Returns how many were removed.
+    pub fn remove_staging_files(&self) -> std::io::Result<usize> {
+        fn walk(dir: &FsPath, removed: &mut usize) -> std::io::Result<()> {
+            for entry in std::fs::read_dir(dir)? {
+                let entry = entry?;
+                let path = entry.path();
+                if entry.file_type()?.is_dir() {
+                    walk(&path, removed)?;
+                } else if is_staging_name(&entry.file_name().to_string_lossy()) {
+                    std::fs::remove_file(&path)?;
+                    *removed += 1;
+                }
+            }
+            Ok(())
+        }
+        let mut removed = 0;
+        walk(&self.root, &mut removed)?;
+        Ok(removed)
+    }
+}
+
+/// object_store's staging names: the final name, `#`, then digits.
+fn is_staging_name(name: &str) -> bool {
+    name.rsplit_once('#').is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 impl fmt::Display for LocalBodies {
@@ -133,6 +160,20 @@ impl ObjectStore for LocalBodies {
 mod tests {
     use super::*;
     use object_store::ObjectStoreExt;
+
+    #[tokio::test]
+    async fn removes_staging_files_of_interrupted_writes_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let bodies = LocalBodies::new(dir.path()).unwrap();
+        let kept = Path::from("z/g1/ab/abcd.0011");
+        bodies.put(&kept, PutPayload::from_static(b"whole")).await.unwrap();
+        let staged = dir.path().join("z/g1/ab/abce.0012#3");
+        std::fs::write(&staged, b"part").unwrap();
+        assert_eq!(bodies.remove_staging_files().unwrap(), 1);
+        assert!(!staged.exists());
+        assert_eq!(bodies.get(&kept).await.unwrap().bytes().await.unwrap().as_ref(), b"whole");
+        assert!(!is_staging_name("abcd.0011") && !is_staging_name("a#") && !is_staging_name("a#1x"));
+    }
 
     #[tokio::test]
     async fn deletes_in_chunks_reports_missing_and_removes_emptied_directories() {

@@ -170,6 +170,15 @@ pub struct Usage {
     pub bytes: u64,
 }
 
+/// A read of a stored object, for retention (recorded in batches).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    pub zone_id: ZoneId,
+    pub generation: i64,
+    pub key_hash: String,
+    pub at: Timestamp,
+}
+
 /// Where a cleared object's body is, and its position in reclaim order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BodyRef {
@@ -200,6 +209,22 @@ pub trait ObjectIndex: Send + Sync + 'static {
     async fn remove(&self, zone: &ZoneId, key_hash: &str) -> StoreResult<Option<IndexEntry>>;
     /// Objects and bytes in the zone's current generation.
     async fn usage(&self, zone: &ZoneId) -> StoreResult<Usage>;
+    /// Replaces the metadata of an entry (after a revalidation), only if it is still the entry whose body
+    /// is `blob` in that generation. Returns whether it was.
+    async fn update_meta(
+        &self,
+        zone: &ZoneId,
+        generation: i64,
+        key_hash: &str,
+        blob: &str,
+        meta: &[u8],
+    ) -> StoreResult<bool>;
+    /// Records when objects were last read, in one transaction. Never moves a time backwards; entries
+    /// gone meanwhile are skipped.
+    async fn record_access(&self, accesses: &[Access]) -> StoreResult<()>;
+    /// Forgets up to `limit` entries of current generations last read before `before`, least recently
+    /// read first, adjusting the counts; returns them so their bodies can be deleted.
+    async fn evict_idle(&self, before: Timestamp, limit: u32) -> StoreResult<Vec<IndexEntry>>;
 
     /// Clears not yet completed, oldest first.
     async fn pending_clears(&self) -> StoreResult<Vec<PendingClear>>;

@@ -18,6 +18,8 @@ use serde_json::Value;
 
 pub struct TestApp {
     pub base: String,
+    /// The proxy's address, `http://127.0.0.1:PORT`.
+    pub proxy: String,
     pub data: DataDir,
     pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
@@ -30,17 +32,20 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(reclaim: ReclaimConfig) -> TestApp {
+    spawn_configured(|c| c.reclaim = reclaim).await
+}
+
+/// A server with defaults changed by `configure`.
+pub async fn spawn_configured(configure: impl FnOnce(&mut ServeConfig)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let running = server::start(ServeConfig {
-        data_dir: dir.path().to_owned(),
-        api_listen: "127.0.0.1:0".parse().unwrap(),
-        reclaim,
-    })
-    .await
-    .unwrap();
+    let mut config = ServeConfig::ephemeral(dir.path());
+    config.reclaim.poll_interval = Duration::from_millis(50);
+    configure(&mut config);
+    let running = server::start(config).await.unwrap();
     let base = format!("http://{}/client/v4", running.api_addr);
+    let proxy = format!("http://{}", running.proxy_addr);
     let data = DataDir::open(dir.path()).await.unwrap();
-    TestApp { base, data, dir, http: http_client(), _running: running }
+    TestApp { base, proxy, data, dir, http: http_client(), _running: running }
 }
 
 impl TestApp {

@@ -53,7 +53,11 @@ impl AppState {
     /// Turns a zone's reserve on or off; on is refused (1153) while a Clear runs.
     pub async fn set_reserve(&self, zone: &ZoneId, on: bool) -> Result<Zone, ApiError> {
         match self.control.set_reserve(zone, on, Timestamp::now()).await? {
-            SetReserveOutcome::Changed(z) => Ok(z),
+            SetReserveOutcome::Changed(z) => {
+                // In force for the proxy before the caller hears back.
+                self.zones.insert(z.clone());
+                Ok(z)
+            }
             SetReserveOutcome::ClearInProgress => Err(ApiError::ClearInProgress),
         }
     }

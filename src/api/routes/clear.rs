@@ -83,11 +83,16 @@ async fn start(
     body.json::<serde_json::Value>()?;
     match state.control.start_clear(&zone.id, Timestamp::now()).await? {
         StartClearOutcome::Started(op) => {
+            // Every pre-clear copy, in the edge tier too, is a miss from here on.
+            state.zones.raise_generation(&zone.id, op.target_generation);
             tracing::info!(zone = %zone.id, objects = op.progress.objects_total, "cache reserve clear started");
             state.clear_started.notify_one();
             Ok(Envelope::ok(op.into()))
         }
-        StartClearOutcome::AlreadyRunning(op) => Ok(Envelope::ok(op.into())),
+        StartClearOutcome::AlreadyRunning(op) => {
+            state.zones.raise_generation(&zone.id, op.target_generation);
+            Ok(Envelope::ok(op.into()))
+        }
         StartClearOutcome::ReserveOn => Err(ApiError::ReserveOn),
     }
 }

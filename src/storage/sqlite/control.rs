@@ -103,7 +103,7 @@ impl ControlStore for SqliteStore {
 
     async fn set_origin(&self, id: &ZoneId, origin: Option<String>, now: Timestamp) -> StoreResult<Zone> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("UPDATE zones SET origin = $2, modified_on = $3 WHERE id = $1")
+        sqlx::query("UPDATE zones SET origin = $2, modified_on = $3, revision = revision + 1 WHERE id = $1")
             .bind(id.as_str())
             .bind(origin)
             .bind(now.as_micros())
@@ -120,13 +120,15 @@ impl ControlStore for SqliteStore {
         if on && latest_clear_in(&mut tx, id).await?.is_some_and(|c| c.end_ts.is_none()) {
             return Ok(SetReserveOutcome::ClearInProgress);
         }
-        sqlx::query("UPDATE zones SET reserve_on = $2, reserve_modified_on = $3 WHERE id = $1")
-            .bind(id.as_str())
-            .bind(i64::from(on))
-            .bind(now.as_micros())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        sqlx::query(
+            "UPDATE zones SET reserve_on = $2, reserve_modified_on = $3, revision = revision + 1 WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .bind(i64::from(on))
+        .bind(now.as_micros())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         let zone = zone_in(&mut tx, id).await?.ok_or_else(|| StoreError::NotFound(format!("zone {id}")))?;
         tx.commit().await.map_err(backend)?;
         Ok(SetReserveOutcome::Changed(zone))
@@ -141,12 +143,13 @@ impl ControlStore for SqliteStore {
         if zone.reserve_on {
             return Ok(StartClearOutcome::ReserveOn);
         }
-        let target: i64 =
-            sqlx::query_scalar("UPDATE zones SET generation = generation + 1 WHERE id = $1 RETURNING generation")
-                .bind(id.as_str())
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(backend)?;
+        let target: i64 = sqlx::query_scalar(
+            "UPDATE zones SET generation = generation + 1, revision = revision + 1 WHERE id = $1 RETURNING generation",
+        )
+        .bind(id.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
         sqlx::query(
             "INSERT INTO clears (zone_id, target_generation, start_ts, modified_on, objects_total, bytes_total)
              SELECT $1, $2, $3, $3,

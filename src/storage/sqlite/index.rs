@@ -6,7 +6,7 @@ use sqlx::{Row, Sqlite, Transaction};
 use super::{SqliteStore, backend, rows};
 use crate::{
     domain::{Timestamp, ZoneId},
-    storage::{BodyRef, IndexEntry, ObjectIndex, PendingClear, RecordOutcome, StoreResult, Usage},
+    storage::{Access, BodyRef, IndexEntry, ObjectIndex, PendingClear, RecordOutcome, StoreResult, Usage},
 };
 
 /// Adds `objects` and `bytes` (either may be negative) to a generation's counts.
@@ -53,11 +53,11 @@ async fn record_in(tx: &mut Transaction<'static, Sqlite>, e: &IndexEntry) -> Sto
         .map_err(backend)?
         .map(|r| (r.get::<String, _>("blob"), r.get::<i64, _>("size")));
     sqlx::query(
-        "INSERT INTO objects (zone_id, generation, key_hash, cache_key, blob, size, meta, stored_on)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        "INSERT INTO objects (zone_id, generation, key_hash, cache_key, blob, size, meta, stored_on, last_access)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
          ON CONFLICT (zone_id, generation, key_hash) DO UPDATE SET
              cache_key = excluded.cache_key, blob = excluded.blob, size = excluded.size,
-             meta = excluded.meta, stored_on = excluded.stored_on",
+             meta = excluded.meta, stored_on = excluded.stored_on, last_access = excluded.last_access",
     )
     .bind(e.zone_id.as_str())
     .bind(e.generation)
@@ -147,6 +147,73 @@ impl ObjectIndex for SqliteStore {
                 bytes: u64::try_from(r.get::<i64, _>("bytes")).unwrap_or(0),
             })
             .unwrap_or_default())
+    }
+
+    async fn update_meta(
+        &self,
+        zone: &ZoneId,
+        generation: i64,
+        key_hash: &str,
+        blob: &str,
+        meta: &[u8],
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE objects SET meta = $5 WHERE zone_id = $1 AND generation = $2 AND key_hash = $3 AND blob = $4",
+        )
+        .bind(zone.as_str())
+        .bind(generation)
+        .bind(key_hash)
+        .bind(blob)
+        .bind(meta)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn record_access(&self, accesses: &[Access]) -> StoreResult<()> {
+        if accesses.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for a in accesses {
+            sqlx::query(
+                "UPDATE objects SET last_access = $4
+                 WHERE zone_id = $1 AND generation = $2 AND key_hash = $3 AND last_access < $4",
+            )
+            .bind(a.zone_id.as_str())
+            .bind(a.generation)
+            .bind(&a.key_hash)
+            .bind(a.at.as_micros())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn evict_idle(&self, before: Timestamp, limit: u32) -> StoreResult<Vec<IndexEntry>> {
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query(
+            "DELETE FROM objects WHERE (zone_id, generation, key_hash) IN (
+                 SELECT o.zone_id, o.generation, o.key_hash FROM objects o
+                 JOIN zones z ON z.id = o.zone_id AND z.generation = o.generation
+                 WHERE o.last_access < $1 ORDER BY o.last_access LIMIT $2)
+             RETURNING *",
+        )
+        .bind(before.as_micros())
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let evicted = rows.iter().map(rows::entry).collect::<StoreResult<Vec<_>>>()?;
+        for e in &evicted {
+            add_to_generation(&mut tx, &e.zone_id, e.generation, -1, -rows::sql_count(e.size)).await?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(evicted)
     }
 
     async fn pending_clears(&self) -> StoreResult<Vec<PendingClear>> {

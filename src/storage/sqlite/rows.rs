@@ -34,6 +34,8 @@ pub(super) fn zone(r: &SqliteRow) -> StoreResult<Zone> {
         origin: r.get("origin"),
         reserve_on: r.get::<i64, _>("reserve_on") != 0,
         reserve_modified_on: opt_ts(r.get("reserve_modified_on")),
+        generation: r.get("generation"),
+        revision: r.get("revision"),
         created_on: ts(r.get("created_on")),
         modified_on: ts(r.get("modified_on")),
     })

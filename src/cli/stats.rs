@@ -1,0 +1,100 @@
+//! `cache-reserve stats ZONE`: one zone's proxy counters, read from the server's `/metrics`.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use clap::Args;
+
+use super::client::{ClientArgs, ClientError};
+use crate::domain::ZoneName;
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// Zone name, e.g. example.com.
+    pub zone: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// The rows printed, in order: label, metric, extra label filter.
+const ROWS: [(&str, &str, &str); 16] = [
+    ("responses HIT", "cache_reserve_responses_total", "cache_status=\"HIT\""),
+    ("responses MISS", "cache_reserve_responses_total", "cache_status=\"MISS\""),
+    ("responses EXPIRED", "cache_reserve_responses_total", "cache_status=\"EXPIRED\""),
+    ("responses REVALIDATED", "cache_reserve_responses_total", "cache_status=\"REVALIDATED\""),
+    ("responses BYPASS", "cache_reserve_responses_total", "cache_status=\"BYPASS\""),
+    ("responses DYNAMIC", "cache_reserve_responses_total", "cache_status=\"DYNAMIC\""),
+    ("edge tier hits", "cache_reserve_tier_lookups_total", "tier=\"edge\",result=\"hit\""),
+    ("edge tier misses", "cache_reserve_tier_lookups_total", "tier=\"edge\",result=\"miss\""),
+    ("reserve hits", "cache_reserve_tier_lookups_total", "tier=\"reserve\",result=\"hit\""),
+    ("reserve misses", "cache_reserve_tier_lookups_total", "tier=\"reserve\",result=\"miss\""),
+    ("reserve writes (Class A)", "cache_reserve_class_a_operations_total", ""),
+    ("reserve reads (Class B)", "cache_reserve_class_b_operations_total", ""),
+    ("objects stored", "cache_reserve_stored_objects", ""),
+    ("bytes stored", "cache_reserve_stored_bytes", ""),
+    ("bytes served from reserve", "cache_reserve_served_bytes_total", ""),
+    ("origin requests", "cache_reserve_origin_requests_total", ""),
+];
+
+impl StatsArgs {
+    pub async fn run(self) -> Result<(), ClientError> {
+        let zone = ZoneName::parse(&self.zone).map_err(|_| ClientError::Usage(format!("{:?} is not a zone name", self.zone)))?;
+        let base = self.client.base_url.trim_end_matches('/');
+        let root = base.strip_suffix("/client/v4").ok_or_else(|| {
+            ClientError::Usage(format!("the base URL {base} does not end in /client/v4, so /metrics cannot be found"))
+        })?;
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().map_err(ClientError::Transport)?;
+        let resp = http.get(format!("{root}/metrics")).send().await.map_err(ClientError::Transport)?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(ClientError::Transport)?;
+        if status != 200 {
+            return Err(ClientError::Protocol { status, detail: text.chars().take(200).collect() });
+        }
+        let samples = zone_samples(&text, zone.as_str());
+        if samples.is_empty() {
+            return Err(ClientError::Usage(format!("the server has no counters for {zone} (no traffic yet, or no such zone)")));
+        }
+        println!("zone {zone}");
+        for (label, metric, filter) in ROWS {
+            let value: f64 = samples
+                .iter()
+                .filter(|((m, labels), _)| m == metric && (filter.is_empty() || labels.contains(filter)))
+                .map(|(_, v)| v)
+                .sum();
+            println!("  {label:<28}{value}");
+        }
+        Ok(())
+    }
+}
+
+/// The samples labelled `zone="{zone}"`: (metric, labels) → value.
+fn zone_samples(text: &str, zone: &str) -> BTreeMap<(String, String), f64> {
+    let wanted = format!("zone=\"{zone}\"");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, labels) = series.split_once('{')?;
+            let labels = labels.strip_suffix('}')?;
+            if !labels.split(',').any(|l| l == wanted) {
+                return None;
+            }
+            Some(((metric.to_owned(), labels.to_owned()), value.parse().ok()?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_one_zones_samples() {
+        let text = "# HELP x\ncache_reserve_class_a_operations_total{zone=\"a.com\"} 3\n\
+                    cache_reserve_class_a_operations_total{zone=\"b.com\"} 5\n\
+                    cache_reserve_responses_total{zone=\"a.com\",cache_status=\"HIT\"} 7\n";
+        let s = zone_samples(text, "a.com");
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[&("cache_reserve_class_a_operations_total".into(), "zone=\"a.com\"".into())], 3.0);
+    }
+}

@@ -1,0 +1,167 @@
+//! Per-zone counters of the data plane, rendered in the Prometheus text format on the API's `/metrics`.
+//!
+//! Each server has its own recorder (not the process-global one), and each zone's counter handles are
+//! registered once, so counting on the request path is an atomic add.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+};
+
+use metrics::{Counter, Gauge, Key, KeyName, Label, Level, Metadata, Recorder, SharedString, Unit};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
+
+use crate::domain::{Zone, ZoneId};
+
+/// What `cf-cache-status` said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    Hit,
+    Miss,
+    Expired,
+    Revalidated,
+    Bypass,
+    Dynamic,
+}
+
+impl CacheStatus {
+    pub const ALL: [CacheStatus; 6] = [Self::Hit, Self::Miss, Self::Expired, Self::Revalidated, Self::Bypass, Self::Dynamic];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "HIT",
+            Self::Miss => "MISS",
+            Self::Expired => "EXPIRED",
+            Self::Revalidated => "REVALIDATED",
+            Self::Bypass => "BYPASS",
+            Self::Dynamic => "DYNAMIC",
+        }
+    }
+}
+
+/// One zone's counters.
+pub struct ZoneCounters {
+    /// Responses, by `cf-cache-status` (indexed like [`CacheStatus::ALL`]).
+    responses: [Counter; 6],
+    pub edge_hits: Counter,
+    pub edge_misses: Counter,
+    pub reserve_hits: Counter,
+    pub reserve_misses: Counter,
+    /// Writes to the reserve: objects stored and metadata refreshed (Cloudflare's Class A operations).
+    pub class_a: Counter,
+    /// Reads from the reserve (Cloudflare's Class B operations).
+    pub class_b: Counter,
+    /// Body bytes served from the reserve, which the origin did not have to send.
+    pub reserve_bytes_served: Counter,
+    /// Reserve writes given up: the disk fell behind the client, or the body ended short.
+    pub writes_abandoned: Counter,
+    pub evicted: Counter,
+    pub origin_requests: Counter,
+    pub origin_errors: Counter,
+    stored_objects: Gauge,
+    stored_bytes: Gauge,
+}
+
+impl ZoneCounters {
+    pub fn response(&self, status: CacheStatus) {
+        let i = CacheStatus::ALL.iter().position(|s| *s == status).expect("every status is listed");
+        self.responses[i].increment(1);
+    }
+}
+
+const METADATA: Metadata<'static> = Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+
+/// Every zone's counters, and the recorder that renders them.
+pub struct Metrics {
+    recorder: PrometheusRecorder,
+    zones: RwLock<HashMap<ZoneId, Arc<ZoneCounters>>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let counters: [(&str, &str, Option<Unit>); 11] = [
+            ("cache_reserve_responses_total", "Proxy responses, by cf-cache-status.", None),
+            ("cache_reserve_tier_lookups_total", "Cache tier lookups, by tier (edge, reserve) and result.", None),
+            ("cache_reserve_class_a_operations_total", "Reserve writes (Cloudflare Class A).", None),
+            ("cache_reserve_class_b_operations_total", "Reserve reads (Cloudflare Class B).", None),
+            (
+                "cache_reserve_served_bytes_total",
+                "Body bytes served from the reserve instead of the origin.",
+                Some(Unit::Bytes),
+            ),
+            ("cache_reserve_writes_abandoned_total", "Reserve writes given up (disk behind, body short).", None),
+            ("cache_reserve_evicted_objects_total", "Objects evicted after the retention period.", None),
+            ("cache_reserve_origin_requests_total", "Requests sent to the origin.", None),
+            ("cache_reserve_origin_errors_total", "Origin requests that failed (502/504).", None),
+            ("cache_reserve_stored_objects", "Objects stored in the reserve.", None),
+            ("cache_reserve_stored_bytes", "Bytes stored in the reserve.", Some(Unit::Bytes)),
+        ];
+        for (name, help, unit) in counters {
+            let key = KeyName::from(name);
+            if name.ends_with("_total") {
+                recorder.describe_counter(key, unit, SharedString::from(help));
+            } else {
+                recorder.describe_gauge(key, unit, SharedString::from(help));
+            }
+        }
+        Self { recorder, zones: RwLock::default() }
+    }
+
+    /// The zone's counters, registered on first use.
+    pub fn zone(&self, zone: &Zone) -> Arc<ZoneCounters> {
+        if let Some(c) = self.zones.read().expect("metrics lock").get(&zone.id) {
+            return c.clone();
+        }
+        let mut zones = self.zones.write().expect("metrics lock");
+        zones.entry(zone.id.clone()).or_insert_with(|| Arc::new(self.register(zone))).clone()
+    }
+
+    fn register(&self, zone: &Zone) -> ZoneCounters {
+        let name = zone.name.as_str().to_owned();
+        let counter = |metric: &'static str, extra: &[(&'static str, &'static str)]| {
+            let mut labels = vec![Label::new("zone", name.clone())];
+            labels.extend(extra.iter().map(|(k, v)| Label::new(*k, *v)));
+            self.recorder.register_counter(&Key::from_parts(metric, labels), &METADATA)
+        };
+        let lookups = "cache_reserve_tier_lookups_total";
+        let gauge = |metric: &'static str| {
+            self.recorder.register_gauge(&Key::from_parts(metric, vec![Label::new("zone", name.clone())]), &METADATA)
+        };
+        ZoneCounters {
+            responses: CacheStatus::ALL
+                .map(|s| counter("cache_reserve_responses_total", &[("cache_status", s.as_str())])),
+            edge_hits: counter(lookups, &[("tier", "edge"), ("result", "hit")]),
+            edge_misses: counter(lookups, &[("tier", "edge"), ("result", "miss")]),
+            reserve_hits: counter(lookups, &[("tier", "reserve"), ("result", "hit")]),
+            reserve_misses: counter(lookups, &[("tier", "reserve"), ("result", "miss")]),
+            class_a: counter("cache_reserve_class_a_operations_total", &[]),
+            class_b: counter("cache_reserve_class_b_operations_total", &[]),
+            reserve_bytes_served: counter("cache_reserve_served_bytes_total", &[]),
+            writes_abandoned: counter("cache_reserve_writes_abandoned_total", &[]),
+            evicted: counter("cache_reserve_evicted_objects_total", &[]),
+            origin_requests: counter("cache_reserve_origin_requests_total", &[]),
+            origin_errors: counter("cache_reserve_origin_errors_total", &[]),
+            stored_objects: gauge("cache_reserve_stored_objects"),
+            stored_bytes: gauge("cache_reserve_stored_bytes"),
+        }
+    }
+
+    /// Sets a zone's stored objects and bytes (read from the index when rendering).
+    pub fn set_stored(&self, zone: &Zone, objects: u64, bytes: u64) {
+        let c = self.zone(zone);
+        c.stored_objects.set(objects as f64);
+        c.stored_bytes.set(bytes as f64);
+    }
+
+    /// The Prometheus text format.
+    pub fn render(&self) -> String {
+        self.recorder.handle().render()
+    }
+}

@@ -1,0 +1,201 @@
+//! Answers from the tiers: a fresh copy in the edge tier or the reserve is served; a stale one is
+//! revalidated with the origin (a conditional request), and a `304` refreshes the stored metadata.
+
+use std::{sync::Arc, time::SystemTime};
+
+use axum::body::Body;
+use http::{Method, request, response};
+use http_cache_semantics::{AfterResponse, BeforeRequest, CachePolicy};
+
+use super::{
+    Ctx,
+    edge::EdgeEntry,
+    forward::{Origin, origin_request},
+    respond::{ReserveTag, from_cache},
+    stored, unix_secs,
+};
+use crate::{metrics::CacheStatus, storage::IndexEntry};
+
+/// A stale copy, and where it is.
+enum Stale {
+    Edge(Arc<EdgeEntry>),
+    Reserve(IndexEntry, CachePolicy),
+}
+
+type Answer = (CacheStatus, axum::response::Response);
+
+impl Ctx<'_> {
+    /// Answers from the edge tier or the reserve when either has a copy for this request; `None` for a
+    /// miss in both.
+    pub(super) async fn from_tiers(&self, origin: &Origin, parts: &request::Parts, key: &str) -> Option<Answer> {
+        let p = self.proxy;
+        let now = SystemTime::now();
+        if let Some(entry) = p.edge.get(&self.zone, key) {
+            match entry.policy.before_request(parts, now) {
+                BeforeRequest::Fresh(head) => {
+                    self.counters.edge_hits.increment(1);
+                    if entry.should_note(unix_secs(now), p.note_every_secs) {
+                        p.note_read(&self.zone, entry.generation, &entry.key_hash);
+                    }
+                    let body = Body::from(entry.body.clone());
+                    return Some((CacheStatus::Hit, from_cache(head, body, parts, CacheStatus::Hit, ReserveTag::Edge)));
+                }
+                BeforeRequest::Stale { request, matches: true } => {
+                    self.counters.edge_misses.increment(1);
+                    return self.revalidate(origin, parts, key, Stale::Edge(entry), request).await;
+                }
+                // Another variant (Vary): a miss.
+                BeforeRequest::Stale { matches: false, .. } => {}
+            }
+        }
+        self.counters.edge_misses.increment(1);
+        if !self.zone.reserve_on {
+            return None;
+        }
+        let found = match p.reserve.find(&self.zone.id, key).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(zone = %self.zone.name, error = %e, "reserve lookup failed; treating as a miss");
+                None
+            }
+        };
+        let Some((entry, policy)) = found.and_then(|e| stored::decode(&e.meta).map(|p| (e, p))) else {
+            self.counters.reserve_misses.increment(1);
+            return None;
+        };
+        match policy.before_request(parts, now) {
+            BeforeRequest::Fresh(head) => {
+                let answer = self.serve_reserve(entry, policy, head, parts, CacheStatus::Hit).await;
+                if answer.is_none() {
+                    self.counters.reserve_misses.increment(1);
+                }
+                answer
+            }
+            BeforeRequest::Stale { request, matches: true } => {
+                self.counters.reserve_misses.increment(1);
+                self.revalidate(origin, parts, key, Stale::Reserve(entry, policy), request).await
+            }
+            BeforeRequest::Stale { matches: false, .. } => {
+                self.counters.reserve_misses.increment(1);
+                None
+            }
+        }
+    }
+
+    /// Serves a reserve object, refilling the edge tier when it fits. `None` if the body is gone (replaced
+    /// or cleared since it was found).
+    async fn serve_reserve(
+        &self,
+        entry: IndexEntry,
+        policy: CachePolicy,
+        head: response::Parts,
+        parts: &request::Parts,
+        status: CacheStatus,
+    ) -> Option<Answer> {
+        let p = self.proxy;
+        p.note_read(&self.zone, entry.generation, &entry.key_hash);
+        if parts.method == Method::HEAD {
+            self.counters.reserve_hits.increment(1);
+            return Some((status, from_cache(head, Body::empty(), parts, status, ReserveTag::Hit)));
+        }
+        let opened = match p.reserve.open(&entry).await {
+            Ok(Some(got)) => got,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(zone = %self.zone.name, error = %e, "reserve read failed; treating as a miss");
+                return None;
+            }
+        };
+        self.counters.class_b.increment(1);
+        let size = entry.size;
+        let body = if size <= p.edge.max_object {
+            let bytes = match opened.bytes().await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(zone = %self.zone.name, error = %e, "reserve read failed; treating as a miss");
+                    return None;
+                }
+            };
+            let key = entry.key.clone();
+            p.edge.insert(&self.zone.id, &key, Arc::new(EdgeEntry::from_reserve(policy, bytes.clone(), entry)));
+            Body::from(bytes)
+        } else {
+            Body::from_stream(opened.into_stream())
+        };
+        self.counters.reserve_hits.increment(1);
+        self.counters.reserve_bytes_served.increment(size);
+        Some((status, from_cache(head, body, parts, status, ReserveTag::Hit)))
+    }
+
+    /// Asks the origin whether a stale copy is still good. `None` when the copy vanished meanwhile (the
+    /// caller then fetches it as a miss).
+    async fn revalidate(
+        &self,
+        origin: &Origin,
+        parts: &request::Parts,
+        key: &str,
+        stale: Stale,
+        conditional: request::Parts,
+    ) -> Option<Answer> {
+        let p = self.proxy;
+        if parts.method == Method::HEAD {
+            return Some(self.pass(origin, parts.clone(), Body::empty(), CacheStatus::Expired).await);
+        }
+        let mut ask = parts.clone();
+        ask.headers = conditional.headers;
+        let req = match origin_request(origin, &ask, &self.forwarded, Body::empty()) {
+            Ok(r) => r,
+            Err(_) => return Some(self.bad_origin(CacheStatus::Expired)),
+        };
+        self.counters.origin_requests.increment(1);
+        let resp = match p.origin.send(req).await {
+            Ok(r) => r,
+            Err(e) => return Some(self.origin_failed(e, CacheStatus::Expired)),
+        };
+        let (rparts, rbody) = resp.into_parts();
+        let policy = match &stale {
+            Stale::Edge(e) => &e.policy,
+            Stale::Reserve(_, policy) => policy,
+        };
+        match policy.after_response(parts, &rparts, SystemTime::now()) {
+            AfterResponse::NotModified(fresh, head) => {
+                drop(rbody);
+                let status = CacheStatus::Revalidated;
+                match stale {
+                    Stale::Edge(old) => {
+                        if let Some(reserved) = old.from_reserve.clone() {
+                            self.refresh_reserve_meta(reserved, &fresh);
+                        }
+                        let mut entry = EdgeEntry::new(fresh, old.body.clone(), old.generation, old.key_hash.clone());
+                        entry.from_reserve = old.from_reserve.clone();
+                        p.edge.insert(&self.zone.id, key, Arc::new(entry));
+                        let body = Body::from(old.body.clone());
+                        Some((status, from_cache(head, body, parts, status, ReserveTag::Edge)))
+                    }
+                    Stale::Reserve(entry, _) => {
+                        self.refresh_reserve_meta(entry.clone(), &fresh);
+                        self.serve_reserve(entry, fresh, head, parts, status).await
+                    }
+                }
+            }
+            AfterResponse::Modified(..) => Some(self.admit(parts, rparts, rbody, key.to_owned(), CacheStatus::Expired, None)),
+        }
+    }
+
+    /// Writes a refreshed policy to the reserve copy, off the response path.
+    fn refresh_reserve_meta(&self, entry: IndexEntry, fresh: &CachePolicy) {
+        if !self.zone.reserve_on {
+            return;
+        }
+        let reserve = self.proxy.reserve.clone();
+        let counters = self.counters.clone();
+        let meta = stored::encode(fresh);
+        tokio::spawn(async move {
+            match reserve.update_meta(&entry, &meta).await {
+                Ok(true) => counters.class_a.increment(1),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "could not refresh a reserve object's metadata"),
+            }
+        });
+    }
+}

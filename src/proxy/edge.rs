@@ -1,0 +1,105 @@
+//! The edge tier: the hottest objects in memory, bounded by bytes (moka's TinyLFU admission and LRU
+//! eviction, weighed by body size). Entries idle for the retention period are dropped too.
+//!
+//! Every entry carries the zone generation it was filled under; a lookup under a newer generation (a Clear
+//! started since) treats it as absent, so a Clear makes edge copies misses too, at once.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http_cache_semantics::CachePolicy;
+use moka::sync::Cache;
+
+use crate::{
+    domain::{Zone, ZoneId},
+    storage::IndexEntry,
+};
+
+/// Bytes charged per entry beyond its body: key, headers, bookkeeping (an estimate).
+const ENTRY_OVERHEAD: usize = 1024;
+
+/// One object in memory.
+pub struct EdgeEntry {
+    pub policy: CachePolicy,
+    pub body: Bytes,
+    /// The zone generation the entry was filled under.
+    pub generation: i64,
+    /// Its reserve key hash, for recording reads of the reserve copy.
+    pub key_hash: String,
+    /// The reserve object it was read from, if it was (a revalidation then refreshes that one too).
+    pub from_reserve: Option<IndexEntry>,
+    /// When a read of it was last noted for retention (unix seconds).
+    last_noted: AtomicI64,
+}
+
+impl EdgeEntry {
+    pub fn new(policy: CachePolicy, body: Bytes, generation: i64, key_hash: String) -> Self {
+        Self { policy, body, generation, key_hash, from_reserve: None, last_noted: AtomicI64::new(0) }
+    }
+
+    /// An entry for a body read from the reserve.
+    pub fn from_reserve(policy: CachePolicy, body: Bytes, entry: IndexEntry) -> Self {
+        let mut e = Self::new(policy, body, entry.generation, entry.key_hash.clone());
+        e.from_reserve = Some(entry);
+        e
+    }
+
+    /// Whether a read at `now_secs` should be noted: at most once per `every_secs` per entry.
+    pub fn should_note(&self, now_secs: i64, every_secs: i64) -> bool {
+        let last = self.last_noted.load(Ordering::Relaxed);
+        now_secs - last >= every_secs
+            && self.last_noted.compare_exchange(last, now_secs, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+    }
+}
+
+/// The in-memory tier.
+#[derive(Clone)]
+pub struct EdgeTier {
+    cache: Cache<(ZoneId, String), Arc<EdgeEntry>>,
+    /// Largest body kept in memory.
+    pub max_object: u64,
+}
+
+impl EdgeTier {
+    /// A tier holding at most `capacity` bytes, none of its objects larger than `max_object`.
+    pub fn new(capacity: u64, max_object: u64, idle: Duration) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(capacity)
+            .weigher(|(_, key): &(ZoneId, String), e: &Arc<EdgeEntry>| {
+                u32::try_from(key.len() + e.body.len() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+            })
+            .time_to_idle(idle)
+            .build();
+        Self { cache, max_object }
+    }
+
+    /// The zone's entry for `key`, if filled under the zone's current generation.
+    pub fn get(&self, zone: &Zone, key: &str) -> Option<Arc<EdgeEntry>> {
+        let k = (zone.id.clone(), key.to_owned());
+        let entry = self.cache.get(&k)?;
+        if entry.generation == zone.generation {
+            Some(entry)
+        } else {
+            self.cache.invalidate(&k);
+            None
+        }
+    }
+
+    pub fn insert(&self, zone: &ZoneId, key: &str, entry: Arc<EdgeEntry>) {
+        if entry.body.len() as u64 <= self.max_object {
+            self.cache.insert((zone.clone(), key.to_owned()), entry);
+        }
+    }
+
+    /// Bytes held (eventually consistent) and entries.
+    pub fn usage(&self) -> (u64, u64) {
+        self.cache.run_pending_tasks();
+        (self.cache.weighted_size(), self.cache.entry_count())
+    }
+}

@@ -1,0 +1,235 @@
+//! Talking to origins: the pooled HTTP client, the request a client's request becomes, hop-by-hop header
+//! stripping, and how origin failures answer (502/504).
+
+use std::{net::IpAddr, time::Duration};
+
+use axum::body::Body;
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri,
+    header::{CONNECTION, HOST},
+    request,
+};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+
+/// Headers meaningful for one connection only (RFC 9110 §7.6.1), never forwarded either way.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Conditional request headers: a fill asks the origin for the whole object.
+const CONDITIONALS: [HeaderName; 5] = [
+    http::header::IF_MATCH,
+    http::header::IF_NONE_MATCH,
+    http::header::IF_MODIFIED_SINCE,
+    http::header::IF_UNMODIFIED_SINCE,
+    http::header::IF_RANGE,
+];
+
+/// Removes hop-by-hop headers, including those the `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Removes the client's conditional headers (for a fill, which must fetch the whole object).
+pub fn strip_conditionals(headers: &mut HeaderMap) {
+    for name in CONDITIONALS {
+        headers.remove(name);
+    }
+}
+
+/// A zone's origin, parsed: `scheme://authority[/prefix]`.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+    prefix: String,
+}
+
+impl Origin {
+    /// Parses an origin URL as stored for a zone (the admin command has checked its shape).
+    pub fn parse(url: &str) -> Option<Self> {
+        let uri: Uri = url.parse().ok()?;
+        let prefix = uri.path().trim_end_matches('/').to_owned();
+        Some(Self { scheme: uri.scheme()?.clone(), authority: uri.authority()?.clone(), prefix })
+    }
+
+    /// The origin's URI for a client's path and query.
+    fn uri_for(&self, client: &Uri) -> Result<Uri, http::Error> {
+        let pq = client.path_and_query().map_or("/", |pq| pq.as_str());
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(format!("{}{pq}", self.prefix))
+            .build()
+    }
+}
+
+/// Who asked, for the `X-Forwarded-*` headers.
+#[derive(Debug, Clone)]
+pub struct Forwarded {
+    pub client_ip: IpAddr,
+    /// The `Host` the client asked for.
+    pub host: String,
+}
+
+/// The origin request for a client request: same method, path and headers (less hop-by-hop ones), `Host`
+/// set to the origin's, `X-Forwarded-For` appended to and `X-Forwarded-Proto`/`-Host` set.
+pub fn origin_request(
+    origin: &Origin,
+    parts: &request::Parts,
+    forwarded: &Forwarded,
+    body: Body,
+) -> Result<Request<Body>, http::Error> {
+    let mut headers = parts.headers.clone();
+    strip_hop_by_hop(&mut headers);
+    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prior) => format!("{prior}, {}", forwarded.client_ip),
+        None => forwarded.client_ip.to_string(),
+    };
+    headers.insert("x-forwarded-for", HeaderValue::from_str(&xff).unwrap_or(HeaderValue::from_static("unknown")));
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if let Ok(host) = HeaderValue::from_str(&forwarded.host) {
+        headers.insert("x-forwarded-host", host);
+    }
+    headers.insert(HOST, HeaderValue::from_str(origin.authority.as_str())?);
+    let mut req = Request::builder().method(parts.method.clone()).uri(origin.uri_for(&parts.uri)?).body(body)?;
+    *req.headers_mut() = headers;
+    Ok(req)
+}
+
+/// Why an origin request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OriginError {
+    #[error("the origin did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("could not connect to the origin")]
+    Connect(#[source] hyper_util::client::legacy::Error),
+    #[error("the origin request failed")]
+    Request(#[source] hyper_util::client::legacy::Error),
+    #[error("the origin URL is not usable")]
+    BadUrl,
+}
+
+impl OriginError {
+    /// 504 for timeouts (connecting or waiting for the response), 502 for everything else.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::Connect(e) if is_timeout(e) => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// The short body a client sees (no internal detail).
+    pub fn client_message(&self) -> &'static str {
+        match self.status() {
+            StatusCode::GATEWAY_TIMEOUT => "origin timed out\n",
+            _ => "origin unreachable\n",
+        }
+    }
+}
+
+fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// A pooled HTTP/1.1 client to origins (plain HTTP and HTTPS with the Web PKI roots). It follows no
+/// redirects and leaves bodies as they are (no decompression).
+#[derive(Clone)]
+pub struct OriginClient {
+    client: Client<HttpsConnector<HttpConnector>, Body>,
+    response_timeout: Duration,
+}
+
+impl OriginClient {
+    /// `connect_timeout` bounds the TCP connect, `response_timeout` the wait for the response head.
+    pub fn new(connect_timeout: Duration, response_timeout: Duration) -> anyhow::Result<Self> {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(connect_timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(https);
+        Ok(Self { client, response_timeout })
+    }
+
+    /// Sends a request; the response body streams.
+    pub async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, OriginError> {
+        match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
+            Err(_) => Err(OriginError::Timeout(self.response_timeout)),
+            Ok(Err(e)) if e.is_connect() => Err(OriginError::Connect(e)),
+            Ok(Err(e)) => Err(OriginError::Request(e)),
+            Ok(Ok(r)) => Ok(r),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_hop_by_hop_and_connection_named_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("close, x-private"));
+        h.insert("x-private", HeaderValue::from_static("1"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.insert("cache-control", HeaderValue::from_static("max-age=60"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("cache-control"));
+    }
+
+    #[test]
+    fn origin_request_keeps_path_and_sets_forwarding_headers() {
+        let origin = Origin::parse("http://127.0.0.1:9000/base/").unwrap();
+        let (mut parts, ()) = Request::get("/a/b?c=1").body(()).unwrap().into_parts();
+        parts.headers.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        parts.headers.insert("host", HeaderValue::from_static("example.com"));
+        let fwd = Forwarded { client_ip: "192.0.2.7".parse().unwrap(), host: "example.com".into() };
+        let req = origin_request(&origin, &parts, &fwd, Body::empty()).unwrap();
+        assert_eq!(req.uri(), "http://127.0.0.1:9000/base/a/b?c=1");
+        assert_eq!(req.headers()["host"], "127.0.0.1:9000");
+        assert_eq!(req.headers()["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
+        assert_eq!(req.headers()["x-forwarded-proto"], "http");
+        assert_eq!(req.headers()["x-forwarded-host"], "example.com");
+    }
+}

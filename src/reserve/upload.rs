@@ -1,0 +1,115 @@
+//! A streamed write into the reserve: the body arrives in chunks (from the origin, while it is being sent
+//! to the client) and becomes visible only when it is complete, durable and recorded in the index.
+//!
+//! Small bodies are gathered in memory and written with one put; larger ones go through a multipart
+//! upload, so memory stays bounded by the part size whatever the object size. Both are atomic in the
+//! object store: on local disk the file is written under a staging name and renamed into place; on S3 the
+//! object appears when the multipart upload completes. A crash before that leaves no visible object.
+
+use bytes::{Bytes, BytesMut};
+use object_store::{ObjectStoreExt, PutPayload, WriteMultipart, path::Path};
+
+use super::{PutOutcome, Reserve, ReserveError, layout};
+use crate::{
+    domain::{Timestamp, ZoneId},
+    storage::IndexEntry,
+};
+
+/// Bodies up to this size are gathered in memory and written at once.
+const BUFFERED_MAX: u64 = 1024 * 1024;
+/// Part size of multipart uploads (S3's minimum is 5 MiB for every part but the last).
+const PART_SIZE: usize = 8 * 1024 * 1024;
+/// Parts being written at once.
+const PARTS_IN_FLIGHT: usize = 2;
+
+enum Sink {
+    Buffered(BytesMut),
+    Multipart(WriteMultipart),
+}
+
+/// A write in progress; see the module docs. Dropping it without [`Upload::finish`] abandons it.
+pub struct Upload {
+    reserve: Reserve,
+    entry: IndexEntry,
+    blob: Path,
+    sink: Sink,
+    written: u64,
+}
+
+impl Upload {
+    pub(super) async fn begin(
+        reserve: Reserve,
+        zone: &ZoneId,
+        generation: i64,
+        key: &str,
+        meta: Vec<u8>,
+        size: u64,
+    ) -> Result<Self, ReserveError> {
+        let key_hash = layout::key_hash(key);
+        let blob = layout::blob_path(zone, generation, &key_hash);
+        let sink = if size <= BUFFERED_MAX {
+            Sink::Buffered(BytesMut::with_capacity(usize::try_from(size).unwrap_or(0)))
+        } else {
+            let upload = reserve.blobs.put_multipart(&blob).await?;
+            Sink::Multipart(WriteMultipart::new_with_chunk_size(upload, PART_SIZE))
+        };
+        let entry = IndexEntry {
+            zone_id: zone.clone(),
+            generation,
+            key_hash,
+            key: key.to_owned(),
+            blob: blob.to_string(),
+            size,
+            meta,
+            stored_on: Timestamp::now(),
+        };
+        Ok(Self { reserve, entry, blob, sink, written: 0 })
+    }
+
+    /// Appends a chunk of the body.
+    pub async fn write(&mut self, chunk: Bytes) -> Result<(), ReserveError> {
+        self.written += chunk.len() as u64;
+        match &mut self.sink {
+            Sink::Buffered(buf) => buf.extend_from_slice(&chunk),
+            Sink::Multipart(w) => {
+                w.wait_for_capacity(PARTS_IN_FLIGHT).await?;
+                w.put(chunk);
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Completes the write if exactly the announced size arrived, and records the object. A body of any
+    /// other size is discarded ([`ReserveError::Incomplete`]).
+    pub async fn finish(mut self) -> Result<PutOutcome, ReserveError> {
+        if self.written != self.entry.size {
+            let (expected, got) = (self.entry.size, self.written);
+            self.abort().await;
+            return Err(ReserveError::Incomplete { expected, got });
+        }
+        match self.sink {
+            Sink::Buffered(buf) => {
+                self.reserve.blobs.put(&self.blob, PutPayload::from_bytes(buf.freeze())).await?;
+            }
+            Sink::Multipart(w) => {
+                w.finish().await?;
+            }
+        }
+        self.entry.stored_on = Timestamp::now();
+        Ok(self.reserve.record(std::slice::from_ref(&self.entry)).await?.remove(0))
+    }
+
+    /// Abandons the write; nothing becomes visible.
+    pub async fn abort(self) {
+        if let Sink::Multipart(w) = self.sink
+            && let Err(e) = w.abort().await
+        {
+            tracing::warn!(error = %e, "could not abort a reserve upload");
+        }
+    }
+}
