@@ -60,18 +60,6 @@ impl ZoneDirectory {
         self.by_name.read().expect("zone table lock").values().cloned().collect()
     }
 
-    /// Re-reads one zone from the store (after the API changed it).
-    pub async fn refresh(&self, id: &ZoneId) -> StoreResult<()> {
-        match self.control.zone(id).await? {
-            Some(zone) => {
-                self.insert(zone);
-            }
-            // Zones are never deleted; nothing to do.
-            None => {}
-        }
-        Ok(())
-    }
-
     /// Records that a Clear moved the zone to `generation`, without a store read (so it cannot fail after
     /// the Clear committed).
     pub fn raise_generation(&self, id: &ZoneId, generation: i64) {

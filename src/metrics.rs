@@ -25,7 +25,8 @@ pub enum CacheStatus {
 }
 
 impl CacheStatus {
-    pub const ALL: [CacheStatus; 6] = [Self::Hit, Self::Miss, Self::Expired, Self::Revalidated, Self::Bypass, Self::Dynamic];
+    pub const ALL: [CacheStatus; 6] =
+        [Self::Hit, Self::Miss, Self::Expired, Self::Revalidated, Self::Bypass, Self::Dynamic];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -116,13 +116,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     tasks.spawn(retention.run(shutdown.clone()));
 
     let reclaimer = Reclaimer::new(index.clone(), data.blobs.clone(), config.reclaim.clone());
-    let state = AppState {
-        control,
-        clear_started: reclaimer.waker(),
-        zones: zones.clone(),
-        metrics: metrics.clone(),
-        index,
-    };
+    let state =
+        AppState { control, clear_started: reclaimer.waker(), zones: zones.clone(), metrics: metrics.clone(), index };
     tasks.spawn(reclaimer.run(shutdown.clone()));
 
     let api_listener = TcpListener::bind(config.api_listen)

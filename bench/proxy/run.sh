@@ -85,10 +85,36 @@ run() {
     "$@"
 }
 
+# Prints a command and runs it with its output to the file OUT, in the background and waited for, so
+# that a signal to this script ends it at once (bash runs traps only between foreground commands).
+run_to() {
+    local out=$1; shift
+    show "$@"
+    "$@" >"$out" &
+    wait $!
+}
+
 failed_checks=()
 check_failed() {
     echo "CHECK FAILED: $*" >&2
     failed_checks+=("$*")
+}
+
+# Notes that do not fail the run (a busy machine), listed under the table.
+warnings=()
+warn() {
+    echo "WARNING: $*" >&2
+    warnings+=("$*")
+}
+
+# Percent of all CPU time that was busy over the next 0.5 s (from /proc/stat).
+cpu_busy_pct() {
+    local a b
+    a=($(head -1 /proc/stat)); sleep 0.5; b=($(head -1 /proc/stat))
+    local total=0 idle i
+    for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
+    idle=$((b[4] - a[4] + b[5] - a[5]))
+    echo $((total ? 100 * (total - idle) / total : 0))
 }
 
 # A free TCP port on 127.0.0.1 (the kernel picks it; it is released again right away).
@@ -108,8 +134,8 @@ wait_http() {
     return 1
 }
 
-# Every process this script starts is recorded here and ended on exit.
-pids=()
+# Every process this script starts is a background job of this shell; on exit, those still running
+# (bash's job table: pids already waited for are not in it, so a reused pid is never hit) are ended.
 stop_pid() {
     local pid=$1
     kill -TERM "$pid" 2>/dev/null || true
@@ -117,7 +143,7 @@ stop_pid() {
 }
 cleanup() {
     local pid
-    for pid in "${pids[@]}"; do stop_pid "$pid"; done
+    for pid in $(jobs -p); do stop_pid "$pid"; done
     if [[ -n ${scratch:-} ]]; then rm -rf "$scratch"; fi
 }
 trap cleanup EXIT
@@ -139,42 +165,33 @@ start_nginx() {
     mkdir -p "$dir"/tmp
     show nginx -c "$conf" -p "$dir" -e "$logs" -g 'daemon off;'
     nginx -c "$conf" -p "$dir" -e "$logs" -g 'daemon off;' &
-    pids+=($!)
     nginx_pid=$!
 }
 
-# Summed VmRSS (KiB) of PID and its children (nginx: master, workers, cache manager/loader).
-rss_tree_kib() {
-    local pid=$1 total=0 p kib
+# The /proc/N/status FIELDs (KiB: VmRSS, RssAnon, VmHWM, ...) of PID and its children (nginx: master,
+# workers, cache manager/loader), each summed over the processes, on one line.
+mem_tree_kib() {
+    local pid=$1; shift
+    local fields="$*" p
     for p in $pid $(pgrep -P "$pid" || true); do
-        kib=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null || true)
-        total=$((total + ${kib:-0}))
-    done
-    echo "$total"
+        cat "/proc/$p/status" 2>/dev/null || true
+    done | awk -v fields="$fields" '
+        { sub(":", "", $1); sum[$1] += $2 }
+        END { n = split(fields, f, " "); for (i = 1; i <= n; i++) printf "%d%s", sum[f[i]], (i < n ? " " : "\n") }'
 }
 
-# Summed VmHWM (peak RSS, KiB) of PID and its children: for nginx an upper bound of the summed peak.
-hwm_tree_kib() {
-    local pid=$1 total=0 p kib
-    for p in $pid $(pgrep -P "$pid" || true); do
-        kib=$(awk '/^VmHWM:/ { print $2 }' "/proc/$p/status" 2>/dev/null || true)
-        total=$((total + ${kib:-0}))
-    done
-    echo "$total"
-}
-
-# Samples rss_tree_kib PID every 0.5 s into OUT ("seconds KiB" lines) until killed; sets sampler_pid.
+# Samples PID's memory every 0.5 s into OUT as "seconds VmRSS RssAnon" (KiB) lines until PID exits or
+# the sampler is stopped; sets sampler_pid.
 start_rss_sampler() {
     local pid=$1 out=$2
     (
         start=$(date +%s.%N)
         while kill -0 "$pid" 2>/dev/null; do
-            printf '%.1f %d\n' "$(echo "$(date +%s.%N) - $start" | bc)" "$(rss_tree_kib "$pid")"
+            printf '%.1f %s\n' "$(echo "$(date +%s.%N) - $start" | bc)" "$(mem_tree_kib "$pid" VmRSS RssAnon)"
             sleep 0.5
         done
     ) >"$out" &
     sampler_pid=$!
-    pids+=("$sampler_pid")
 }
 
 # Flushes dirty pages (generated objects, cache fills) now, so the kernel's writeback does not compete
@@ -302,9 +319,9 @@ start_ours() {
         --proxy-listen "127.0.0.1:$proxy_port" --edge-cache-bytes "$bytes")
     show "${serve[@]}"
     "${serve[@]}" >"$RESULTS_DIR/$name.log" 2>&1 &
-    pids+=($!)
     ours_pid=$!
-    wait_http "http://127.0.0.1:$api_port/client/v4/openapi.json" "$ours_pid"
+    wait_http "http://127.0.0.1:$api_port/client/v4/openapi.json" "$ours_pid" ||
+        { tail -20 "$RESULTS_DIR/$name.log" >&2; exit 1; }
     # The token is a secret: shown as $token.
     echo "+ CLOUDFLARE_BASE_URL=http://127.0.0.1:$api_port/client/v4 CLOUDFLARE_API_TOKEN=\$token $BIN reserve on $zone_id" >&2
     CLOUDFLARE_BASE_URL=http://127.0.0.1:$api_port/client/v4 CLOUDFLARE_API_TOKEN=$token \
@@ -324,14 +341,20 @@ stop_servers() {
 status_format='%{http_code}|%header{x-cache-status}%header{cf-cache-status}|%header{x-cache-reserve}\n'
 
 # Fetches PREFIX0 .. PREFIX(COUNT-1) once each from SERVER, PARALLEL at a time (one curl, a URL glob,
-# kept-alive connections); prints how the answers were tallied and how long it took.
+# kept-alive connections). Prints how the answers were tallied and how long it took, and saves that
+# as RESULTS_DIR/NAME.txt; every answer must be a 200.
 walk() {
-    local server=$1 prefix=$2 count=$3 parallel=${4:-4} url start
+    local name=$1 server=$2 prefix=$3 count=$4 parallel=${5:-4} url start ok
     url=$(url_of "$server")
     start=$(date +%s.%N)
-    run curl -s --no-progress-meter -Z --parallel-max "$parallel" -H "Host: $ZONE" -o /dev/null -w "$status_format" \
-        "$url$prefix[0-$((count - 1))]" | sort | uniq -c | sed 's/^/    /'
-    printf '    %d objects in %.1f s\n' "$count" "$(echo "$(date +%s.%N) - $start" | bc)"
+    run_to "$scratch/walk.out" curl -s --no-progress-meter -Z --parallel-max "$parallel" -H "Host: $ZONE" \
+        -o /dev/null -w "$status_format" "$url$prefix[0-$((count - 1))]" || true
+    {
+        sort "$scratch/walk.out" | uniq -c
+        printf '%d objects in %.1f s\n' "$count" "$(echo "$(date +%s.%N) - $start" | bc)"
+    } | sed 's/^ */    /' | tee "$RESULTS_DIR/$name.txt"
+    ok=$(grep -c '^200|' "$scratch/walk.out" || true)
+    ((ok == count)) || check_failed "$name: $((count - ok)) of $count fetches were not answered 200"
 }
 
 # Checks that SAMPLE random objects of the set are hits on SERVER now: X-Cache-Status HIT for nginx,
@@ -366,8 +389,12 @@ run_wrk() {
     local name=$1; shift
     local before after
     wrk_out=$RESULTS_DIR/$name.txt
+    # The servers are idle now: CPU in use belongs to something else (a build?) and will skew the run.
+    local busy; busy=$(cpu_busy_pct)
+    ((busy < 10)) || warn "$name: the machine was ${busy}% busy before the run; its figures are noisy"
     before=$(origin_requests)
-    run wrk "$@" | tee "$wrk_out"
+    run_to "$wrk_out" wrk "$@"
+    cat "$wrk_out"
     after=$(origin_requests)
     ((after == before)) || check_failed "$name: $((after - before)) requests reached the origin (not all hits)"
     if grep -qE '^  (Non-2xx|Socket errors)' "$wrk_out"; then
@@ -419,11 +446,11 @@ if ((want_edge || want_latency)); then
     start_ours ours-edge "$EDGE_BYTES"
     sets=(/s1k/)
     ((want_edge)) && sets+=(/s64k/)
-    for set in "${sets[@]}"; do
+    for objset in "${sets[@]}"; do
         for server in "${servers[@]}"; do
-            say "warm $server with $EDGE_OBJECTS x $set"
-            walk "$server" "$set" "$EDGE_OBJECTS"
-            check_hits "$server" "$set" "$EDGE_OBJECTS"
+            say "warm $server with $EDGE_OBJECTS x $objset"
+            walk "warm-${objset//\//}-$server" "$server" "$objset" "$EDGE_OBJECTS"
+            check_hits "$server" "$objset" "$EDGE_OBJECTS"
         done
     done
     settle
@@ -443,7 +470,7 @@ if ((want_reserve || want_latency)); then
     start_ours ours-reserve "$TINY_EDGE_BYTES"
     for server in "${servers[@]}"; do
         say "fill $server with $RESERVE_OBJECTS x /s64k/"
-        walk "$server" /s64k/ "$RESERVE_OBJECTS"
+        walk "fill-reserve-$server" "$server" /s64k/ "$RESERVE_OBJECTS"
         [[ $server == ours ]] && want=HIT || want=
         check_hits "$server" /s64k/ "$RESERVE_OBJECTS" "$want"
     done
@@ -472,14 +499,16 @@ if ((want_memory)); then
             fi
             say "memory: $server streams $MEM_OBJECTS x /big/ ($MEM_PARALLEL in parallel)"
             start_rss_sampler "$pid" "$RESULTS_DIR/memory-$server-rss.txt"
-            walk "$server" /big/ "$MEM_OBJECTS" "$MEM_PARALLEL" | tee "$RESULTS_DIR/memory-$server-walk.txt"
+            walk "memory-$server-walk" "$server" /big/ "$MEM_OBJECTS" "$MEM_PARALLEL"
             sleep 1 # one more sample after the last response
             peak_kib=$(awk '$2 > max { max = $2 } END { print max + 0 }' "$RESULTS_DIR/memory-$server-rss.txt")
-            hwm_kib=$(hwm_tree_kib "$pid")
+            anon_kib=$(awk '$3 > max { max = $3 } END { print max + 0 }' "$RESULTS_DIR/memory-$server-rss.txt")
+            hwm_kib=$(mem_tree_kib "$pid" VmHWM)
             stop_pid "$sampler_pid"
             stop_pid "$pid"
-            echo "    peak sampled RSS $((peak_kib / 1024)) MiB; VmHWM $((hwm_kib / 1024)) MiB"
+            echo "    peak sampled RSS $((peak_kib / 1024)) MiB (anonymous $((anon_kib / 1024)) MiB); VmHWM $((hwm_kib / 1024)) MiB"
             record memory-peak "$server" "$(echo "scale=1; $peak_kib / 1024" | bc)"
+            record memory-anon "$server" "$(echo "scale=1; $anon_kib / 1024" | bc)"
             record memory-hwm "$server" "$(echo "scale=1; $hwm_kib / 1024" | bc)"
             [[ $server == nginx ]] || record memory-over-budget ours "$(echo "scale=1; ($peak_kib * 1024 - $MEM_EDGE_BYTES) / 1048576" | bc)"
             run rm -rf "$scratch/$([[ $server == nginx ]] && echo peer-memory || echo ours-memory)"
@@ -522,11 +551,17 @@ row() {
     row "reserve hits at $RATE req/s: p99 µs" latency-reserve-p99 '%.0f'
     row "reserve hits: achieved req/s" latency-reserve-rate '%.0f'
     row "stream $MEM_OBJECTS × 1 MiB: peak RSS MiB (nginx: all processes)" memory-peak '%.0f'
+    row "stream $MEM_OBJECTS × 1 MiB: peak RssAnon MiB (heap, not file pages)" memory-anon '%.0f'
     row "stream $MEM_OBJECTS × 1 MiB: VmHWM MiB (nginx: summed over processes)" memory-hwm '%.0f'
     row "ours peak RSS − edge budget ($((MEM_EDGE_BYTES >> 20)) MiB), MiB" memory-over-budget '%.0f'
     echo
     echo "Higher is better for req/s; lower for latency and memory. Medians of $ROUNDS round(s)."
     echo "Raw wrk output and logs: $RESULTS_DIR"
+    if ((${#warnings[@]})); then
+        echo
+        echo "Warnings:"
+        printf -- '- %s\n' "${warnings[@]}"
+    fi
     if ((${#failed_checks[@]})); then
         echo
         echo "Failed checks:"

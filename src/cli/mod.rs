@@ -149,7 +149,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let stop = server::shutdown_signal()?;
     let running = server::start(config).await?;
     tracing::info!(
-        "cache-reserve API on http://{} (/client/v4, /metrics), proxy on http://{}, data in {}",
+        "cache-reserve listening on http://{} (API at /client/v4, metrics at /metrics), proxy on http://{}, data in {}",
         running.api_addr,
         running.proxy_addr,
         args.data.data_dir.display()

@@ -37,13 +37,15 @@ const ROWS: [(&str, &str, &str); 16] = [
 
 impl StatsArgs {
     pub async fn run(self) -> Result<(), ClientError> {
-        let zone = ZoneName::parse(&self.zone).map_err(|_| ClientError::Usage(format!("{:?} is not a zone name", self.zone)))?;
+        let zone = ZoneName::parse(&self.zone)
+            .map_err(|_| ClientError::Usage(format!("{:?} is not a zone name", self.zone)))?;
         let base = self.client.base_url.trim_end_matches('/');
         let root = base.strip_suffix("/client/v4").ok_or_else(|| {
             ClientError::Usage(format!("the base URL {base} does not end in /client/v4, so /metrics cannot be found"))
         })?;
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().map_err(ClientError::Transport)?;
+        let http =
+            reqwest::Client::builder().timeout(Duration::from_secs(30)).build().map_err(ClientError::Transport)?;
         let resp = http.get(format!("{root}/metrics")).send().await.map_err(ClientError::Transport)?;
         let status = resp.status().as_u16();
         let text = resp.text().await.map_err(ClientError::Transport)?;
@@ -52,7 +54,9 @@ impl StatsArgs {
         }
         let samples = zone_samples(&text, zone.as_str());
         if samples.is_empty() {
-            return Err(ClientError::Usage(format!("the server has no counters for {zone} (no traffic yet, or no such zone)")));
+            return Err(ClientError::Usage(format!(
+                "the server has no counters for {zone} (no traffic yet, or no such zone)"
+            )));
         }
         println!("zone {zone}");
         for (label, metric, filter) in ROWS {

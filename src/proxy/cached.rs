@@ -1,7 +1,7 @@
 //! Answers from the tiers: a fresh copy in the edge tier or the reserve is served; a stale one is
 //! revalidated with the origin (a conditional request), and a `304` refreshes the stored metadata.
 
-use std::{sync::Arc, time::SystemTime};
+use std::{borrow::Cow, sync::Arc, time::SystemTime};
 
 use axum::body::Body;
 use http::{Method, request, response};
@@ -16,10 +16,21 @@ use super::{
 };
 use crate::{metrics::CacheStatus, storage::IndexEntry};
 
+/// The request as the cache policy should judge it: a `HEAD` is answered from a stored `GET`.
+pub(super) fn as_get(parts: &request::Parts) -> Cow<'_, request::Parts> {
+    if parts.method == Method::HEAD {
+        let mut get = parts.clone();
+        get.method = Method::GET;
+        Cow::Owned(get)
+    } else {
+        Cow::Borrowed(parts)
+    }
+}
+
 /// A stale copy, and where it is.
 enum Stale {
     Edge(Arc<EdgeEntry>),
-    Reserve(IndexEntry, CachePolicy),
+    Reserve(IndexEntry, Box<CachePolicy>),
 }
 
 type Answer = (CacheStatus, axum::response::Response);
@@ -27,11 +38,12 @@ type Answer = (CacheStatus, axum::response::Response);
 impl Ctx<'_> {
     /// Answers from the edge tier or the reserve when either has a copy for this request; `None` for a
     /// miss in both.
-    pub(super) async fn from_tiers(&self, origin: &Origin, parts: &request::Parts, key: &str) -> Option<Answer> {
+    pub(super) async fn answer_from_tiers(&self, origin: &Origin, parts: &request::Parts, key: &str) -> Option<Answer> {
         let p = self.proxy;
         let now = SystemTime::now();
+        let judged = as_get(parts);
         if let Some(entry) = p.edge.get(&self.zone, key) {
-            match entry.policy.before_request(parts, now) {
+            match entry.policy.before_request(judged.as_ref(), now) {
                 BeforeRequest::Fresh(head) => {
                     self.counters.edge_hits.increment(1);
                     if entry.should_note(unix_secs(now), p.note_every_secs) {
@@ -63,7 +75,7 @@ impl Ctx<'_> {
             self.counters.reserve_misses.increment(1);
             return None;
         };
-        match policy.before_request(parts, now) {
+        match policy.before_request(judged.as_ref(), now) {
             BeforeRequest::Fresh(head) => {
                 let answer = self.serve_reserve(entry, policy, head, parts, CacheStatus::Hit).await;
                 if answer.is_none() {
@@ -73,7 +85,7 @@ impl Ctx<'_> {
             }
             BeforeRequest::Stale { request, matches: true } => {
                 self.counters.reserve_misses.increment(1);
-                self.revalidate(origin, parts, key, Stale::Reserve(entry, policy), request).await
+                self.revalidate(origin, parts, key, Stale::Reserve(entry, Box::new(policy)), request).await
             }
             BeforeRequest::Stale { matches: false, .. } => {
                 self.counters.reserve_misses.increment(1);
@@ -178,7 +190,9 @@ impl Ctx<'_> {
                     }
                 }
             }
-            AfterResponse::Modified(..) => Some(self.admit(parts, rparts, rbody, key.to_owned(), CacheStatus::Expired, None)),
+            AfterResponse::Modified(..) => {
+                Some(self.admit(parts, rparts, rbody, key.to_owned(), CacheStatus::Expired, None))
+            }
         }
     }
 

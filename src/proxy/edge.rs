@@ -91,8 +91,9 @@ impl EdgeTier {
         }
     }
 
+    /// Keeps an entry, if its body is within the per-object limit (none is, with a zero-sized tier).
     pub fn insert(&self, zone: &ZoneId, key: &str, entry: Arc<EdgeEntry>) {
-        if entry.body.len() as u64 <= self.max_object {
+        if self.max_object > 0 && entry.body.len() as u64 <= self.max_object {
             self.cache.insert((zone.clone(), key.to_owned()), entry);
         }
     }

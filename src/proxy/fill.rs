@@ -105,7 +105,8 @@ impl ReserveWrite {
                 }
                 WriterMsg::Finish(guard) => {
                     // The setting may have been switched off while the body streamed: then store nothing.
-                    let still_on = matches!(self.directory.resolve(zone.name.as_str()).await, Ok(Some(z)) if z.reserve_on);
+                    let still_on =
+                        matches!(self.directory.resolve(zone.name.as_str()).await, Ok(Some(z)) if z.reserve_on);
                     if !still_on {
                         upload.abort().await;
                         return;
@@ -142,7 +143,12 @@ pub struct TeeBody {
 }
 
 impl TeeBody {
-    pub fn new(inner: Incoming, edge: Option<EdgeFill>, reserve: Option<ReserveFill>, guard: Option<FillGuard>) -> Self {
+    pub fn new(
+        inner: Incoming,
+        edge: Option<EdgeFill>,
+        reserve: Option<ReserveFill>,
+        guard: Option<FillGuard>,
+    ) -> Self {
         let mut body = Self { inner, edge, reserve, guard };
         // An empty body may never be polled.
         if body.inner.is_end_stream() {

@@ -46,7 +46,13 @@ impl Ctx<'_> {
     }
 
     /// Fetches a miss from the origin. Concurrent misses for one key wait for the first one's fill.
-    pub(super) async fn fetch(&self, origin: &Origin, parts: request::Parts, key: String, status: CacheStatus) -> Answer {
+    pub(super) async fn fetch(
+        &self,
+        origin: &Origin,
+        parts: request::Parts,
+        key: String,
+        status: CacheStatus,
+    ) -> Answer {
         let p = self.proxy;
         if parts.method == Method::HEAD {
             return self.pass(origin, parts, Body::empty(), status).await;
@@ -94,7 +100,7 @@ impl Ctx<'_> {
                 }
                 BeforeRequest::Stale { .. } => None,
             },
-            Filled::Reserve => self.from_tiers(origin, parts, key).await,
+            Filled::Reserve => self.answer_from_tiers(origin, parts, key).await,
             Filled::Nothing => None,
         }
     }
@@ -198,11 +204,14 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
-/// The request as stored beside the object: method, URI, and only the headers the response varies on.
+/// The request as stored beside the object: method, URI, host, and only the headers the response varies on.
 fn stored_request(parts: &request::Parts, response: &HeaderMap) -> request::Parts {
     let (mut stored, ()) = http::Request::new(()).into_parts();
     stored.method = parts.method.clone();
     stored.uri = parts.uri.clone();
+    if let Some(host) = parts.headers.get(http::header::HOST) {
+        stored.headers.insert(http::header::HOST, host.clone());
+    }
     for name in response.get_all(VARY).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')) {
         let name = name.trim();
         for value in parts.headers.get_all(name) {

@@ -30,7 +30,7 @@ use axum::{
     extract::{ConnectInfo, Request, State},
     response::Response,
 };
-use http::{HeaderMap, Method, StatusCode, header, request};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header, request};
 use http_cache_semantics::CacheOptions;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -150,7 +150,12 @@ async fn handle(State(proxy): State<Arc<Proxy>>, ConnectInfo(peer): ConnectInfo<
         }
         Err(e) => {
             tracing::error!(error = %e, "zone lookup failed");
-            return plain(StatusCode::SERVICE_UNAVAILABLE, "zone lookup failed\n", CacheStatus::Dynamic, ReserveTag::Bypass);
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "zone lookup failed\n",
+                CacheStatus::Dynamic,
+                ReserveTag::Bypass,
+            );
         }
     };
     let counters = proxy.metrics.zone(&zone);
@@ -186,9 +191,20 @@ impl Ctx<'_> {
     async fn serve(&self, req: Request) -> (CacheStatus, Response) {
         let Some(origin) = self.zone.origin.as_deref().and_then(Origin::parse) else {
             let msg = format!("zone {} has no origin configured\n", self.zone.name);
-            return (CacheStatus::Dynamic, plain(StatusCode::BAD_GATEWAY, msg, CacheStatus::Dynamic, ReserveTag::Bypass));
+            return (
+                CacheStatus::Dynamic,
+                plain(StatusCode::BAD_GATEWAY, msg, CacheStatus::Dynamic, ReserveTag::Bypass),
+            );
         };
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        // The cache compares requests by URI and Host: compare the normalised ones.
+        if let Ok(host) = HeaderValue::from_str(&self.forwarded.host) {
+            parts.headers.insert(header::HOST, host);
+        }
+        if parts.uri.scheme().is_some() {
+            let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+            parts.uri = pq.parse().unwrap_or_default();
+        }
         let cacheable_method = parts.method == Method::GET || parts.method == Method::HEAD;
         if !cacheable_method || is_upgrade(&parts.headers) {
             return self.pass(&origin, parts, body, CacheStatus::Dynamic).await;
@@ -198,7 +214,7 @@ impl Ctx<'_> {
             return self.pass(&origin, parts, Body::empty(), CacheStatus::Bypass).await;
         }
         let key = cache_key(&self.forwarded.host, &parts);
-        if let Some(answer) = self.from_tiers(&origin, &parts, &key).await {
+        if let Some(answer) = self.answer_from_tiers(&origin, &parts, &key).await {
             return answer;
         }
         self.fetch(&origin, parts, key, CacheStatus::Miss).await

@@ -54,7 +54,12 @@ pub fn tag<B>(resp: &mut Response<B>, cache: CacheStatus, reserve: ReserveTag) {
 }
 
 /// A short plain-text response of the proxy's own.
-pub fn plain(status: StatusCode, message: impl Into<String>, cache: CacheStatus, reserve: ReserveTag) -> Response<Body> {
+pub fn plain(
+    status: StatusCode,
+    message: impl Into<String>,
+    cache: CacheStatus,
+    reserve: ReserveTag,
+) -> Response<Body> {
     let mut resp = Response::new(Body::from(message.into()));
     *resp.status_mut() = status;
     resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));

@@ -221,12 +221,14 @@ pub fn binary() -> Command {
 pub struct ServerProcess {
     pub child: Child,
     pub base: String,
+    /// The proxy, `http://127.0.0.1:PORT`.
+    pub proxy: String,
 }
 
 impl ServerProcess {
     pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
         let mut child = binary()
-            .args(["serve", "--api-listen", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--api-listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .env("RUST_LOG", "info")
@@ -243,15 +245,16 @@ impl ServerProcess {
                 let Ok(line) = line else { break };
                 if !sent {
                     if let Some(rest) = line.split("listening on http://").nth(1) {
-                        let addr = rest.split_whitespace().next().unwrap().to_owned();
-                        tx.send(addr).unwrap();
+                        let api = rest.split_whitespace().next().unwrap().to_owned();
+                        let proxy = line.split("proxy on http://").nth(1).unwrap().split([',', ' ']).next().unwrap();
+                        tx.send((api, proxy.to_owned())).unwrap();
                         sent = true;
                     }
                 }
             }
         });
-        let addr = rx.recv_timeout(Duration::from_secs(30)).expect("server did not say where it listens");
-        Self { child, base: format!("http://{addr}/client/v4") }
+        let (api, proxy) = rx.recv_timeout(Duration::from_secs(30)).expect("server did not say where it listens");
+        Self { child, base: format!("http://{api}/client/v4"), proxy: format!("http://{proxy}") }
     }
 
     pub fn kill(mut self) {

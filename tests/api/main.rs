@@ -7,6 +7,7 @@ mod clear;
 mod cli;
 mod crash;
 mod helpers;
+mod proxy;
 mod sdk;
 mod settings;
 mod zones;

@@ -1,0 +1,89 @@
+//! Freshness and retention: stale copies are revalidated (a 304 refreshes what is stored), and objects not
+//! read for the retention period are evicted, bodies included.
+
+use std::time::{Duration, Instant};
+
+use super::{origin::*, *};
+
+#[tokio::test]
+async fn stale_edge_copies_are_revalidated_and_refreshed_or_replaced() {
+    let app = spawn_app().await;
+    let origin = TestOrigin::start().await;
+    let host = "fresh.example";
+    app.zone_with_origin(host, &origin.url).await;
+    origin.set("/etag", Reply::ok("v1", "max-age=1").header("etag", "\"1\""));
+    origin.set("/lm", Reply::ok("v1", "max-age=1").header("last-modified", "Mon, 01 Jan 2024 00:00:00 GMT"));
+    for path in ["/etag", "/lm"] {
+        assert_eq!(app.proxy_get(host, path).await.cache(), "MISS");
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for path in ["/etag", "/lm"] {
+        let got = app.proxy_get(host, path).await;
+        assert_eq!((got.cache(), got.text().as_str()), ("REVALIDATED", "v1"), "{path}");
+        assert_eq!(origin.not_modified(path), 1, "{path}");
+        // The 304 made the copy fresh again.
+        assert_eq!(app.proxy_get(host, path).await.cache(), "HIT", "{path}");
+        assert_eq!(origin.hits(path), 2, "{path}");
+    }
+
+    // Changed at the origin: the stale copy is replaced.
+    origin.set("/etag", Reply::ok("v2", "max-age=60").header("etag", "\"2\""));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let got = app.proxy_get(host, "/etag").await;
+    assert_eq!((got.cache(), got.text().as_str()), ("EXPIRED", "v2"));
+    let got = app.proxy_get(host, "/etag").await;
+    assert_eq!((got.cache(), got.text().as_str()), ("HIT", "v2"));
+}
+
+#[tokio::test]
+async fn a_304_refreshes_the_metadata_stored_in_the_reserve() {
+    // An edge tier too small for any body: every hit comes from the reserve.
+    let app = spawn_configured(|c| {
+        c.proxy.edge_cache_bytes = 0;
+        c.proxy.reserve_min_ttl = Duration::ZERO;
+    })
+    .await;
+    let origin = TestOrigin::start().await;
+    let host = "reval.example";
+    let zone = app.zone_with_origin(host, &origin.url).await;
+    app.set_reserve(&zone, true).await;
+    origin.set("/r", Reply::ok("reserved", "max-age=2").header("etag", "\"r\""));
+    assert_eq!(app.proxy_get(host, "/r").await.cache(), "MISS");
+    app.wait_stored(&zone, host, "/r").await;
+    let hit = app.proxy_get(host, "/r").await;
+    assert_eq!((hit.cache(), hit.reserve(), hit.text().as_str()), ("HIT", "HIT", "reserved"));
+
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let got = app.proxy_get(host, "/r").await;
+    assert_eq!((got.cache(), got.reserve(), got.text().as_str()), ("REVALIDATED", "HIT", "reserved"));
+    assert_eq!(origin.not_modified("/r"), 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got = app.proxy_get(host, "/r").await;
+    assert_eq!((got.cache(), got.reserve()), ("HIT", "HIT"), "the reserve copy was not refreshed");
+    assert_eq!(origin.hits("/r"), 2);
+}
+
+#[tokio::test]
+async fn objects_unread_for_the_retention_period_are_evicted_and_read_ones_kept() {
+    let app = spawn_configured(|c| c.proxy.retention = Duration::from_secs(2)).await;
+    let origin = TestOrigin::start().await;
+    let host = "retain.example";
+    let zone = app.zone_with_origin(host, &origin.url).await;
+    app.set_reserve(&zone, true).await;
+    for path in ["/idle", "/busy"] {
+        origin.set(path, Reply::ok(format!("body of {path}"), "public, max-age=86400"));
+        app.proxy_get(host, path).await;
+        app.wait_stored(&zone, host, path).await;
+    }
+    // Read /busy (edge hits, noted in batches) for well over the retention period.
+    let until = Instant::now() + Duration::from_millis(4000);
+    while Instant::now() < until {
+        assert_eq!(app.proxy_get(host, "/busy").await.cache(), "HIT");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!app.reserve_has(&zone, host, "/idle").await, "/idle was not evicted");
+    assert!(app.reserve_has(&zone, host, "/busy").await, "/busy was evicted although read");
+    assert_eq!(files_under(&app.dir.path().join("objects")), 1, "the evicted body is still on disk");
+    let metrics = app.metrics().await;
+    assert_eq!(sample(&metrics, &format!("cache_reserve_evicted_objects_total{{zone=\"{host}\"}}")), 1.0);
+}

@@ -1,0 +1,194 @@
+//! The reserve under traffic (SPEC §5, §6): `on` and `off` take effect at once, a Clear makes every
+//! pre-clear object a miss the moment its POST returns, objects survive restarts, and the counters.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use cache_reserve::{
+    domain::{Permission, TokenScope},
+    server::DataDir,
+};
+
+use super::{origin::*, *};
+
+const LONG: &str = "public, max-age=86400";
+
+/// An edge tier too small for any body: every hit comes from the reserve.
+fn reserve_only(c: &mut cache_reserve::server::ServeConfig) {
+    c.proxy.edge_cache_bytes = 0;
+}
+
+#[tokio::test]
+async fn off_stops_reads_and_writes_at_once_and_on_resumes_them() {
+    let app = spawn_configured(reserve_only).await;
+    let origin = TestOrigin::start().await;
+    let host = "toggle.example";
+    let zone = app.zone_with_origin(host, &origin.url).await;
+    app.set_reserve(&zone, true).await;
+    origin.set("/a", Reply::ok("a", LONG));
+    app.proxy_get(host, "/a").await;
+    app.wait_stored(&zone, host, "/a").await;
+    assert_eq!(app.proxy_get(host, "/a").await.reserve(), "HIT");
+    assert_eq!(origin.hits("/a"), 1);
+
+    app.set_reserve(&zone, false).await;
+    let got = app.proxy_get(host, "/a").await;
+    assert_eq!((got.cache(), got.reserve()), ("MISS", "OFF"), "read from the reserve while off");
+    assert_eq!(origin.hits("/a"), 2);
+    origin.set("/b", Reply::ok("b", LONG));
+    app.proxy_get(host, "/b").await;
+    // Stored objects stay (and count) while off.
+    assert!(app.reserve_has(&zone, host, "/a").await);
+
+    app.set_reserve(&zone, true).await;
+    let got = app.proxy_get(host, "/a").await;
+    assert_eq!((got.cache(), got.reserve(), got.text().as_str()), ("HIT", "HIT", "a"));
+    assert!(!app.reserve_has(&zone, host, "/b").await, "written while off");
+}
+
+/// Traffic runs throughout; the origin's content changes before the Clear. Every request that starts after
+/// the POST returns must get the new content, from whichever tier.
+async fn clear_during_traffic(configure: fn(&mut cache_reserve::server::ServeConfig)) {
+    let app = spawn_configured(configure).await;
+    let origin = Arc::new(TestOrigin::start().await);
+    let host = "traffic.example";
+    let zone = app.zone_with_origin(host, &origin.url).await;
+    app.set_reserve(&zone, true).await;
+    let paths: Vec<String> = (0..20).map(|i| format!("/o{i}")).collect();
+    for p in &paths {
+        origin.set(p, Reply::ok(format!("v1 {p}"), LONG));
+        app.proxy_get(host, p).await;
+    }
+    for p in &paths {
+        app.wait_stored(&zone, host, p).await;
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let (proxy, paths, stop, seen) = (app.proxy_client(), paths.clone(), stop.clone(), seen.clone());
+            tokio::spawn(async move {
+                let mut i = w;
+                while !stop.load(Ordering::Relaxed) {
+                    let started = Instant::now();
+                    let got = proxy.get(host, &paths[i % paths.len()]).await;
+                    assert_eq!(got.status, StatusCode::OK);
+                    seen.lock().unwrap().push((started, got.text()));
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.set_reserve(&zone, false).await;
+    for p in &paths {
+        origin.set(p, Reply::ok(format!("v2 {p}"), LONG));
+    }
+    let token = app.admin_token().await;
+    ok(app.post(&clear_path(&zone), &token).send().await.unwrap()).await;
+    let returned = Instant::now();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    let before = seen.iter().filter(|(t, _)| *t < returned).count();
+    let after: Vec<_> = seen.iter().filter(|(t, _)| *t > returned).collect();
+    assert!(before > 0 && after.len() > 20, "too little traffic: {before} before, {} after", after.len());
+    for (_, body) in &after {
+        assert!(body.starts_with("v2 "), "a pre-clear body was served after the POST returned: {body}");
+    }
+    app.wait_completed(&zone, &token).await;
+    assert_eq!(files_under(&app.dir.path().join("objects")), 0, "cleared bodies left on disk");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clear_during_traffic_is_instant_for_edge_copies() {
+    clear_during_traffic(|_| {}).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clear_during_traffic_is_instant_for_reserve_copies() {
+    clear_during_traffic(reserve_only).await;
+}
+
+#[tokio::test]
+async fn counters_show_on_metrics_and_through_the_stats_command() {
+    let app = spawn_configured(reserve_only).await;
+    let origin = TestOrigin::start().await;
+    let host = "stats.example";
+    let zone = app.zone_with_origin(host, &origin.url).await;
+    app.set_reserve(&zone, true).await;
+    origin.set("/s", Reply::ok(vec![b's'; 1000], LONG));
+    app.proxy_get(host, "/s").await;
+    app.wait_stored(&zone, host, "/s").await;
+    for _ in 0..3 {
+        assert_eq!(app.proxy_get(host, "/s").await.reserve(), "HIT");
+    }
+    let m = app.metrics().await;
+    let z = format!("zone=\"{host}\"");
+    assert_eq!(sample(&m, &format!("cache_reserve_class_a_operations_total{{{z}}}")), 1.0, "{m}");
+    assert_eq!(sample(&m, &format!("cache_reserve_class_b_operations_total{{{z}}}")), 3.0);
+    assert_eq!(sample(&m, &format!("cache_reserve_served_bytes_total{{{z}}}")), 3000.0);
+    assert_eq!(sample(&m, &format!("cache_reserve_stored_bytes{{{z}}}")), 1000.0);
+    assert_eq!(sample(&m, &format!("cache_reserve_responses_total{{{z},cache_status=\"HIT\"}}")), 3.0);
+    assert_eq!(sample(&m, &format!("cache_reserve_tier_lookups_total{{{z},tier=\"reserve\",result=\"hit\"}}")), 3.0);
+
+    // The command runs while this runtime serves its requests.
+    let stats = |zone: &'static str| {
+        let mut cmd = binary();
+        cmd.args(["stats", zone]).env("CLOUDFLARE_BASE_URL", &app.base);
+        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+    };
+    let out = stats(host).await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let row = |label: &str| {
+        let line = text.lines().find(|l| l.trim_start().starts_with(label)).unwrap_or_else(|| panic!("{text}"));
+        line.split_whitespace().last().unwrap().to_owned()
+    };
+    assert_eq!(row("reserve reads (Class B)"), "3");
+    assert_eq!(row("reserve writes (Class A)"), "1");
+    assert_eq!(row("bytes served from reserve"), "3000");
+
+    let out = stats("nothing.example").await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[tokio::test]
+async fn reserve_objects_survive_a_restart() {
+    let origin = TestOrigin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::open(dir.path()).await.unwrap();
+    let host = "restart.example";
+    let zone = create_zone(&data, host).await;
+    data.store.set_origin(&zone, Some(origin.url.clone()), cache_reserve::domain::Timestamp::now()).await.unwrap();
+    let token = create_token(&data, &[Permission::ZoneSettingsWrite], TokenScope::AllZones, None).await;
+
+    let server = ServerProcess::start(dir.path(), &[]);
+    let http = http_client();
+    let patch = http.patch(format!("{}{}", server.base, reserve_path(&zone))).bearer_auth(&token);
+    ok(patch.json(&serde_json::json!({"value": "on"})).send().await.unwrap()).await;
+    origin.set("/persist", Reply::ok("kept across restarts", LONG));
+    assert_eq!(ProxyClient::new(&server.proxy).get(host, "/persist").await.cache(), "MISS");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while data.reserve().find(&zone, &format!("{host}/persist")).await.unwrap().is_none() {
+        assert!(Instant::now() < deadline, "never stored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(server.terminate().success());
+
+    let server = ServerProcess::start(dir.path(), &[]);
+    let got = ProxyClient::new(&server.proxy).get(host, "/persist").await;
+    assert_eq!((got.cache(), got.reserve(), got.text().as_str()), ("HIT", "HIT", "kept across restarts"));
+    assert_eq!(origin.hits("/persist"), 1);
+}
