@@ -4,7 +4,11 @@
 use std::{borrow::Cow, sync::Arc, time::SystemTime};
 
 use axum::body::Body;
-use http::{Method, request, response};
+use http::{
+    HeaderMap, Method, StatusCode,
+    header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED},
+    request, response,
+};
 use http_cache_semantics::{AfterResponse, BeforeRequest, CachePolicy};
 
 use super::{
@@ -24,6 +28,19 @@ pub(super) fn as_get(parts: &request::Parts) -> Cow<'_, request::Parts> {
         Cow::Owned(get)
     } else {
         Cow::Borrowed(parts)
+    }
+}
+
+/// Copies the validators of a conditional request into a 304 that carries none.
+fn carry_validators(asked: &HeaderMap, not_modified: &mut HeaderMap) {
+    if not_modified.contains_key(ETAG) || not_modified.contains_key(LAST_MODIFIED) {
+        return;
+    }
+    if let Some(etag) = asked.get(IF_NONE_MATCH).filter(|v| v.to_str().is_ok_and(|s| !s.contains(','))) {
+        not_modified.insert(ETAG, etag.clone());
+    }
+    if let Some(since) = asked.get(IF_MODIFIED_SINCE) {
+        not_modified.insert(LAST_MODIFIED, since.clone());
     }
 }
 
@@ -164,7 +181,12 @@ impl Ctx<'_> {
             Ok(r) => r,
             Err(e) => return Some(self.origin_failed(e, CacheStatus::Expired)),
         };
-        let (rparts, rbody) = resp.into_parts();
+        let (mut rparts, rbody) = resp.into_parts();
+        if rparts.status == StatusCode::NOT_MODIFIED {
+            // A 304 answers the validators we sent. Some origins leave the validator out of it, which RFC
+            // 9111 §4.3.4 would not match to the stored response; put back the ones we asked with.
+            carry_validators(&ask.headers, &mut rparts.headers);
+        }
         let policy = match &stale {
             Stale::Edge(e) => &e.policy,
             Stale::Reserve(_, policy) => policy,
@@ -190,6 +212,9 @@ impl Ctx<'_> {
                     }
                 }
             }
+            // Still a 304 that matches nothing: never pass it to a client that did not ask conditionally;
+            // the caller fetches the object whole.
+            AfterResponse::Modified(..) if rparts.status == StatusCode::NOT_MODIFIED => None,
             AfterResponse::Modified(..) => {
                 Some(self.admit(parts, rparts, rbody, key.to_owned(), CacheStatus::Expired, None))
             }

@@ -26,6 +26,17 @@ async fn stale_edge_copies_are_revalidated_and_refreshed_or_replaced() {
         assert_eq!(origin.hits(path), 2, "{path}");
     }
 
+    // Only Last-Modified, no freshness, and 304s without validators (Python's http.server): stored, and
+    // revalidated on every use.
+    let lm = "Mon, 01 Jan 2024 00:00:00 GMT";
+    origin.set("/bare", Reply::ok("static file", "").header("last-modified", lm).bare_304());
+    assert_eq!(app.proxy_get(host, "/bare").await.cache(), "MISS");
+    for _ in 0..2 {
+        let got = app.proxy_get(host, "/bare").await;
+        assert_eq!((got.status, got.cache(), got.text().as_str()), (StatusCode::OK, "REVALIDATED", "static file"));
+    }
+    assert_eq!(origin.not_modified("/bare"), 2);
+
     // Changed at the origin: the stale copy is replaced.
     origin.set("/etag", Reply::ok("v2", "max-age=60").header("etag", "\"2\""));
     tokio::time::sleep(Duration::from_millis(1100)).await;

@@ -28,6 +28,8 @@ pub struct Reply {
     pub chunked: bool,
     /// Send the body in chunks of this size with this pause between them (keeping `Content-Length`).
     pub slow: Option<(usize, Duration)>,
+    /// Answer 304s with no headers at all, as Python's http.server does.
+    pub bare_304: bool,
 }
 
 impl Reply {
@@ -37,7 +39,15 @@ impl Reply {
         if !cache_control.is_empty() {
             headers.push(("cache-control", cache_control.to_owned()));
         }
-        Self { status: 200, headers, body: body.into(), delay: Duration::ZERO, chunked: false, slow: None }
+        Self {
+            status: 200,
+            headers,
+            body: body.into(),
+            delay: Duration::ZERO,
+            chunked: false,
+            slow: None,
+            bare_304: false,
+        }
     }
 
     pub fn header(mut self, name: &'static str, value: &str) -> Self {
@@ -52,6 +62,11 @@ impl Reply {
 
     pub fn chunked(mut self) -> Self {
         self.chunked = true;
+        self
+    }
+
+    pub fn bare_304(mut self) -> Self {
+        self.bare_304 = true;
         self
     }
 
@@ -157,6 +172,9 @@ async fn answer(State(state): State<Arc<OriginState>>, req: Request) -> Response
     };
     if !unchanged {
         *resp.status_mut() = StatusCode::from_u16(reply.status).unwrap();
+    }
+    if unchanged && reply.bare_304 {
+        return resp;
     }
     for (name, value) in &reply.headers {
         resp.headers_mut().append(*name, HeaderValue::from_str(value).unwrap());
