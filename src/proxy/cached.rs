@@ -146,7 +146,7 @@ impl Ctx<'_> {
                 }
             };
             let key = entry.key.clone();
-            p.edge.insert(&self.zone.id, &key, Arc::new(EdgeEntry::from_reserve(policy, bytes.clone(), entry)));
+            p.edge.insert(&key, Arc::new(EdgeEntry::from_reserve(policy, bytes.clone(), entry)));
             Body::from(bytes)
         } else {
             Body::from_stream(opened.into_stream())
@@ -202,7 +202,7 @@ impl Ctx<'_> {
                         }
                         let mut entry = EdgeEntry::new(fresh, old.body.clone(), old.generation, old.key_hash.clone());
                         entry.from_reserve = old.from_reserve.clone();
-                        p.edge.insert(&self.zone.id, key, Arc::new(entry));
+                        p.edge.insert(key, Arc::new(entry));
                         let body = Body::from(old.body.clone());
                         Some((status, from_cache(head, body, parts, status, ReserveTag::Edge)))
                     }

@@ -17,7 +17,7 @@ use http_cache_semantics::CachePolicy;
 use moka::sync::Cache;
 
 use crate::{
-    domain::{Zone, ZoneId},
+    domain::Zone,
     storage::IndexEntry,
 };
 
@@ -61,7 +61,8 @@ impl EdgeEntry {
 /// The in-memory tier.
 #[derive(Clone)]
 pub struct EdgeTier {
-    cache: Cache<(ZoneId, String), Arc<EdgeEntry>>,
+    /// Keyed by cache key alone: it starts with the host, and a host names one zone.
+    cache: Cache<String, Arc<EdgeEntry>>,
     /// Largest body kept in memory.
     pub max_object: u64,
 }
@@ -71,7 +72,7 @@ impl EdgeTier {
     pub fn new(capacity: u64, max_object: u64, idle: Duration) -> Self {
         let cache = Cache::builder()
             .max_capacity(capacity)
-            .weigher(|(_, key): &(ZoneId, String), e: &Arc<EdgeEntry>| {
+            .weigher(|key: &String, e: &Arc<EdgeEntry>| {
                 u32::try_from(key.len() + e.body.len() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
             })
             .time_to_idle(idle)
@@ -81,20 +82,19 @@ impl EdgeTier {
 
     /// The zone's entry for `key`, if filled under the zone's current generation.
     pub fn get(&self, zone: &Zone, key: &str) -> Option<Arc<EdgeEntry>> {
-        let k = (zone.id.clone(), key.to_owned());
-        let entry = self.cache.get(&k)?;
+        let entry = self.cache.get(key)?;
         if entry.generation == zone.generation {
             Some(entry)
         } else {
-            self.cache.invalidate(&k);
+            self.cache.invalidate(key);
             None
         }
     }
 
     /// Keeps an entry, if its body is within the per-object limit (none is, with a zero-sized tier).
-    pub fn insert(&self, zone: &ZoneId, key: &str, entry: Arc<EdgeEntry>) {
+    pub fn insert(&self, key: &str, entry: Arc<EdgeEntry>) {
         if self.max_object > 0 && entry.body.len() as u64 <= self.max_object {
-            self.cache.insert((zone.clone(), key.to_owned()), entry);
+            self.cache.insert(key.to_owned(), entry);
         }
     }
 

@@ -28,7 +28,7 @@ use super::{
 };
 use crate::{
     directory::ZoneDirectory,
-    domain::{Zone, ZoneId},
+    domain::Zone,
     metrics::ZoneCounters,
     reserve::{PutOutcome, Reserve},
 };
@@ -39,7 +39,6 @@ const WRITER_BACKLOG: usize = 16 * 1024 * 1024;
 /// Gathering a body for the edge tier.
 pub struct EdgeFill {
     pub tier: EdgeTier,
-    pub zone: ZoneId,
     pub key: String,
     pub key_hash: String,
     pub generation: i64,
@@ -184,7 +183,7 @@ impl TeeBody {
             && edge.expected.is_none_or(|n| n == edge.buf.len() as u64)
         {
             let entry = Arc::new(EdgeEntry::new(edge.policy, edge.buf.freeze(), edge.generation, edge.key_hash));
-            edge.tier.insert(&edge.zone, &edge.key, entry.clone());
+            edge.tier.insert(&edge.key, entry.clone());
             if let Some(g) = guard.take() {
                 g.complete(Filled::Edge(entry));
             }

@@ -140,7 +140,6 @@ impl Ctx<'_> {
         let key_hash = layout::key_hash(&key);
         let edge = length.is_none_or(|n| n <= p.edge.max_object).then(|| EdgeFill {
             tier: p.edge.clone(),
-            zone: zone.id.clone(),
             key: key.clone(),
             key_hash,
             generation: zone.generation,
