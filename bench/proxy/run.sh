@@ -22,6 +22,7 @@
 #   RATE [2000] LAT_CONNS [16] LAT_DURATION [15s]        fixed-rate latency runs
 #   MEM_OBJECTS [10240] MEM_EDGE_BYTES [268435456] MEM_PARALLEL [4]
 #   SAMPLE [20]        objects curl'd after a fill to check the next fetch is a hit
+#   SETTLE_TIMEOUT [120]  seconds to wait after a fill for the servers to go idle
 #
 # Exit status: 0, or 1 when a check failed (errors, misses during a hit run, wrong cache headers);
 # the table is printed either way, with the failed checks under it.
@@ -45,6 +46,7 @@ MEM_OBJECTS=${MEM_OBJECTS:-10240}
 MEM_EDGE_BYTES=${MEM_EDGE_BYTES:-268435456}
 MEM_PARALLEL=${MEM_PARALLEL:-4}
 SAMPLE=${SAMPLE:-20}
+SETTLE_TIMEOUT=${SETTLE_TIMEOUT:-120}
 PEER_ONLY=${PEER_ONLY:-0}
 ZONE=bench.test
 
@@ -107,14 +109,27 @@ warn() {
     warnings+=("$*")
 }
 
-# Percent of all CPU time that was busy over the next 0.5 s (from /proc/stat).
-cpu_busy_pct() {
-    local a b
-    a=($(head -1 /proc/stat)); sleep 0.5; b=($(head -1 /proc/stat))
-    local total=0 idle i
+# CPU ticks (user + system) used so far by PIDs and their children.
+cpu_ticks() {
+    local p q total=0 st
+    for p in $(for q in "$@"; do echo "$q"; pgrep -P "$q"; done); do
+        read -ra st <"/proc/$p/stat" 2>/dev/null || continue
+        total=$((total + st[13] + st[14])) # utime, stime (no spaces in these processes' names)
+    done
+    echo "$total"
+}
+
+# Measures 0.5 s of the machine and sets busy_pct (percent of all CPU time in use) and own_pct (the
+# share of it used by PIDs: our servers, which should be idle between runs).
+measure_busy() {
+    local a b own_a own_b total=0 idle i
+    read -ra a </proc/stat; own_a=$(cpu_ticks "$@")
+    sleep 0.5
+    read -ra b </proc/stat; own_b=$(cpu_ticks "$@")
     for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
     idle=$((b[4] - a[4] + b[5] - a[5]))
-    echo $((total ? 100 * (total - idle) / total : 0))
+    busy_pct=$((total ? 100 * (total - idle) / total : 0))
+    own_pct=$((total ? 100 * (own_b - own_a) / total : 0))
 }
 
 # A free TCP port on 127.0.0.1 (the kernel picks it; it is released again right away).
@@ -194,9 +209,29 @@ start_rss_sampler() {
     sampler_pid=$!
 }
 
-# Flushes dirty pages (generated objects, cache fills) now, so the kernel's writeback does not compete
-# with a measurement a few seconds later.
-settle() { run sync; }
+# Sets running to the pids of the servers running now.
+server_pids() {
+    running=()
+    local p
+    for p in "${origin_pid:-}" "${peer_pid:-}" "${ours_pid:-}"; do [[ -z $p ]] || running+=("$p"); done
+}
+
+# Before a measurement: flushes dirty pages (generated objects, cache fills), so that the kernel's
+# writeback does not compete with it, then waits up to SETTLE_TIMEOUT s for the servers to go idle
+# (our reserve may still be writing a fill behind the responses). Says how long that took.
+settle() {
+    run sync
+    local start=$SECONDS
+    server_pids
+    ((${#running[@]})) || return 0
+    while measure_busy "${running[@]}"; ((own_pct >= 3)); do
+        if ((SECONDS - start >= SETTLE_TIMEOUT)); then
+            warn "the servers were still ${own_pct}% busy ${SETTLE_TIMEOUT} s after the fill"
+            break
+        fi
+    done
+    echo "    servers idle $((SECONDS - start)) s after the fill"
+}
 
 # Requests that reached the origin so far (lines in its unbuffered access log).
 origin_requests() { wc -l <"$scratch/origin/access.log"; }
@@ -284,7 +319,8 @@ start_nginx "$scratch/origin/nginx.conf" "$scratch/origin" "$RESULTS_DIR/origin-
 origin_url=http://127.0.0.1:$origin_port
 ((want_edge || want_latency)) && probe=/s1k/0 || probe=/s64k/0
 ((want_memory && !(want_edge || want_latency || want_reserve))) && probe=/big/0
-wait_http "$origin_url$probe" "$nginx_pid"
+origin_pid=$nginx_pid
+wait_http "$origin_url$probe" "$origin_pid"
 curl -sI "$origin_url$probe" | tr -d '\r' | grep -iE '^(HTTP|content-length|cache-control)'
 
 # ---------------------------------------------------------------------------------------------------
@@ -332,6 +368,7 @@ start_ours() {
 stop_servers() {
     stop_pid "$peer_pid"
     [[ $PEER_ONLY == 1 ]] || stop_pid "$ours_pid"
+    peer_pid='' ours_pid=''
 }
 
 # ---------------------------------------------------------------------------------------------------
@@ -348,7 +385,7 @@ walk() {
     url=$(url_of "$server")
     start=$(date +%s.%N)
     run_to "$scratch/walk.out" curl -s --no-progress-meter -Z --parallel-max "$parallel" -H "Host: $ZONE" \
-        -o /dev/null -w "$status_format" "$url$prefix[0-$((count - 1))]" || true
+        -o /dev/null -w "$status_format" "${url}${prefix}[0-$((count - 1))]" || true
     {
         sort "$scratch/walk.out" | uniq -c
         printf '%d objects in %.1f s\n' "$count" "$(echo "$(date +%s.%N) - $start" | bc)"
@@ -359,12 +396,17 @@ walk() {
 
 # Checks that SAMPLE random objects of the set are hits on SERVER now: X-Cache-Status HIT for nginx,
 # cf-cache-status HIT for ours, and with WANT_RESERVE=HIT also x-cache-reserve HIT. Our reserve may be
-# written behind the response, so the check is retried for up to 10 s.
+# written behind the response, so the check is retried for up to 10 s, each time on objects not yet
+# asked for (a reserve hit puts the object in the edge, and the next read of it says EDGE).
 check_hits() {
-    local server=$1 prefix=$2 count=$3 want_reserve=${4:-} url args=() i line bad attempt
+    local server=$1 prefix=$2 count=$3 want_reserve=${4:-} url args i line bad
     url=$(url_of "$server")
-    for i in $(shuf -i "0-$((count - 1))" -n "$SAMPLE"); do args+=(-o /dev/null "$url$prefix$i"); done
-    for attempt in $(seq 20); do
+    local samples attempts=0
+    mapfile -t samples < <(shuf -i "0-$((count - 1))" -n "$((SAMPLE * 20))")
+    while ((attempts * SAMPLE < ${#samples[@]})); do
+        args=()
+        for i in "${samples[@]:attempts * SAMPLE:SAMPLE}"; do args+=(-o /dev/null "$url$prefix$i"); done
+        attempts=$((attempts + 1))
         bad=0
         while read -r line; do
             IFS='|' read -r code cache reserve <<<"$line"
@@ -375,7 +417,7 @@ check_hits() {
         ((bad == 0)) && break
         sleep 0.5
     done
-    echo "    $server, $SAMPLE random ${prefix}N (status|cache status|x-cache-reserve):"
+    echo "    $server, $SAMPLE random ${prefix}N (status|cache status|x-cache-reserve), attempt $attempts:"
     sort "$scratch/check.out" | uniq -c | sed 's/^/      /'
     ((bad == 0)) || check_failed "$server: $bad of $SAMPLE sampled $prefix objects were not ${want_reserve:+reserve }hits"
 }
@@ -389,9 +431,13 @@ run_wrk() {
     local name=$1; shift
     local before after
     wrk_out=$RESULTS_DIR/$name.txt
-    # The servers are idle now: CPU in use belongs to something else (a build?) and will skew the run.
-    local busy; busy=$(cpu_busy_pct)
-    ((busy < 10)) || warn "$name: the machine was ${busy}% busy before the run; its figures are noisy"
+    # The servers should be idle now. CPU in use by something else (a build?), or by a server still
+    # working in the background (writing its fill, say), will skew this run.
+    server_pids
+    measure_busy "${running[@]}"
+    if ((busy_pct >= 10)); then
+        warn "$name: the machine was ${busy_pct}% busy before the run (${own_pct}% by the servers); its figures are noisy"
+    fi
     before=$(origin_requests)
     run_to "$wrk_out" wrk "$@"
     cat "$wrk_out"
@@ -450,10 +496,12 @@ if ((want_edge || want_latency)); then
         for server in "${servers[@]}"; do
             say "warm $server with $EDGE_OBJECTS x $objset"
             walk "warm-${objset//\//}-$server" "$server" "$objset" "$EDGE_OBJECTS"
-            check_hits "$server" "$objset" "$EDGE_OBJECTS"
         done
     done
     settle
+    for objset in "${sets[@]}"; do
+        for server in "${servers[@]}"; do check_hits "$server" "$objset" "$EDGE_OBJECTS"; done
+    done
     if ((want_edge)); then
         throughput edge-1k /s1k/ "$EDGE_OBJECTS"
         throughput edge-64k /s64k/ "$EDGE_OBJECTS"
@@ -471,16 +519,19 @@ if ((want_reserve || want_latency)); then
     for server in "${servers[@]}"; do
         say "fill $server with $RESERVE_OBJECTS x /s64k/"
         walk "fill-reserve-$server" "$server" /s64k/ "$RESERVE_OBJECTS"
+    done
+    settle
+    for server in "${servers[@]}"; do
         [[ $server == ours ]] && want=HIT || want=
         check_hits "$server" /s64k/ "$RESERVE_OBJECTS" "$want"
     done
-    settle
     ((want_reserve)) && throughput reserve-64k /s64k/ "$RESERVE_OBJECTS"
     ((want_latency)) && latency latency-reserve /s64k/ "$RESERVE_OBJECTS"
     stop_servers
 fi
 
-# Memory stage: MEM_OBJECTS distinct 1 MiB objects pass through once; RSS sampled every 0.5 s.
+# Memory stage: MEM_OBJECTS distinct 1 MiB objects pass through once; RSS sampled every 0.5 s until
+# the server is idle again.
 # nginx goes first and its cache is deleted before ours runs, so the disk holds one copy at a time.
 if ((want_memory)); then
     need=$(((MEM_OBJECTS + 2048) * 1048576))
@@ -500,12 +551,13 @@ if ((want_memory)); then
             say "memory: $server streams $MEM_OBJECTS x /big/ ($MEM_PARALLEL in parallel)"
             start_rss_sampler "$pid" "$RESULTS_DIR/memory-$server-rss.txt"
             walk "memory-$server-walk" "$server" /big/ "$MEM_OBJECTS" "$MEM_PARALLEL"
-            sleep 1 # one more sample after the last response
+            settle # keep sampling while the server finishes writing in the background
             peak_kib=$(awk '$2 > max { max = $2 } END { print max + 0 }' "$RESULTS_DIR/memory-$server-rss.txt")
             anon_kib=$(awk '$3 > max { max = $3 } END { print max + 0 }' "$RESULTS_DIR/memory-$server-rss.txt")
             hwm_kib=$(mem_tree_kib "$pid" VmHWM)
             stop_pid "$sampler_pid"
             stop_pid "$pid"
+            peer_pid='' ours_pid=''
             echo "    peak sampled RSS $((peak_kib / 1024)) MiB (anonymous $((anon_kib / 1024)) MiB); VmHWM $((hwm_kib / 1024)) MiB"
             record memory-peak "$server" "$(echo "scale=1; $peak_kib / 1024" | bc)"
             record memory-anon "$server" "$(echo "scale=1; $anon_kib / 1024" | bc)"
@@ -525,14 +577,14 @@ median() {
         awk '{ v[NR] = $1 } END { if (NR) printf "%.6f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
-# One table row: LABEL, KEY, printf FORMAT for the values.
+# One table row: LABEL, then KEY's medians rounded, and their ratio. Nothing when KEY was not measured.
 row() {
-    local label=$1 key=$2 fmt=$3 n o ratio=
+    local label=$1 key=$2 n o ratio=
     n=$(median "$key" nginx)
     o=$(median "$key" ours)
     [[ -z $n && -z $o ]] && return 0
     [[ -n $n && -n $o ]] && ratio=$(echo "$o / $n" | bc -l | xargs printf '%.2f')
-    printf '| %s | %s | %s | %s |\n' "$label" "${n:+$(printf "$fmt" "$n")}" "${o:+$(printf "$fmt" "$o")}" "${ratio:-–}"
+    printf '| %s | %s | %s | %s |\n' "$label" "${n:+$(printf '%.0f' "$n")}" "${o:+$(printf '%.0f' "$o")}" "${ratio:-–}"
 }
 
 {
@@ -541,19 +593,19 @@ row() {
     echo
     echo "| scenario | nginx | ours | ours/nginx |"
     echo "| --- | ---: | ---: | ---: |"
-    row "edge hits, 1 KiB × $EDGE_OBJECTS, req/s (-c$CONNS)" edge-1k '%.0f'
-    row "edge hits, 64 KiB × $EDGE_OBJECTS, req/s (-c$CONNS)" edge-64k '%.0f'
-    row "reserve hits, 64 KiB × $RESERVE_OBJECTS, req/s (-c$CONNS)" reserve-64k '%.0f'
-    row "1 KiB edge hits at $RATE req/s: p50 µs" latency-1k-p50 '%.0f'
-    row "1 KiB edge hits at $RATE req/s: p99 µs" latency-1k-p99 '%.0f'
-    row "1 KiB edge hits: achieved req/s" latency-1k-rate '%.0f'
-    row "reserve hits at $RATE req/s: p50 µs" latency-reserve-p50 '%.0f'
-    row "reserve hits at $RATE req/s: p99 µs" latency-reserve-p99 '%.0f'
-    row "reserve hits: achieved req/s" latency-reserve-rate '%.0f'
-    row "stream $MEM_OBJECTS × 1 MiB: peak RSS MiB (nginx: all processes)" memory-peak '%.0f'
-    row "stream $MEM_OBJECTS × 1 MiB: peak RssAnon MiB (heap, not file pages)" memory-anon '%.0f'
-    row "stream $MEM_OBJECTS × 1 MiB: VmHWM MiB (nginx: summed over processes)" memory-hwm '%.0f'
-    row "ours peak RSS − edge budget ($((MEM_EDGE_BYTES >> 20)) MiB), MiB" memory-over-budget '%.0f'
+    row "edge hits, 1 KiB × $EDGE_OBJECTS, req/s (-c$CONNS)" edge-1k
+    row "edge hits, 64 KiB × $EDGE_OBJECTS, req/s (-c$CONNS)" edge-64k
+    row "reserve hits, 64 KiB × $RESERVE_OBJECTS, req/s (-c$CONNS)" reserve-64k
+    row "1 KiB edge hits at $RATE req/s: p50 µs" latency-1k-p50
+    row "1 KiB edge hits at $RATE req/s: p99 µs" latency-1k-p99
+    row "1 KiB edge hits: achieved req/s" latency-1k-rate
+    row "reserve hits at $RATE req/s: p50 µs" latency-reserve-p50
+    row "reserve hits at $RATE req/s: p99 µs" latency-reserve-p99
+    row "reserve hits: achieved req/s" latency-reserve-rate
+    row "stream $MEM_OBJECTS × 1 MiB: peak RSS MiB (nginx: all processes)" memory-peak
+    row "stream $MEM_OBJECTS × 1 MiB: peak RssAnon MiB (heap, not file pages)" memory-anon
+    row "stream $MEM_OBJECTS × 1 MiB: VmHWM MiB (nginx: summed over processes)" memory-hwm
+    row "ours peak RSS − edge budget ($((MEM_EDGE_BYTES >> 20)) MiB), MiB" memory-over-budget
     echo
     echo "Higher is better for req/s; lower for latency and memory. Medians of $ROUNDS round(s)."
     echo "Raw wrk output and logs: $RESULTS_DIR"
