@@ -16,10 +16,7 @@ use bytes::Bytes;
 use http_cache_semantics::CachePolicy;
 use moka::sync::Cache;
 
-use crate::{
-    domain::Zone,
-    storage::IndexEntry,
-};
+use crate::{domain::Zone, storage::IndexEntry};
 
 /// Bytes charged per entry beyond its body: key, headers, bookkeeping (an estimate).
 const ENTRY_OVERHEAD: usize = 1024;

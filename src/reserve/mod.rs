@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::{StreamExt, stream};
 use object_store::{GetResult, ObjectStore, ObjectStoreExt, PutPayload, path::Path};
+use tokio::sync::oneshot;
 
 pub use upload::Upload;
 
@@ -29,6 +30,8 @@ pub enum ReserveError {
     NoZone,
     #[error("body ended after {got} of {expected} bytes")]
     Incomplete { expected: u64, got: u64 },
+    #[error("recording the write failed (see the log)")]
+    BatchFailed,
 }
 
 /// Outcome of a put.
@@ -61,16 +64,24 @@ pub struct StoredObject {
     pub stored_on: Timestamp,
 }
 
+/// Writes waiting to be recorded together.
+#[derive(Default)]
+struct GroupCommit {
+    pending: std::sync::Mutex<Vec<(IndexEntry, oneshot::Sender<Result<PutOutcome, ReserveError>>)>>,
+    commit: tokio::sync::Mutex<()>,
+}
+
 /// Objects of zones, over an index and an object store.
 #[derive(Clone)]
 pub struct Reserve {
     index: Arc<dyn ObjectIndex>,
     blobs: Arc<dyn ObjectStore>,
+    group: Arc<GroupCommit>,
 }
 
 impl Reserve {
     pub fn new(index: Arc<dyn ObjectIndex>, blobs: Arc<dyn ObjectStore>) -> Self {
-        Self { index, blobs }
+        Self { index, blobs, group: Arc::default() }
     }
 
     /// Stores `body` under `key` for the zone, replacing any object of that key.
@@ -116,9 +127,19 @@ impl Reserve {
         self.record(&entries).await
     }
 
-    /// Records entries whose bodies are durable, and deletes every body no entry points to afterwards:
-    /// those replaced, and those not recorded because a Clear or the zone's removal overtook the write.
+    /// Records entries whose bodies are durable (one transaction), and deletes every body no entry points to
+    /// afterwards: those replaced, and those not recorded because a Clear or the zone's removal overtook
+    /// the write. A missing zone is an error.
     async fn record(&self, entries: &[IndexEntry]) -> Result<Vec<PutOutcome>, ReserveError> {
+        let result = self.record_each(entries).await?;
+        if result.contains(&PutOutcome::NoZone) {
+            return Err(ReserveError::NoZone);
+        }
+        Ok(result)
+    }
+
+    /// [`Reserve::record`] with an outcome per entry, a missing zone included.
+    async fn record_each(&self, entries: &[IndexEntry]) -> Result<Vec<PutOutcome>, ReserveError> {
         let outcomes = match self.index.record_batch(entries).await {
             Ok(outcomes) => outcomes,
             Err(e) => {
@@ -145,10 +166,38 @@ impl Reserve {
             });
         }
         self.delete_blobs(unreferenced.iter().map(String::as_str)).await;
-        if result.contains(&PutOutcome::NoZone) {
-            return Err(ReserveError::NoZone);
-        }
         Ok(result)
+    }
+
+    /// Records one entry, sharing a transaction with whatever other entries are waiting (group commit):
+    /// the first writer to get the commit lock commits everything queued, so many concurrent writes cost
+    /// one fsync instead of one each.
+    async fn record_grouped(&self, entry: IndexEntry) -> Result<PutOutcome, ReserveError> {
+        let (tx, mut rx) = oneshot::channel();
+        self.group.pending.lock().expect("group commit lock").push((entry, tx));
+        let _turn = self.group.commit.lock().await;
+        if let Ok(outcome) = rx.try_recv() {
+            return outcome;
+        }
+        let batch = std::mem::take(&mut *self.group.pending.lock().expect("group commit lock"));
+        let (entries, waiters): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        match self.record_each(&entries).await {
+            Ok(outcomes) => {
+                for (waiter, outcome) in waiters.into_iter().zip(outcomes) {
+                    let _ = waiter.send(match outcome {
+                        PutOutcome::NoZone => Err(ReserveError::NoZone),
+                        other => Ok(other),
+                    });
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, objects = entries.len(), "recording a batch of reserve writes failed");
+                for waiter in waiters {
+                    let _ = waiter.send(Err(ReserveError::BatchFailed));
+                }
+            }
+        }
+        rx.await.unwrap_or(Err(ReserveError::BatchFailed))
     }
 
     /// Starts a streamed write of `key` into generation `generation` of the zone (see [`Upload`]).

@@ -124,3 +124,44 @@ async fn put_many_records_a_batch_and_the_last_write_of_a_key_wins() {
     assert_eq!(files_under(&f.objects_dir), 10, "replaced bodies are deleted");
     assert!(matches!(f.reserve.put_many(&ZoneId::generate(), vec![]).await, Err(ReserveError::NoZone)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_streamed_uploads_are_recorded_together_and_whole() {
+    let f = fixture().await;
+    let zone = new_zone(&f).await;
+    // Small (buffered) and large (multipart) bodies, written in chunks from many tasks at once.
+    let sizes = [10usize, 3000, 2 * 1024 * 1024 + 17];
+    let tasks: Vec<_> = (0..30)
+        .map(|i| {
+            let (reserve, zone) = (f.reserve.clone(), zone.clone());
+            let size = sizes[i % sizes.len()];
+            tokio::spawn(async move {
+                let body: Vec<u8> = (0..size).map(|b| (b % 251) as u8 ^ i as u8).collect();
+                let mut up =
+                    reserve.begin_upload(&zone, 1, &format!("k{i}"), vec![i as u8], size as u64).await.unwrap();
+                for chunk in body.chunks(64 * 1024) {
+                    up.write(Bytes::copy_from_slice(chunk)).await.unwrap();
+                }
+                assert_eq!(up.finish().await.unwrap(), PutOutcome::Stored);
+                body
+            })
+        })
+        .collect();
+    for (i, t) in tasks.into_iter().enumerate() {
+        let body = t.await.unwrap();
+        let got = f.reserve.get(&zone, &format!("k{i}")).await.unwrap().expect("stored");
+        assert_eq!((got.meta, got.body.as_ref()), (vec![i as u8], body.as_slice()));
+    }
+    assert_eq!(f.reserve.usage(&zone).await.unwrap().objects, 30);
+}
+
+#[tokio::test]
+async fn a_short_upload_commits_nothing() {
+    let f = fixture().await;
+    let zone = new_zone(&f).await;
+    let mut up = f.reserve.begin_upload(&zone, 1, "short", vec![], 100).await.unwrap();
+    up.write(Bytes::from_static(b"only part")).await.unwrap();
+    assert!(matches!(up.finish().await, Err(ReserveError::Incomplete { expected: 100, got: 9 })));
+    assert!(f.reserve.get(&zone, "short").await.unwrap().is_none());
+    assert_eq!(files_under(&f.objects_dir), 0);
+}

@@ -101,7 +101,7 @@ impl Upload {
             }
         }
         self.entry.stored_on = Timestamp::now();
-        Ok(self.reserve.record(std::slice::from_ref(&self.entry)).await?.remove(0))
+        self.reserve.record_grouped(self.entry).await
     }
 
     /// Abandons the write; nothing becomes visible.
