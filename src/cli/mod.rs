@@ -76,6 +76,9 @@ pub struct ServeArgs {
     /// Memory for the edge tier (hottest objects), e.g. 256MiB. One object may take a sixteenth of it.
     #[arg(long, env = "CACHE_RESERVE_EDGE_CACHE_BYTES", default_value = "256MiB", value_parser = size::parse)]
     pub edge_cache_bytes: u64,
+    /// Memory for reserve metadata, so reserve hits skip the index read, e.g. 64MiB (about 40,000 objects).
+    #[arg(long, env = "CACHE_RESERVE_INDEX_CACHE_BYTES", default_value = "64MiB", value_parser = size::parse)]
+    pub index_cache_bytes: u64,
     /// Largest object written to the reserve, e.g. 1GiB.
     #[arg(long, env = "CACHE_RESERVE_MAX_OBJECT_BYTES", default_value = "1GiB", value_parser = size::parse)]
     pub max_object_bytes: u64,
@@ -139,6 +142,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             listen: args.proxy_listen,
             edge_cache_bytes: args.edge_cache_bytes,
             max_object_bytes: args.max_object_bytes,
+            index_cache_bytes: args.index_cache_bytes,
             reserve_min_ttl: args.reserve_min_ttl,
             retention: args.retention,
             connect_timeout: args.origin_connect_timeout,

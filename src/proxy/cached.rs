@@ -15,6 +15,7 @@ use super::{
     Ctx,
     edge::EdgeEntry,
     forward::{Origin, origin_request},
+    index_cache::Known,
     respond::{ReserveTag, from_cache},
     stored, unix_secs,
 };
@@ -47,7 +48,7 @@ fn carry_validators(asked: &HeaderMap, not_modified: &mut HeaderMap) {
 /// A stale copy, and where it is.
 enum Stale {
     Edge(Arc<EdgeEntry>),
-    Reserve(IndexEntry, Box<CachePolicy>),
+    Reserve(Arc<Known>),
 }
 
 type Answer = (CacheStatus, axum::response::Response);
@@ -81,20 +82,13 @@ impl Ctx<'_> {
         if !self.zone.reserve_on {
             return None;
         }
-        let found = match p.reserve.find(&self.zone.id, key).await {
-            Ok(found) => found,
-            Err(e) => {
-                tracing::warn!(zone = %self.zone.name, error = %e, "reserve lookup failed; treating as a miss");
-                None
-            }
-        };
-        let Some((entry, policy)) = found.and_then(|e| stored::decode(&e.meta).map(|p| (e, p))) else {
+        let Some(known) = self.reserve_lookup(key).await else {
             self.counters.reserve_misses.increment(1);
             return None;
         };
-        match policy.before_request(judged.as_ref(), now) {
+        match known.policy.before_request(judged.as_ref(), now) {
             BeforeRequest::Fresh(head) => {
-                let answer = self.serve_reserve(entry, policy, head, parts, CacheStatus::Hit).await;
+                let answer = self.serve_reserve(&known.entry, &known.policy, head, parts, CacheStatus::Hit).await;
                 if answer.is_none() {
                     self.counters.reserve_misses.increment(1);
                 }
@@ -102,7 +96,7 @@ impl Ctx<'_> {
             }
             BeforeRequest::Stale { request, matches: true } => {
                 self.counters.reserve_misses.increment(1);
-                self.revalidate(origin, parts, key, Stale::Reserve(entry, Box::new(policy)), request).await
+                self.revalidate(origin, parts, key, Stale::Reserve(known), request).await
             }
             BeforeRequest::Stale { matches: false, .. } => {
                 self.counters.reserve_misses.increment(1);
@@ -111,12 +105,29 @@ impl Ctx<'_> {
         }
     }
 
+    /// What the reserve holds for `key`: from memory when known, else from the index (then remembered).
+    async fn reserve_lookup(&self, key: &str) -> Option<Arc<Known>> {
+        let p = self.proxy;
+        if let Some(known) = p.index_cache.get(&self.zone, key) {
+            return Some(known);
+        }
+        let entry = match p.reserve.find(&self.zone.id, key).await {
+            Ok(found) => found?,
+            Err(e) => {
+                tracing::warn!(zone = %self.zone.name, error = %e, "reserve lookup failed; treating as a miss");
+                return None;
+            }
+        };
+        let policy = stored::decode(&entry.meta)?;
+        Some(p.index_cache.insert(key, Known::new(entry, policy)))
+    }
+
     /// Serves a reserve object, refilling the edge tier when it fits. `None` if the body is gone (replaced
     /// or cleared since it was found).
     async fn serve_reserve(
         &self,
-        entry: IndexEntry,
-        policy: CachePolicy,
+        entry: &IndexEntry,
+        policy: &CachePolicy,
         head: response::Parts,
         parts: &request::Parts,
         status: CacheStatus,
@@ -127,9 +138,12 @@ impl Ctx<'_> {
             self.counters.reserve_hits.increment(1);
             return Some((status, from_cache(head, Body::empty(), parts, status, ReserveTag::Hit)));
         }
-        let opened = match p.reserve.open(&entry).await {
+        let opened = match p.reserve.open(entry).await {
             Ok(Some(got)) => got,
-            Ok(None) => return None,
+            Ok(None) => {
+                p.index_cache.forget(&entry.key);
+                return None;
+            }
             Err(e) => {
                 tracing::warn!(zone = %self.zone.name, error = %e, "reserve read failed; treating as a miss");
                 return None;
@@ -145,8 +159,8 @@ impl Ctx<'_> {
                     return None;
                 }
             };
-            let key = entry.key.clone();
-            p.edge.insert(&key, Arc::new(EdgeEntry::from_reserve(policy, bytes.clone(), entry)));
+            let edge = EdgeEntry::from_reserve(policy.clone(), bytes.clone(), entry.clone());
+            p.edge.insert(&entry.key, Arc::new(edge));
             Body::from(bytes)
         } else {
             Body::from_stream(opened.into_stream())
@@ -189,7 +203,7 @@ impl Ctx<'_> {
         }
         let policy = match &stale {
             Stale::Edge(e) => &e.policy,
-            Stale::Reserve(_, policy) => policy,
+            Stale::Reserve(known) => &known.policy,
         };
         match policy.after_response(parts, &rparts, SystemTime::now()) {
             AfterResponse::NotModified(fresh, head) => {
@@ -206,9 +220,9 @@ impl Ctx<'_> {
                         let body = Body::from(old.body.clone());
                         Some((status, from_cache(head, body, parts, status, ReserveTag::Edge)))
                     }
-                    Stale::Reserve(entry, _) => {
-                        self.refresh_reserve_meta(entry.clone(), &fresh);
-                        self.serve_reserve(entry, fresh, head, parts, status).await
+                    Stale::Reserve(known) => {
+                        self.refresh_reserve_meta(known.entry.clone(), &fresh);
+                        self.serve_reserve(&known.entry, &fresh, head, parts, status).await
                     }
                 }
             }
@@ -227,11 +241,17 @@ impl Ctx<'_> {
             return;
         }
         let reserve = self.proxy.reserve.clone();
+        let index_cache = self.proxy.index_cache.clone();
         let counters = self.counters.clone();
         let meta = stored::encode(fresh);
+        // Until the write lands, a remembered copy would carry the stale policy.
+        index_cache.forget(&entry.key);
         tokio::spawn(async move {
             match reserve.update_meta(&entry, &meta).await {
-                Ok(true) => counters.class_a.increment(1),
+                Ok(true) => {
+                    counters.class_a.increment(1);
+                    index_cache.forget(&entry.key);
+                }
                 Ok(false) => {}
                 Err(e) => tracing::warn!(error = %e, "could not refresh a reserve object's metadata"),
             }

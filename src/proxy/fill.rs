@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use super::{
     coalesce::{FillGuard, Filled},
     edge::{EdgeEntry, EdgeTier},
+    index_cache::IndexCache,
 };
 use crate::{
     directory::ZoneDirectory,
@@ -64,6 +65,8 @@ pub struct ReserveFill {
 /// What the writer task needs.
 pub struct ReserveWrite {
     pub reserve: Reserve,
+    /// Told when the object is stored, so no older copy is remembered.
+    pub index_cache: IndexCache,
     pub directory: ZoneDirectory,
     pub zone: Arc<Zone>,
     pub key: String,
@@ -113,6 +116,7 @@ impl ReserveWrite {
                     match upload.finish().await {
                         Ok(PutOutcome::Stored) => {
                             self.counters.class_a.increment(1);
+                            self.index_cache.forget(&self.key);
                             if let Some(g) = guard {
                                 g.complete(Filled::Reserve);
                             }

@@ -153,6 +153,7 @@ impl Ctx<'_> {
         let reserve = admitted.then(|| {
             ReserveWrite {
                 reserve: p.reserve.clone(),
+                index_cache: p.index_cache.clone(),
                 directory: p.directory.clone(),
                 zone: Arc::clone(zone),
                 key,

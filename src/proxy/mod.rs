@@ -11,6 +11,7 @@ mod coalesce;
 pub mod edge;
 mod fill;
 pub mod forward;
+mod index_cache;
 mod miss;
 pub mod respond;
 mod stored;
@@ -44,6 +45,7 @@ use crate::{
 use coalesce::Coalescer;
 use edge::EdgeTier;
 use forward::{Forwarded, Origin, OriginClient};
+use index_cache::IndexCache;
 use respond::{ReserveTag, plain};
 
 /// Proxy settings.
@@ -54,6 +56,8 @@ pub struct ProxyConfig {
     pub edge_cache_bytes: u64,
     /// Largest object the reserve stores.
     pub max_object_bytes: u64,
+    /// Memory for reserve metadata (which objects the reserve holds), in bytes.
+    pub index_cache_bytes: u64,
     /// Shortest freshness lifetime an object needs to be written to the reserve.
     pub reserve_min_ttl: Duration,
     /// How long an object may go unread before it is evicted.
@@ -69,6 +73,7 @@ impl Default for ProxyConfig {
             listen: "127.0.0.1:8788".parse().expect("a valid address"),
             edge_cache_bytes: 256 * 1024 * 1024,
             max_object_bytes: 1024 * 1024 * 1024,
+            index_cache_bytes: 64 * 1024 * 1024,
             reserve_min_ttl: Duration::from_secs(10 * 3600),
             retention: Duration::from_secs(30 * 86_400),
             connect_timeout: Duration::from_secs(5),
@@ -91,6 +96,7 @@ pub struct Proxy {
     directory: ZoneDirectory,
     reserve: Reserve,
     edge: EdgeTier,
+    index_cache: IndexCache,
     origin: OriginClient,
     coalescer: Arc<Coalescer>,
     metrics: Arc<Metrics>,
@@ -114,6 +120,7 @@ impl Proxy {
             directory,
             reserve,
             edge: EdgeTier::new(config.edge_cache_bytes, edge_max, config.retention),
+            index_cache: IndexCache::new(config.index_cache_bytes),
             origin: OriginClient::new(config.connect_timeout, config.origin_timeout)?,
             coalescer: Arc::default(),
             metrics,
