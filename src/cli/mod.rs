@@ -79,6 +79,10 @@ pub struct ServeArgs {
     /// Memory for reserve metadata, so reserve hits skip the index read, e.g. 64MiB (about 40,000 objects).
     #[arg(long, env = "CACHE_RESERVE_INDEX_CACHE_BYTES", default_value = "64MiB", value_parser = size::parse)]
     pub index_cache_bytes: u64,
+    /// Memory reserve writes in flight may hold; when the disk falls behind, objects beyond it skip the
+    /// reserve instead of memory growing.
+    #[arg(long, env = "CACHE_RESERVE_WRITE_BUFFER_BYTES", default_value = "64MiB", value_parser = size::parse)]
+    pub write_buffer_bytes: u64,
     /// Largest object written to the reserve, e.g. 1GiB.
     #[arg(long, env = "CACHE_RESERVE_MAX_OBJECT_BYTES", default_value = "1GiB", value_parser = size::parse)]
     pub max_object_bytes: u64,
@@ -143,6 +147,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             edge_cache_bytes: args.edge_cache_bytes,
             max_object_bytes: args.max_object_bytes,
             index_cache_bytes: args.index_cache_bytes,
+            write_buffer_bytes: args.write_buffer_bytes,
             reserve_min_ttl: args.reserve_min_ttl,
             retention: args.retention,
             connect_timeout: args.origin_connect_timeout,

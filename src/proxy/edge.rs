@@ -21,6 +21,9 @@ use crate::{domain::Zone, storage::IndexEntry};
 /// Bytes charged per entry beyond its body: key, headers, bookkeeping (an estimate).
 const ENTRY_OVERHEAD: usize = 1024;
 
+/// Bodies from this size on make the tier evict at once on insert (see [`EdgeTier::insert`]).
+const LARGE: usize = 64 * 1024;
+
 /// One object in memory.
 pub struct EdgeEntry {
     pub policy: CachePolicy,
@@ -91,7 +94,13 @@ impl EdgeTier {
     /// Keeps an entry, if its body is within the per-object limit (none is, with a zero-sized tier).
     pub fn insert(&self, key: &str, entry: Arc<EdgeEntry>) {
         if self.max_object > 0 && entry.body.len() as u64 <= self.max_object {
+            let large = entry.body.len() >= LARGE;
             self.cache.insert(key.to_owned(), entry);
+            if large {
+                // moka evicts in batches, after hundreds of writes: with large bodies that would overshoot
+                // the budget by hundreds of them. Settle now, so memory stays within the budget.
+                self.cache.run_pending_tasks();
+            }
         }
     }
 

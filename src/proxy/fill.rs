@@ -11,7 +11,7 @@ use std::{
     pin::Pin,
     sync::{
         Arc,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     task::{Context, Poll, ready},
 };
@@ -36,6 +36,48 @@ use crate::{
 
 /// Bytes a reserve writer may lag behind the client before it is abandoned.
 const WRITER_BACKLOG: usize = 16 * 1024 * 1024;
+
+/// Memory all reserve writes in flight may hold: bodies gathered for one put, parts being uploaded,
+/// chunks queued. A write that would exceed it is not started (counted as abandoned): when the disk is
+/// slower than the traffic, some objects skip the reserve rather than memory growing without bound.
+pub struct WriteBudget {
+    limit: u64,
+    used: AtomicU64,
+}
+
+impl WriteBudget {
+    pub fn new(limit: u64) -> Arc<Self> {
+        Arc::new(Self { limit, used: AtomicU64::new(0) })
+    }
+
+    /// Reserves room for a write of `size` bytes, if there is room.
+    pub fn take(self: &Arc<Self>, size: u64) -> Option<BudgetGuard> {
+        // Large bodies stream in parts: they hold at most two parts and the queued backlog.
+        let cost = size.min(2 * 8 * 1024 * 1024 + WRITER_BACKLOG as u64);
+        let mut used = self.used.load(Ordering::Relaxed);
+        loop {
+            if used + cost > self.limit {
+                return None;
+            }
+            match self.used.compare_exchange_weak(used, used + cost, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Some(BudgetGuard { budget: self.clone(), cost }),
+                Err(now) => used = now,
+            }
+        }
+    }
+}
+
+/// Room held by one write, given back when the write ends.
+pub struct BudgetGuard {
+    budget: Arc<WriteBudget>,
+    cost: u64,
+}
+
+impl Drop for BudgetGuard {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.cost, Ordering::AcqRel);
+    }
+}
 
 /// Gathering a body for the edge tier.
 pub struct EdgeFill {
@@ -73,6 +115,8 @@ pub struct ReserveWrite {
     pub meta: Vec<u8>,
     pub size: u64,
     pub counters: Arc<ZoneCounters>,
+    /// The write's share of the [`WriteBudget`], held until it ends.
+    pub _budget: BudgetGuard,
 }
 
 impl ReserveWrite {

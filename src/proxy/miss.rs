@@ -150,8 +150,13 @@ impl Ctx<'_> {
         let admitted = zone.reserve_on
             && policy.time_to_live(now) >= p.config.reserve_min_ttl
             && length.is_some_and(|n| n <= p.config.max_object_bytes);
-        let reserve = admitted.then(|| {
+        let budget = admitted.then(|| p.write_budget.take(length.unwrap_or(0))).flatten();
+        if admitted && budget.is_none() {
+            self.counters.writes_abandoned.increment(1);
+        }
+        let reserve = budget.map(|budget| {
             ReserveWrite {
+                _budget: budget,
                 reserve: p.reserve.clone(),
                 index_cache: p.index_cache.clone(),
                 directory: p.directory.clone(),

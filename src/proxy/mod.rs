@@ -44,6 +44,7 @@ use crate::{
 };
 use coalesce::Coalescer;
 use edge::EdgeTier;
+use fill::WriteBudget;
 use forward::{Forwarded, Origin, OriginClient};
 use index_cache::IndexCache;
 use respond::{ReserveTag, plain};
@@ -56,6 +57,8 @@ pub struct ProxyConfig {
     pub edge_cache_bytes: u64,
     /// Largest object the reserve stores.
     pub max_object_bytes: u64,
+    /// Memory reserve writes in flight may hold; beyond it, objects skip the reserve.
+    pub write_buffer_bytes: u64,
     /// Memory for reserve metadata (which objects the reserve holds), in bytes.
     pub index_cache_bytes: u64,
     /// Shortest freshness lifetime an object needs to be written to the reserve.
@@ -74,6 +77,7 @@ impl Default for ProxyConfig {
             edge_cache_bytes: 256 * 1024 * 1024,
             max_object_bytes: 1024 * 1024 * 1024,
             index_cache_bytes: 64 * 1024 * 1024,
+            write_buffer_bytes: 64 * 1024 * 1024,
             reserve_min_ttl: Duration::from_secs(10 * 3600),
             retention: Duration::from_secs(30 * 86_400),
             connect_timeout: Duration::from_secs(5),
@@ -99,6 +103,7 @@ pub struct Proxy {
     index_cache: IndexCache,
     origin: OriginClient,
     coalescer: Arc<Coalescer>,
+    write_budget: Arc<WriteBudget>,
     metrics: Arc<Metrics>,
     access: Arc<AccessLog>,
     /// An edge hit is noted for retention at most this often per object, in seconds.
@@ -123,6 +128,7 @@ impl Proxy {
             index_cache: IndexCache::new(config.index_cache_bytes),
             origin: OriginClient::new(config.connect_timeout, config.origin_timeout)?,
             coalescer: Arc::default(),
+            write_budget: WriteBudget::new(config.write_buffer_bytes),
             metrics,
             access,
             note_every_secs: i64::try_from((config.retention / 64).as_secs()).unwrap_or(i64::MAX).max(1),
