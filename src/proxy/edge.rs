@@ -7,7 +7,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicI64, Ordering},
+        atomic::{AtomicI64, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -21,8 +21,8 @@ use crate::{domain::Zone, storage::IndexEntry};
 /// Bytes charged per entry beyond its body: key, headers, bookkeeping (an estimate).
 const ENTRY_OVERHEAD: usize = 1024;
 
-/// Bodies from this size on make the tier evict at once on insert (see [`EdgeTier::insert`]).
-const LARGE: usize = 64 * 1024;
+/// The tier settles its evictions at least every this many inserted bytes (see [`EdgeTier::insert`]).
+const SETTLE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// One object in memory.
 pub struct EdgeEntry {
@@ -65,6 +65,9 @@ pub struct EdgeTier {
     cache: Cache<String, Arc<EdgeEntry>>,
     /// Largest body kept in memory.
     pub max_object: u64,
+    /// Bytes inserted since evictions were last settled, and how many may be.
+    unsettled: Arc<AtomicU64>,
+    settle_every: u64,
 }
 
 impl EdgeTier {
@@ -77,7 +80,7 @@ impl EdgeTier {
             })
             .time_to_idle(idle)
             .build();
-        Self { cache, max_object }
+        Self { cache, max_object, unsettled: Arc::default(), settle_every: (capacity / 16).max(SETTLE_BYTES) }
     }
 
     /// The zone's entry for `key`, if filled under the zone's current generation.
@@ -94,11 +97,13 @@ impl EdgeTier {
     /// Keeps an entry, if its body is within the per-object limit (none is, with a zero-sized tier).
     pub fn insert(&self, key: &str, entry: Arc<EdgeEntry>) {
         if self.max_object > 0 && entry.body.len() as u64 <= self.max_object {
-            let large = entry.body.len() >= LARGE;
+            let size = entry.body.len() as u64;
             self.cache.insert(key.to_owned(), entry);
-            if large {
-                // moka evicts in batches, after hundreds of writes: with large bodies that would overshoot
-                // the budget by hundreds of them. Settle now, so memory stays within the budget.
+            // moka evicts in batches, after hundreds of writes: with large bodies that would overshoot the
+            // budget by hundreds of them. Settle whenever enough has been inserted since the last time.
+            let since = self.unsettled.fetch_add(size, Ordering::Relaxed) + size;
+            if since >= self.settle_every {
+                self.unsettled.store(0, Ordering::Relaxed);
                 self.cache.run_pending_tasks();
             }
         }

@@ -2,9 +2,10 @@
 //! tier (memory), else from the reserve (when the zone's setting is `on`), else from the zone's origin,
 //! filling the tiers on the way back.
 //!
-//! Module map: [`forward`] talks to origins; [`edge`] is the memory tier; [`fill`] tees origin bodies into
-//! the tiers; [`coalesce`] makes concurrent misses share one origin request; [`cached`] answers from the
-//! tiers (and revalidates); [`miss`] fetches and decides what may be stored; [`respond`] builds responses.
+//! Module map: [`forward`] talks to origins; [`edge`] is the memory tier; `index_cache` remembers what the
+//! reserve holds; `fill` tees origin bodies into the tiers; `coalesce` makes concurrent misses share one
+//! origin request; `cached` answers from the tiers (and revalidates); `miss` fetches and decides what may
+//! be stored; [`respond`] builds responses.
 
 mod cached;
 mod coalesce;
