@@ -64,10 +64,13 @@ pub struct StoredObject {
     pub stored_on: Timestamp,
 }
 
+/// A write waiting to be recorded, and where its outcome goes.
+type Waiting = (IndexEntry, oneshot::Sender<Result<PutOutcome, ReserveError>>);
+
 /// Writes waiting to be recorded together.
 #[derive(Default)]
 struct GroupCommit {
-    pending: std::sync::Mutex<Vec<(IndexEntry, oneshot::Sender<Result<PutOutcome, ReserveError>>)>>,
+    pending: std::sync::Mutex<Vec<Waiting>>,
     commit: tokio::sync::Mutex<()>,
 }
 
