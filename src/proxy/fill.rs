@@ -31,7 +31,7 @@ use crate::{
     directory::ZoneDirectory,
     domain::Zone,
     metrics::ZoneCounters,
-    reserve::{PutOutcome, Reserve},
+    reserve::{PutOutcome, Reserve, upload_memory_bound},
 };
 
 /// Bytes a reserve writer may lag behind the client before it is abandoned.
@@ -52,8 +52,8 @@ impl WriteBudget {
 
     /// Reserves room for a write of `size` bytes, if there is room.
     pub fn take(self: &Arc<Self>, size: u64) -> Option<BudgetGuard> {
-        // Large bodies stream in parts: they hold at most two parts and the queued backlog.
-        let cost = size.min(2 * 8 * 1024 * 1024 + WRITER_BACKLOG as u64);
+        // What the upload holds, and a queue of chunks not yet written (for a large body).
+        let cost = size.min(upload_memory_bound(size) + WRITER_BACKLOG as u64);
         let mut used = self.used.load(Ordering::Relaxed);
         loop {
             if used + cost > self.limit {

@@ -12,7 +12,7 @@ use futures::{StreamExt, stream};
 use object_store::{GetResult, ObjectStore, ObjectStoreExt, PutPayload, path::Path};
 use tokio::sync::oneshot;
 
-pub use upload::Upload;
+pub use upload::{Upload, memory_bound as upload_memory_bound};
 
 use crate::{
     domain::{Timestamp, ZoneId},

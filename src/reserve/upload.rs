@@ -22,6 +22,12 @@ const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts being written at once.
 const PARTS_IN_FLIGHT: usize = 2;
 
+/// The most memory an upload of `size` bytes holds at once: the whole body when gathered, else the parts in
+/// flight.
+pub fn memory_bound(size: u64) -> u64 {
+    if size <= BUFFERED_MAX { size } else { (PARTS_IN_FLIGHT * PART_SIZE) as u64 }
+}
+
 enum Sink {
     Buffered(BytesMut),
     Multipart(WriteMultipart),
