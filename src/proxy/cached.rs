@@ -6,7 +6,7 @@ use std::{borrow::Cow, sync::Arc, time::SystemTime};
 use axum::body::Body;
 use http::{
     HeaderMap, Method, StatusCode,
-    header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED},
+    header::{AUTHORIZATION, COOKIE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, PROXY_AUTHORIZATION},
     request, response,
 };
 use http_cache_semantics::{AfterResponse, BeforeRequest, CachePolicy};
@@ -30,6 +30,15 @@ pub(super) fn as_get(parts: &request::Parts) -> Cow<'_, request::Parts> {
     } else {
         Cow::Borrowed(parts)
     }
+}
+
+/// The request less its cookies and credentials, which are never stored beside an object.
+fn without_credentials(parts: &request::Parts) -> request::Parts {
+    let mut clean = parts.clone();
+    for name in [COOKIE, AUTHORIZATION, PROXY_AUTHORIZATION] {
+        clean.headers.remove(name);
+    }
+    clean
 }
 
 /// Copies the validators of a conditional request into a 304 that carries none.
@@ -205,7 +214,8 @@ impl Ctx<'_> {
             Stale::Edge(e) => &e.policy,
             Stale::Reserve(known) => &known.policy,
         };
-        match policy.after_response(parts, &rparts, SystemTime::now()) {
+        // The refreshed policy is stored: judge it against the request without its credentials.
+        match policy.after_response(&without_credentials(parts), &rparts, SystemTime::now()) {
             AfterResponse::NotModified(fresh, head) => {
                 drop(rbody);
                 let status = CacheStatus::Revalidated;

@@ -219,6 +219,10 @@ fn stored_request(parts: &request::Parts, response: &HeaderMap) -> request::Part
     }
     for name in response.get_all(VARY).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')) {
         let name = name.trim();
+        // Never stored, even when varied on (such a response then never matches again: a miss).
+        if ["cookie", "authorization", "proxy-authorization"].iter().any(|n| name.eq_ignore_ascii_case(n)) {
+            continue;
+        }
         for value in parts.headers.get_all(name) {
             if let Ok(n) = http::HeaderName::from_bytes(name.as_bytes()) {
                 stored.headers.append(n, value.clone());

@@ -58,20 +58,25 @@ async fn a_304_refreshes_the_metadata_stored_in_the_reserve() {
     let host = "reval.example";
     let zone = app.zone_with_origin(host, &origin.url).await;
     app.set_reserve(&zone, true).await;
-    origin.set("/r", Reply::ok("reserved", "max-age=2").header("etag", "\"r\""));
-    assert_eq!(app.proxy_get(host, "/r").await.cache(), "MISS");
+    origin.set("/r", Reply::ok("reserved", "max-age=2").header("etag", "\"r\"").header("vary", "Cookie"));
+    let secret = [("cookie", "session=secret-cookie")];
+    assert_eq!(app.proxy_client().get_with(host, "/r", &secret).await.cache(), "MISS");
     app.wait_stored(&zone, host, "/r").await;
     let hit = app.proxy_get(host, "/r").await;
     assert_eq!((hit.cache(), hit.reserve(), hit.text().as_str()), ("HIT", "HIT", "reserved"));
 
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let got = app.proxy_get(host, "/r").await;
+    let got = app.proxy_client().get_with(host, "/r", &[("authorization", "Bearer secret-token")]).await;
     assert_eq!((got.cache(), got.reserve(), got.text().as_str()), ("REVALIDATED", "HIT", "reserved"));
     assert_eq!(origin.not_modified("/r"), 1);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let got = app.proxy_get(host, "/r").await;
     assert_eq!((got.cache(), got.reserve()), ("HIT", "HIT"), "the reserve copy was not refreshed");
     assert_eq!(origin.hits("/r"), 2);
+    // Neither the first request's cookie nor the revalidating request's credentials were stored.
+    let stored = app.data.reserve().find(&zone, &format!("{host}/r")).await.unwrap().unwrap();
+    let meta = String::from_utf8_lossy(&stored.meta);
+    assert!(!meta.contains("secret-cookie") && !meta.contains("secret-token"), "{meta}");
 }
 
 #[tokio::test]
