@@ -108,10 +108,4 @@ impl EdgeTier {
             }
         }
     }
-
-    /// Bytes held (eventually consistent) and entries.
-    pub fn usage(&self) -> (u64, u64) {
-        self.cache.run_pending_tasks();
-        (self.cache.weighted_size(), self.cache.entry_count())
-    }
 }

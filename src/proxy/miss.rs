@@ -181,7 +181,7 @@ impl Ctx<'_> {
     /// A failed origin request: logged with its cause, answered 502 or 504 with a short body.
     pub(super) fn origin_failed(&self, e: OriginError, status: CacheStatus) -> Answer {
         self.counters.origin_errors.increment(1);
-        let code = e.status();
+        let (code, msg) = (e.status(), e.client_message());
         tracing::warn!(
             zone = %self.zone.name,
             origin = self.zone.origin.as_deref().unwrap_or(""),
@@ -189,7 +189,6 @@ impl Ctx<'_> {
             error = format!("{:#}", anyhow::Error::new(e)),
             "origin request failed"
         );
-        let msg = if code == StatusCode::GATEWAY_TIMEOUT { "origin timed out\n" } else { "origin unreachable\n" };
         (status, plain(code, msg, status, ReserveTag::miss(self.zone.reserve_on)))
     }
 

@@ -85,11 +85,6 @@ impl Upload {
         Ok(())
     }
 
-    /// Bytes written so far.
-    pub fn written(&self) -> u64 {
-        self.written
-    }
-
     /// Completes the write if exactly the announced size arrived, and records the object. A body of any
     /// other size is discarded ([`ReserveError::Incomplete`]).
     pub async fn finish(mut self) -> Result<PutOutcome, ReserveError> {

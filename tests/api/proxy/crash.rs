@@ -1,13 +1,8 @@
 //! A SIGKILL in the middle of a large reserve write leaves no visible object and no partial body: after a
 //! restart the object is a miss and is fetched whole.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use cache_reserve::{
-    domain::{Permission, Timestamp, TokenScope},
-    server::DataDir,
-    storage::ControlStore,
-};
 use futures::StreamExt;
 
 use super::{origin::*, *};
@@ -15,20 +10,16 @@ use super::{origin::*, *};
 #[tokio::test]
 async fn sigkill_during_a_large_reserve_write_never_serves_a_truncated_body() {
     let origin = TestOrigin::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let data = DataDir::open(dir.path()).await.unwrap();
     let host = "kill.example";
-    let zone = create_zone(&data, host).await;
-    data.store.set_origin(&zone, Some(origin.url.clone()), Timestamp::now()).await.unwrap();
-    let token = create_token(&data, &[Permission::ZoneSettingsWrite], TokenScope::AllZones, None).await;
+    let seeded = Seeded::new(host, &origin.url).await;
+    let (dir, data, zone) = (&seeded.dir, &seeded.data, &seeded.zone);
     let size = 48 * 1024 * 1024;
     let body: Bytes = (0..size).map(|i| (i % 253) as u8).collect::<Vec<u8>>().into();
     // About 2.4 s to send, so the kill lands mid-write.
     origin.set("/big", Reply::ok(body.clone(), "public, max-age=86400").slow(1024 * 1024, Duration::from_millis(50)));
 
     let server = ServerProcess::start(dir.path(), &[]);
-    let patch = http_client().patch(format!("{}{}", server.base, reserve_path(&zone))).bearer_auth(&token);
-    ok(patch.json(&serde_json::json!({"value": "on"})).send().await.unwrap()).await;
+    seeded.reserve_on(&server).await;
     let resp = http_client().get(format!("{}/big", server.proxy)).header("host", host).send().await.unwrap();
     assert_eq!(resp.headers()["x-cache-reserve"], "MISS");
     let mut stream = resp.bytes_stream();
@@ -38,7 +29,7 @@ async fn sigkill_during_a_large_reserve_write_never_serves_a_truncated_body() {
     }
     server.kill();
     drop(stream);
-    assert!(data.reserve().find(&zone, &format!("{host}/big")).await.unwrap().is_none(), "a partial write is visible");
+    assert!(data.reserve().find(zone, &format!("{host}/big")).await.unwrap().is_none(), "a partial write is visible");
 
     let server = ServerProcess::start(dir.path(), &[]);
     assert_eq!(files_under(&dir.path().join("objects")), 0, "the partial body was left on disk");
@@ -47,11 +38,7 @@ async fn sigkill_during_a_large_reserve_write_never_serves_a_truncated_body() {
     assert!(got.body == body, "wrong body after restart ({} bytes)", got.body.len());
 
     // Written whole this time, and served whole from the reserve.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while data.reserve().find(&zone, &format!("{host}/big")).await.unwrap().is_none() {
-        assert!(Instant::now() < deadline, "never stored");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_stored(data, zone, host, "/big").await;
     let got = ProxyClient::new(&server.proxy).get(host, "/big").await;
     assert_eq!((got.cache(), got.reserve()), ("HIT", "HIT"));
     assert!(got.body == body, "reserve served a different body ({} bytes)", got.body.len());

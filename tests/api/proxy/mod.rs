@@ -11,6 +11,7 @@ mod tiers;
 use axum::http::HeaderMap;
 use bytes::Bytes;
 use cache_reserve::domain::{Permission, Timestamp, TokenScope, ZoneId, ZoneName};
+use cache_reserve::server::DataDir;
 use cache_reserve::storage::{ControlStore, NewZone};
 use reqwest::StatusCode;
 
@@ -110,19 +111,51 @@ impl TestApp {
         self.data.reserve().find(zone, &format!("{host}{path}")).await.unwrap().is_some()
     }
 
-    /// Waits (up to 10 s) until the reserve holds the object: its write completes after the response.
+    /// Waits until the reserve holds the object: its write completes after the response.
     pub async fn wait_stored(&self, zone: &ZoneId, host: &str, path: &str) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !self.reserve_has(zone, host, path).await {
-            assert!(std::time::Instant::now() < deadline, "{host}{path} never reached the reserve");
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        wait_stored(&self.data, zone, host, path).await
     }
 
     /// The server's /metrics text.
     pub async fn metrics(&self) -> String {
         let root = self.base.trim_end_matches("/client/v4");
         self.http.get(format!("{root}/metrics")).send().await.unwrap().text().await.unwrap()
+    }
+}
+
+/// Waits (up to 30 s) until the reserve in `data` holds the object for `host` + `path`.
+pub async fn wait_stored(data: &DataDir, zone: &ZoneId, host: &str, path: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while data.reserve().find(zone, &format!("{host}{path}")).await.unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "{host}{path} never reached the reserve");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A data directory for the real binary: one zone `host` in front of `origin`, and a token that may
+/// change its settings.
+pub struct Seeded {
+    pub dir: tempfile::TempDir,
+    pub data: DataDir,
+    pub zone: ZoneId,
+    pub token: String,
+}
+
+impl Seeded {
+    pub async fn new(host: &str, origin: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::open(dir.path()).await.unwrap();
+        let zone = create_zone(&data, host).await;
+        data.store.set_origin(&zone, Some(origin.to_owned()), Timestamp::now()).await.unwrap();
+        let token = create_token(&data, &[Permission::ZoneSettingsWrite], TokenScope::AllZones, None).await;
+        Self { dir, data, zone, token }
+    }
+
+    /// Turns the reserve on through the API of `server`.
+    pub async fn reserve_on(&self, server: &ServerProcess) {
+        let patch =
+            http_client().patch(format!("{}{}", server.base, reserve_path(&self.zone))).bearer_auth(&self.token);
+        ok(patch.json(&serde_json::json!({"value": "on"})).send().await.unwrap()).await;
     }
 }
 

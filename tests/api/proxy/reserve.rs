@@ -9,11 +9,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use cache_reserve::{
-    domain::{Permission, TokenScope},
-    server::DataDir,
-};
-
 use super::{origin::*, *};
 
 const LONG: &str = "public, max-age=86400";
@@ -167,27 +162,17 @@ async fn counters_show_on_metrics_and_through_the_stats_command() {
 #[tokio::test]
 async fn reserve_objects_survive_a_restart() {
     let origin = TestOrigin::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let data = DataDir::open(dir.path()).await.unwrap();
     let host = "restart.example";
-    let zone = create_zone(&data, host).await;
-    data.store.set_origin(&zone, Some(origin.url.clone()), cache_reserve::domain::Timestamp::now()).await.unwrap();
-    let token = create_token(&data, &[Permission::ZoneSettingsWrite], TokenScope::AllZones, None).await;
+    let seeded = Seeded::new(host, &origin.url).await;
 
-    let server = ServerProcess::start(dir.path(), &[]);
-    let http = http_client();
-    let patch = http.patch(format!("{}{}", server.base, reserve_path(&zone))).bearer_auth(&token);
-    ok(patch.json(&serde_json::json!({"value": "on"})).send().await.unwrap()).await;
+    let server = ServerProcess::start(seeded.dir.path(), &[]);
+    seeded.reserve_on(&server).await;
     origin.set("/persist", Reply::ok("kept across restarts", LONG));
     assert_eq!(ProxyClient::new(&server.proxy).get(host, "/persist").await.cache(), "MISS");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while data.reserve().find(&zone, &format!("{host}/persist")).await.unwrap().is_none() {
-        assert!(Instant::now() < deadline, "never stored");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_stored(&seeded.data, &seeded.zone, host, "/persist").await;
     assert!(server.terminate().success());
 
-    let server = ServerProcess::start(dir.path(), &[]);
+    let server = ServerProcess::start(seeded.dir.path(), &[]);
     let got = ProxyClient::new(&server.proxy).get(host, "/persist").await;
     assert_eq!((got.cache(), got.reserve(), got.text().as_str()), ("HIT", "HIT", "kept across restarts"));
     assert_eq!(origin.hits("/persist"), 1);
