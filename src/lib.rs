@@ -7,6 +7,7 @@ pub mod api;
 pub mod cli;
 pub mod directory;
 pub mod domain;
+pub mod http_cache;
 pub mod jobs;
 pub mod metrics;
 pub mod proxy;
