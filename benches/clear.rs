@@ -97,6 +97,8 @@ async fn seed(data: &DataDir, dir: &Path, zone: &ZoneId, n: usize, size: usize) 
     let reserve = Reserve::new(Arc::new(data.store.clone()), Arc::new(blobs));
     let body = Bytes::from(vec![b'x'; size]);
     let started = Instant::now();
+    // The reserve records writes only while on; a Clear then needs it off.
+    data.store.set_reserve(zone, true, Timestamp::now()).await.unwrap();
     for chunk in (0..n).collect::<Vec<_>>().chunks(5000) {
         let objects = chunk
             .iter()
@@ -104,6 +106,7 @@ async fn seed(data: &DataDir, dir: &Path, zone: &ZoneId, n: usize, size: usize) 
             .collect();
         reserve.put_many(zone, objects).await.unwrap();
     }
+    data.store.set_reserve(zone, false, Timestamp::now()).await.unwrap();
     Command::new("sync").status().unwrap();
     eprintln!("seeded {n} objects of {size} B in {:.1?}", started.elapsed());
 }
@@ -184,7 +187,9 @@ async fn post_latency(a: &Args) {
 }
 
 async fn seed_quiet(data: &DataDir, z: &ZoneId) {
+    data.store.set_reserve(z, true, Timestamp::now()).await.unwrap();
     data.reserve().put(z, "https://probe/", vec![], Bytes::from_static(b"probe")).await.unwrap();
+    data.store.set_reserve(z, false, Timestamp::now()).await.unwrap();
 }
 
 /// Reclaim of `objects` 4 KiB objects against `rm -rf` of as many 4 KiB files, same disk, same run.

@@ -98,6 +98,14 @@ pub struct ServeArgs {
     /// Time allowed for an origin's response head (then 504).
     #[arg(long, env = "CACHE_RESERVE_ORIGIN_TIMEOUT", default_value = "30s", value_parser = duration::parse)]
     pub origin_timeout: Duration,
+    /// Longest heuristic freshness (RFC 9111 §4.2.2) given to a response with `Last-Modified` and no explicit
+    /// lifetime: a tenth of its age, at most this; `0s` turns heuristics off. Never qualifies for the reserve.
+    #[arg(long, env = "CACHE_RESERVE_HEURISTIC_MAX", default_value = "1d", value_parser = duration::parse)]
+    pub heuristic_max: Duration,
+    /// Honour the client's cache directives (`Cache-Control: no-cache`, `max-age`, `min-fresh`, `no-store`,
+    /// `only-if-cached`, `Pragma: no-cache`). Off by default, as at Cloudflare and in nginx.
+    #[arg(long, env = "CACHE_RESERVE_HONOR_REQUEST_CACHE_CONTROL")]
+    pub honor_request_cache_control: bool,
     /// How often the proxy re-reads zones changed by admin commands or other nodes.
     #[arg(long, env = "CACHE_RESERVE_ZONE_REFRESH", default_value = "1s", value_parser = duration::parse)]
     pub zone_refresh: Duration,
@@ -152,6 +160,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             retention: args.retention,
             connect_timeout: args.origin_connect_timeout,
             origin_timeout: args.origin_timeout,
+            heuristic_max: args.heuristic_max,
+            honor_request_cache_control: args.honor_request_cache_control,
         },
         zone_refresh: args.zone_refresh,
     };

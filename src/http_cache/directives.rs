@@ -156,11 +156,7 @@ impl Directives {
             "stale-while-revalidate" => delta(&mut self.stale_while_revalidate, arg),
             "stale-if-error" => delta(&mut self.stale_if_error, arg),
             "min-fresh" => delta(&mut self.min_fresh, arg),
-            "max-stale" => {
-                if self.max_stale.is_none() {
-                    self.max_stale = Some(arg.map(Delta::parse));
-                }
-            }
+            "max-stale" if self.max_stale.is_none() => self.max_stale = Some(arg.map(Delta::parse)),
             "no-cache" => scope(&mut self.no_cache, arg),
             "private" => scope(&mut self.private, arg),
             "no-store" => self.no_store = true,

@@ -1,5 +1,5 @@
-//! Request coalescing: concurrent misses for one key make one origin request. The first becomes the
-//! leader and fetches; the others wait for its outcome and are served from what it filled.
+//! Request coalescing: concurrent misses and validations for one key make one origin request. The first
+//! becomes the leader and asks the origin; the others wait for its outcome and look again.
 
 use std::{
     collections::HashMap,
@@ -11,14 +11,14 @@ use tokio::sync::watch;
 use super::edge::EdgeEntry;
 use crate::domain::ZoneId;
 
-/// What a leader's fill produced.
+/// What a leader's request produced.
 #[derive(Clone)]
 pub enum Filled {
     /// The object is in the edge tier: here it is.
     Edge(Arc<EdgeEntry>),
-    /// The object is in the reserve (too large for memory).
-    Reserve,
-    /// Nothing to share (not cacheable, failed, abandoned): fetch for yourself.
+    /// The object was stored or refreshed in the reserve: look it up.
+    Stored,
+    /// Nothing to share (not cacheable, failed, abandoned): ask the origin yourself.
     Nothing,
 }
 

@@ -13,10 +13,9 @@ use std::{
 };
 
 use bytes::Bytes;
-use http_cache_semantics::CachePolicy;
 use moka::sync::Cache;
 
-use crate::{domain::Zone, storage::IndexEntry};
+use crate::{domain::Zone, http_cache::StoredResponse, storage::IndexEntry};
 
 /// Bytes charged per entry beyond its body: key, headers, bookkeeping (an estimate).
 const ENTRY_OVERHEAD: usize = 1024;
@@ -26,7 +25,7 @@ const SETTLE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// One object in memory.
 pub struct EdgeEntry {
-    pub policy: CachePolicy,
+    pub stored: Arc<StoredResponse>,
     pub body: Bytes,
     /// The zone generation the entry was filled under.
     pub generation: i64,
@@ -39,14 +38,21 @@ pub struct EdgeEntry {
 }
 
 impl EdgeEntry {
-    pub fn new(policy: CachePolicy, body: Bytes, generation: i64, key_hash: String) -> Self {
-        Self { policy, body, generation, key_hash, from_reserve: None, last_noted: AtomicI64::new(0) }
+    pub fn new(stored: Arc<StoredResponse>, body: Bytes, generation: i64, key_hash: String) -> Self {
+        Self { stored, body, generation, key_hash, from_reserve: None, last_noted: AtomicI64::new(0) }
     }
 
     /// An entry for a body read from the reserve.
-    pub fn from_reserve(policy: CachePolicy, body: Bytes, entry: IndexEntry) -> Self {
-        let mut e = Self::new(policy, body, entry.generation, entry.key_hash.clone());
+    pub fn from_reserve(stored: Arc<StoredResponse>, body: Bytes, entry: IndexEntry) -> Self {
+        let mut e = Self::new(stored, body, entry.generation, entry.key_hash.clone());
         e.from_reserve = Some(entry);
+        e
+    }
+
+    /// The same object with a refreshed stored response (after a `304`).
+    pub fn refreshed(&self, stored: Arc<StoredResponse>) -> Self {
+        let mut e = Self::new(stored, self.body.clone(), self.generation, self.key_hash.clone());
+        e.from_reserve = self.from_reserve.clone();
         e
     }
 
@@ -92,6 +98,11 @@ impl EdgeTier {
             self.cache.invalidate(key);
             None
         }
+    }
+
+    /// Drops whatever is kept for `key` (an invalidation).
+    pub fn remove(&self, key: &str) {
+        self.cache.invalidate(key);
     }
 
     /// Keeps an entry, if its body is within the per-object limit (none is, with a zero-sized tier).

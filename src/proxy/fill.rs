@@ -18,7 +18,7 @@ use std::{
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
-use http_cache_semantics::CachePolicy;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::mpsc;
 
@@ -26,10 +26,11 @@ use super::{
     coalesce::{FillGuard, Filled},
     edge::{EdgeEntry, EdgeTier},
     index_cache::IndexCache,
+    invalidations::{Epoch, Invalidations},
 };
 use crate::{
-    directory::ZoneDirectory,
     domain::Zone,
+    http_cache::StoredResponse,
     metrics::ZoneCounters,
     reserve::{PutOutcome, Reserve, upload_memory_bound},
 };
@@ -85,7 +86,10 @@ pub struct EdgeFill {
     pub key: String,
     pub key_hash: String,
     pub generation: i64,
-    pub policy: CachePolicy,
+    pub stored: StoredResponse,
+    /// Lands only if the key was not invalidated since `seen`.
+    pub invalidations: Arc<Invalidations>,
+    pub seen: Epoch,
     /// `Content-Length`, when announced.
     pub expected: Option<u64>,
     pub buf: BytesMut,
@@ -109,12 +113,14 @@ pub struct ReserveWrite {
     pub reserve: Reserve,
     /// Told when the object is stored, so no older copy is remembered.
     pub index_cache: IndexCache,
-    pub directory: ZoneDirectory,
     pub zone: Arc<Zone>,
     pub key: String,
     pub meta: Vec<u8>,
     pub size: u64,
     pub counters: Arc<ZoneCounters>,
+    /// Lands only if the key was not invalidated since `seen`.
+    pub invalidations: Arc<Invalidations>,
+    pub seen: Epoch,
     /// The write's share of the [`WriteBudget`], held until it ends.
     pub _budget: BudgetGuard,
 }
@@ -150,19 +156,19 @@ impl ReserveWrite {
                     }
                 }
                 WriterMsg::Finish(guard) => {
-                    // The setting may have been switched off while the body streamed: then store nothing.
-                    let still_on =
-                        matches!(self.directory.resolve(zone.name.as_str()).await, Ok(Some(z)) if z.reserve_on);
-                    if !still_on {
+                    // Not if the key was invalidated since the fill began; and while this commits, an
+                    // invalidation of the key waits (it then finds the object and removes it).
+                    let Some(_landing) = self.invalidations.landing(&self.key, self.seen).await else {
                         upload.abort().await;
                         return;
-                    }
+                    };
+                    // The store records it only if the zone's reserve is still on and no Clear started.
                     match upload.finish().await {
                         Ok(PutOutcome::Stored) => {
                             self.counters.class_a.increment(1);
                             self.index_cache.forget(&self.key);
                             if let Some(g) = guard {
-                                g.complete(Filled::Reserve);
+                                g.complete(Filled::Stored);
                             }
                         }
                         Ok(_) => {}
@@ -230,9 +236,12 @@ impl TeeBody {
         if let Some(edge) = self.edge.take()
             && edge.expected.is_none_or(|n| n == edge.buf.len() as u64)
         {
-            let entry = Arc::new(EdgeEntry::new(edge.policy, edge.buf.freeze(), edge.generation, edge.key_hash));
-            edge.tier.insert(&edge.key, entry.clone());
-            if let Some(g) = guard.take() {
+            // A body that came without a length gets one, so a HEAD answered from this copy can say it.
+            let stored = Arc::new(edge.stored.with_content_length(edge.buf.len() as u64));
+            let entry = Arc::new(EdgeEntry::new(stored, edge.buf.freeze(), edge.generation, edge.key_hash));
+            let landed =
+                edge.invalidations.land_now(&edge.key, edge.seen, || edge.tier.insert(&edge.key, entry.clone()));
+            if landed && let Some(g) = guard.take() {
                 g.complete(Filled::Edge(entry));
             }
         }
@@ -284,4 +293,17 @@ impl Body for TeeBody {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// Reads a body to its end with nobody waiting for it: the fill of a `HEAD` request's `GET`, whose client
+/// gets the head only.
+pub fn drain(body: TeeBody) {
+    tokio::spawn(async move {
+        let mut body = body;
+        while let Some(frame) = body.frame().await {
+            if frame.is_err() {
+                return;
+            }
+        }
+    });
 }

@@ -7,29 +7,28 @@
 
 use std::sync::Arc;
 
-use http_cache_semantics::CachePolicy;
 use moka::sync::Cache;
 
-use crate::{domain::Zone, storage::IndexEntry};
+use crate::{domain::Zone, http_cache::StoredResponse, storage::IndexEntry};
 
 /// Bytes charged per entry beyond its key and stored metadata (decoded headers, bookkeeping).
 const ENTRY_OVERHEAD: usize = 512;
 
 /// A reserve object known to exist.
 pub struct Known {
-    /// Its index entry, without the encoded metadata (the decoded policy is beside it).
+    /// Its index entry, without the encoded metadata (the decoded response is beside it).
     pub entry: IndexEntry,
-    pub policy: CachePolicy,
+    pub stored: Arc<StoredResponse>,
     /// Size of the encoded metadata, for the weight.
     pub meta_len: usize,
 }
 
 impl Known {
-    /// From an index entry and its decoded policy.
-    pub fn new(mut entry: IndexEntry, policy: CachePolicy) -> Self {
+    /// From an index entry and its decoded stored response.
+    pub fn new(mut entry: IndexEntry, stored: Arc<StoredResponse>) -> Self {
         let meta_len = entry.meta.len();
         entry.meta = Vec::new();
-        Self { entry, policy, meta_len }
+        Self { entry, stored, meta_len }
     }
 }
 
@@ -43,7 +42,7 @@ impl IndexCache {
         let cache = Cache::builder()
             .max_capacity(capacity)
             .weigher(|key: &String, k: &Arc<Known>| {
-                // The decoded policy takes about twice its encoded size.
+                // The decoded response takes about twice its encoded size.
                 u32::try_from(2 * key.len() + k.entry.blob.len() + 2 * k.meta_len + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
             })
             .build();

@@ -2,23 +2,33 @@
 //! tier (memory), else from the reserve (when the zone's setting is `on`), else from the zone's origin,
 //! filling the tiers on the way back.
 //!
-//! Module map: [`forward`] talks to origins; [`edge`] is the memory tier; `index_cache` remembers what the
-//! reserve holds; `fill` tees origin bodies into the tiers; `coalesce` makes concurrent misses share one
-//! origin request; `cached` answers from the tiers (and revalidates); `miss` fetches and decides what may
-//! be stored; [`respond`] builds responses.
+//! A request moves forward through phases, one file each, sharing one per-request context ([`Ctx`]):
+//! 1. `request`: resolve the zone from `Host`, normalise the request, derive its cache key;
+//! 2. `lookup`: find a stored response in the tiers and judge it ([`crate::http_cache`]: fresh, to
+//!    validate, or unusable);
+//! 3. `upstream`: ask the origin — pass the request through, fetch, or validate — with concurrent misses
+//!    and validations for one key coalesced (`coalesce`);
+//! 4. `admit`: what the origin's response may fill, a pure function of request, response and zone;
+//! 5. `fill`: stream the body to the client while filling the tiers (`edge`, the reserve);
+//! 6. `respond`: build the response; every response's cache headers are set in one place.
+//!
+//! `pipeline` strings the phases together; `invalidate` applies RFC 9111 §4.4 after unsafe requests;
+//! failures are one [`error::ProxyError`] with one table.
 
-mod cached;
+mod admit;
 mod coalesce;
 pub mod edge;
+mod error;
 mod fill;
-pub mod forward;
 mod index_cache;
-mod miss;
+mod invalidate;
+mod invalidations;
+mod lookup;
+pub mod origin;
+mod pipeline;
+mod request;
 pub mod respond;
-mod stored;
-
-#[cfg(test)]
-mod tests;
+mod upstream;
 
 use std::{
     net::SocketAddr,
@@ -28,27 +38,29 @@ use std::{
 
 use axum::{
     Router,
-    body::Body,
     extract::{ConnectInfo, Request, State},
     response::Response,
 };
-use http::{HeaderMap, HeaderValue, Method, StatusCode, header, request};
-use http_cache_semantics::CacheOptions;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::{
     directory::ZoneDirectory,
     domain::{Timestamp, Zone},
+    http_cache::CacheRules,
     jobs::AccessLog,
-    metrics::{CacheStatus, Metrics, ZoneCounters},
+    metrics::{CacheStatus, Metrics},
     reserve::Reserve,
 };
+use admit::Limits;
 use coalesce::Coalescer;
 use edge::EdgeTier;
+use error::ProxyError;
 use fill::WriteBudget;
-use forward::{Forwarded, Origin, OriginClient};
 use index_cache::IndexCache;
-use respond::{ReserveTag, plain};
+use invalidations::Invalidations;
+use origin::OriginClient;
+pub(crate) use request::Ctx;
+use respond::{Answer, ReserveTag};
 
 /// Proxy settings.
 #[derive(Debug, Clone)]
@@ -69,6 +81,10 @@ pub struct ProxyConfig {
     pub connect_timeout: Duration,
     /// How long to wait for an origin's response head.
     pub origin_timeout: Duration,
+    /// Longest heuristic freshness lifetime (RFC 9111 §4.2.2); zero: none.
+    pub heuristic_max: Duration,
+    /// Honour request cache directives (`no-cache`, `max-age`, ...); off by default, as at Cloudflare.
+    pub honor_request_cache_control: bool,
 }
 
 impl Default for ProxyConfig {
@@ -83,18 +99,11 @@ impl Default for ProxyConfig {
             retention: Duration::from_secs(30 * 86_400),
             connect_timeout: Duration::from_secs(5),
             origin_timeout: Duration::from_secs(30),
+            heuristic_max: Duration::from_secs(86_400),
+            honor_request_cache_control: false,
         }
     }
 }
-
-/// How responses are judged: a shared cache, and no heuristic freshness (an object without explicit
-/// freshness is stored but revalidated on every use, and never qualifies for the reserve).
-const CACHE_OPTIONS: CacheOptions = CacheOptions {
-    shared: true,
-    cache_heuristic: 0.0,
-    immutable_min_time_to_live: Duration::from_secs(24 * 3600),
-    ignore_cargo_cult: false,
-};
 
 /// The proxy's shared state.
 pub struct Proxy {
@@ -104,9 +113,12 @@ pub struct Proxy {
     index_cache: IndexCache,
     origin: OriginClient,
     coalescer: Arc<Coalescer>,
+    invalidations: Arc<Invalidations>,
     write_budget: Arc<WriteBudget>,
     metrics: Arc<Metrics>,
     access: Arc<AccessLog>,
+    rules: CacheRules,
+    limits: Limits,
     /// An edge hit is noted for retention at most this often per object, in seconds.
     note_every_secs: i64,
     config: ProxyConfig,
@@ -122,6 +134,11 @@ impl Proxy {
     ) -> anyhow::Result<Self> {
         // One object may take at most a sixteenth of the edge tier.
         let edge_max = (config.edge_cache_bytes / 16).min(config.max_object_bytes);
+        let limits = Limits { edge_max, reserve_min_ttl: config.reserve_min_ttl, reserve_max: config.max_object_bytes };
+        let rules = CacheRules {
+            heuristic_max: config.heuristic_max,
+            honor_request_directives: config.honor_request_cache_control,
+        };
         Ok(Self {
             directory,
             reserve,
@@ -129,9 +146,12 @@ impl Proxy {
             index_cache: IndexCache::new(config.index_cache_bytes),
             origin: OriginClient::new(config.connect_timeout, config.origin_timeout)?,
             coalescer: Arc::default(),
+            invalidations: Arc::default(),
             write_budget: WriteBudget::new(config.write_buffer_bytes),
             metrics,
             access,
+            rules,
+            limits,
             note_every_secs: i64::try_from((config.retention / 64).as_secs()).unwrap_or(i64::MAX).max(1),
             config,
         })
@@ -146,103 +166,30 @@ impl Proxy {
 /// The proxy's HTTP application.
 pub fn router(proxy: Arc<Proxy>) -> Router {
     Router::new().fallback(handle).with_state(proxy).layer(CatchPanicLayer::custom(|_panic| {
-        tracing::error!("a proxy request panicked");
-        plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n", CacheStatus::Dynamic, ReserveTag::Bypass)
+        let e = ProxyError::Panic;
+        e.log(None);
+        respond::finish(Answer {
+            status: CacheStatus::Dynamic,
+            tag: ReserveTag::Bypass,
+            response: respond::failure(&e),
+        })
     }))
 }
 
 /// One request, from the zone lookup to the counted response.
 async fn handle(State(proxy): State<Arc<Proxy>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request) -> Response {
-    let Some(host) = request_host(&req) else {
-        return plain(StatusCode::BAD_REQUEST, "missing Host header\n", CacheStatus::Dynamic, ReserveTag::Bypass);
-    };
-    let zone = match proxy.directory.resolve(&host).await {
-        Ok(Some(zone)) => zone,
-        Ok(None) => {
-            let msg = format!("no zone is named {host:?} on this cache\n");
-            return plain(StatusCode::MISDIRECTED_REQUEST, msg, CacheStatus::Dynamic, ReserveTag::Bypass);
-        }
+    let (parts, body) = req.into_parts();
+    let ctx = match Ctx::resolve(&proxy, peer, parts).await {
+        Ok(ctx) => ctx,
         Err(e) => {
-            tracing::error!(error = %e, "zone lookup failed");
-            return plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "zone lookup failed\n",
-                CacheStatus::Dynamic,
-                ReserveTag::Bypass,
-            );
+            e.log(None);
+            let response = respond::failure(&e);
+            return respond::finish(Answer { status: CacheStatus::Dynamic, tag: ReserveTag::Bypass, response });
         }
     };
-    let counters = proxy.metrics.zone(&zone);
-    let forwarded = Forwarded { client_ip: peer.ip(), host };
-    let (status, resp) = Ctx { proxy: &proxy, zone, counters: counters.clone(), forwarded }.serve(req).await;
-    counters.response(status);
-    resp
-}
-
-/// The request's host, lower-cased, without port or trailing dot.
-fn request_host(req: &Request) -> Option<String> {
-    let raw = match req.uri().host() {
-        Some(h) => h.to_owned(),
-        None => {
-            let h = req.headers().get(header::HOST)?.to_str().ok()?;
-            // Strip a port (hostnames carry no ':'; IPv6 literals are not zone names).
-            h.rsplit_once(':').map_or(h, |(name, _)| name).to_owned()
-        }
-    };
-    let host = raw.trim_end_matches('.').to_ascii_lowercase();
-    (!host.is_empty()).then_some(host)
-}
-
-/// One request for one zone.
-struct Ctx<'a> {
-    proxy: &'a Proxy,
-    zone: Arc<Zone>,
-    counters: Arc<ZoneCounters>,
-    forwarded: Forwarded,
-}
-
-impl Ctx<'_> {
-    async fn serve(&self, req: Request) -> (CacheStatus, Response) {
-        let Some(origin) = self.zone.origin.as_deref().and_then(Origin::parse) else {
-            let msg = format!("zone {} has no origin configured\n", self.zone.name);
-            return (
-                CacheStatus::Dynamic,
-                plain(StatusCode::BAD_GATEWAY, msg, CacheStatus::Dynamic, ReserveTag::Bypass),
-            );
-        };
-        let (mut parts, body) = req.into_parts();
-        // The cache compares requests by URI and Host: compare the normalised ones.
-        if let Ok(host) = HeaderValue::from_str(&self.forwarded.host) {
-            parts.headers.insert(header::HOST, host);
-        }
-        if parts.uri.scheme().is_some() {
-            let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-            parts.uri = pq.parse().unwrap_or_default();
-        }
-        let cacheable_method = parts.method == Method::GET || parts.method == Method::HEAD;
-        if !cacheable_method || is_upgrade(&parts.headers) {
-            return self.pass(&origin, parts, body, CacheStatus::Dynamic).await;
-        }
-        if parts.headers.contains_key(header::RANGE) {
-            // Ranges go to the origin as asked; the reserve never fetches for their sake.
-            return self.pass(&origin, parts, Body::empty(), CacheStatus::Bypass).await;
-        }
-        let key = cache_key(&self.forwarded.host, &parts);
-        if let Some(answer) = self.answer_from_tiers(&origin, &parts, &key).await {
-            return answer;
-        }
-        self.fetch(&origin, parts, key, CacheStatus::Miss).await
-    }
-}
-
-/// The cache key: host and path with query.
-fn cache_key(host: &str, parts: &request::Parts) -> String {
-    let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    format!("{host}{pq}")
-}
-
-fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
+    let answer = ctx.serve(body).await;
+    ctx.counters.response(answer.status);
+    respond::finish(answer)
 }
 
 /// Unix seconds of a system time.

@@ -1,13 +1,23 @@
-//! Responses the proxy makes: status headers on every response, answers from cache, and its own errors.
+//! The last phase: every response the proxy sends is made here — from a stored response, from the origin's,
+//! or from a failure — and [`finish`] is the one place that sets the cache status headers and the version.
+
+use std::time::SystemTime;
 
 use axum::body::Body;
 use http::{
-    HeaderValue, Response, StatusCode,
-    header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_NONE_MATCH},
+    HeaderValue, Method, Response, StatusCode, Version,
+    header::{CONTENT_LENGTH, CONTENT_TYPE},
     request, response,
 };
 
-use crate::metrics::CacheStatus;
+use super::error::ProxyError;
+use crate::{
+    http_cache::{
+        StoredResponse,
+        directives::{CLOUDFLARE_CDN_CACHE_CONTROL, SURROGATE_CONTROL},
+    },
+    metrics::CacheStatus,
+};
 
 /// Cloudflare's cache status header.
 pub const CF_CACHE_STATUS: &str = "cf-cache-status";
@@ -19,7 +29,7 @@ pub const X_CACHE_RESERVE: &str = "x-cache-reserve";
 pub enum ReserveTag {
     /// The body came from the reserve.
     Hit,
-    /// The reserve was asked and did not have a fresh copy.
+    /// The reserve was asked and did not have a usable copy (or will be written).
     Miss,
     /// The zone's reserve is off: neither read nor written.
     Off,
@@ -46,70 +56,56 @@ impl ReserveTag {
     }
 }
 
-/// Sets both status headers.
-pub fn tag<B>(resp: &mut Response<B>, cache: CacheStatus, reserve: ReserveTag) {
-    let h = resp.headers_mut();
-    h.insert(CF_CACHE_STATUS, HeaderValue::from_static(cache.as_str()));
-    h.insert(X_CACHE_RESERVE, HeaderValue::from_static(reserve.as_str()));
+/// A response on its way out, with what the status headers will say.
+pub struct Answer {
+    pub status: CacheStatus,
+    pub tag: ReserveTag,
+    pub response: Response<Body>,
 }
 
-/// A short plain-text response of the proxy's own.
-pub fn plain(
-    status: StatusCode,
-    message: impl Into<String>,
-    cache: CacheStatus,
-    reserve: ReserveTag,
-) -> Response<Body> {
-    let mut resp = Response::new(Body::from(message.into()));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    tag(&mut resp, cache, reserve);
-    resp
-}
-
-/// An answer from cache: the stored response's head (as the cache policy computed it, with `Age`) and its
-/// body; a `304` when the client's `If-None-Match` names the stored `ETag`; no body for `HEAD`.
-pub fn from_cache(
-    head: response::Parts,
-    body: Body,
-    req: &request::Parts,
-    cache: CacheStatus,
-    reserve: ReserveTag,
-) -> Response<Body> {
-    let not_modified = match (req.headers.get(IF_NONE_MATCH), head.headers.get(ETAG)) {
-        (Some(inm), Some(etag)) => etag_listed(inm, etag),
-        _ => false,
-    };
-    let mut resp = Response::from_parts(head, body);
-    if not_modified {
+/// An answer from a stored response: its status and stored header fields with the current `Age`
+/// ([`StoredResponse::response_headers`]); `304` when the client's own conditionals match it; no body for
+/// `HEAD` (the stored `Content-Length` says how long the content is).
+pub fn from_cache(stored: &StoredResponse, body: Body, request: &request::Parts, now: SystemTime) -> Response<Body> {
+    let mut resp = Response::new(body);
+    *resp.status_mut() = stored.status();
+    *resp.headers_mut() = stored.response_headers(now);
+    if stored.not_modified_for(request) {
         *resp.status_mut() = StatusCode::NOT_MODIFIED;
         resp.headers_mut().remove(CONTENT_LENGTH);
         *resp.body_mut() = Body::empty();
-    } else if req.method == http::Method::HEAD {
+    } else if request.method == Method::HEAD {
         *resp.body_mut() = Body::empty();
     }
-    tag(&mut resp, cache, reserve);
     resp
 }
 
-/// Whether an `If-None-Match` list names `etag` (weak comparison, as RFC 9110 §13.1.2 asks) or is `*`.
-fn etag_listed(inm: &HeaderValue, etag: &HeaderValue) -> bool {
-    let (Ok(inm), Ok(etag)) = (inm.to_str(), etag.to_str()) else {
-        return false;
-    };
-    let weak = |t: &str| t.trim().trim_start_matches("W/").to_owned();
-    inm.trim() == "*" || inm.split(',').any(|t| weak(t) == weak(etag))
+/// An answer from the origin's response (already free of hop-by-hop fields): the fields meant for this
+/// cache alone removed; no body for `HEAD`.
+pub fn from_origin(mut head: response::Parts, body: Body, request: &request::Parts) -> Response<Body> {
+    for name in [CLOUDFLARE_CDN_CACHE_CONTROL, SURROGATE_CONTROL] {
+        head.headers.remove(name);
+    }
+    let body = if request.method == Method::HEAD { Body::empty() } else { body };
+    Response::from_parts(head, body)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A short plain-text response of the proxy's own, for a failure (see [`ProxyError::answer`]).
+pub fn failure(e: &ProxyError) -> Response<Body> {
+    let (status, message, _) = e.answer();
+    let mut resp = Response::new(Body::from(message));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp
+}
 
-    #[test]
-    fn if_none_match_compares_weakly_and_accepts_star() {
-        let etag = HeaderValue::from_static("\"v1\"");
-        assert!(etag_listed(&HeaderValue::from_static("\"v0\", W/\"v1\""), &etag));
-        assert!(etag_listed(&HeaderValue::from_static("*"), &etag));
-        assert!(!etag_listed(&HeaderValue::from_static("\"v2\""), &etag));
-    }
+/// Sets the status headers every response carries, and this proxy's own HTTP version (an intermediary
+/// sends its own, RFC 9110 §6.2: a response from an HTTP/1.0 origin still goes out as HTTP/1.1).
+pub fn finish(answer: Answer) -> Response<Body> {
+    let Answer { status, tag, mut response } = answer;
+    *response.version_mut() = Version::HTTP_11;
+    let h = response.headers_mut();
+    h.insert(CF_CACHE_STATUS, HeaderValue::from_static(status.as_str()));
+    h.insert(X_CACHE_RESERVE, HeaderValue::from_static(tag.as_str()));
+    response
 }

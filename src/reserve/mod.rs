@@ -41,6 +41,8 @@ pub enum PutOutcome {
     Stored,
     /// A Clear started while the body was being written: the object was discarded, as if written before it.
     Superseded,
+    /// The zone's reserve was switched off while the body was being written: the object was discarded.
+    ReserveOff,
     /// The zone disappeared while the body was being written (reported as [`ReserveError::NoZone`]).
     NoZone,
 }
@@ -131,8 +133,8 @@ impl Reserve {
     }
 
     /// Records entries whose bodies are durable (one transaction), and deletes every body no entry points to
-    /// afterwards: those replaced, and those not recorded because a Clear or the zone's removal overtook
-    /// the write. A missing zone is an error.
+    /// afterwards: those replaced, and those not recorded because a Clear, `off` or the zone's removal
+    /// overtook the write. A missing zone is an error.
     async fn record(&self, entries: &[IndexEntry]) -> Result<Vec<PutOutcome>, ReserveError> {
         let result = self.record_each(entries).await?;
         if result.contains(&PutOutcome::NoZone) {
@@ -143,13 +145,9 @@ impl Reserve {
 
     /// [`Reserve::record`] with an outcome per entry, a missing zone included.
     async fn record_each(&self, entries: &[IndexEntry]) -> Result<Vec<PutOutcome>, ReserveError> {
-        let outcomes = match self.index.record_batch(entries).await {
-            Ok(outcomes) => outcomes,
-            Err(e) => {
-                self.delete_blobs(entries.iter().map(|e| e.blob.as_str())).await;
-                return Err(e.into());
-            }
-        };
+        // On an error the commit may still have landed (the connection failed after it): the bodies are
+        // kept, since an index entry may name them. If none does, the zone's next Clear sweeps them.
+        let outcomes = self.index.record_batch(entries).await?;
         let mut unreferenced = Vec::new();
         let mut result = Vec::with_capacity(outcomes.len());
         for (entry, outcome) in entries.iter().zip(outcomes) {
@@ -161,6 +159,10 @@ impl Reserve {
                 RecordOutcome::Superseded => {
                     unreferenced.push(entry.blob.clone());
                     PutOutcome::Superseded
+                }
+                RecordOutcome::ReserveOff => {
+                    unreferenced.push(entry.blob.clone());
+                    PutOutcome::ReserveOff
                 }
                 RecordOutcome::NoZone => {
                     unreferenced.push(entry.blob.clone());
@@ -222,13 +224,36 @@ impl Reserve {
         Ok(entry.filter(|e| e.key == key))
     }
 
-    /// Opens the body of a found entry; `None` if it was replaced or cleared since it was found.
+    /// Opens the body of a found entry. `None` if it is gone or is not the size the index recorded (lost or
+    /// damaged outside our control, or replaced or cleared since it was found); the index entry is then
+    /// removed if it still names that body, so the object becomes a plain miss everywhere.
     pub async fn open(&self, entry: &IndexEntry) -> Result<Option<GetResult>, ReserveError> {
         match self.blobs.get(&Path::from(entry.blob.as_str())).await {
-            Ok(r) => Ok(Some(r)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Ok(r) if r.meta.size == entry.size => Ok(Some(r)),
+            Ok(r) => {
+                tracing::warn!(
+                    blob = %entry.blob, recorded = entry.size, found = r.meta.size,
+                    "a reserve body has the wrong size; dropping the object"
+                );
+                self.heal(entry).await?;
+                Ok(None)
+            }
+            Err(object_store::Error::NotFound { .. }) => {
+                self.heal(entry).await?;
+                Ok(None)
+            }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Removes an index entry whose body was found missing or damaged (if the entry still names that body),
+    /// and deletes what is left of the body.
+    async fn heal(&self, entry: &IndexEntry) -> Result<(), ReserveError> {
+        if self.index.remove_if_blob(&entry.zone_id, entry.generation, &entry.key_hash, &entry.blob).await? {
+            tracing::warn!(blob = %entry.blob, "removed a reserve object whose body was missing or damaged");
+            self.delete_blobs(std::iter::once(entry.blob.as_str())).await;
+        }
+        Ok(())
     }
 
     /// Replaces a stored object's metadata after a revalidation; `false` if it was replaced meanwhile.
@@ -257,6 +282,15 @@ impl Reserve {
             Some(r) => Ok(Some(StoredObject { meta: entry.meta, body: r.bytes().await?, stored_on: entry.stored_on })),
             None => Ok(None),
         }
+    }
+
+    /// Deletes the object stored under `key`, if any; a lookup first, so that deleting what is not there
+    /// costs no write. Returns whether there was one.
+    pub async fn delete_if_present(&self, zone: &ZoneId, key: &str) -> Result<bool, ReserveError> {
+        if self.find(zone, key).await?.is_none() {
+            return Ok(false);
+        }
+        self.delete(zone, key).await
     }
 
     /// Deletes the object stored under `key`, if any. Returns whether there was one.

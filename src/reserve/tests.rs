@@ -29,6 +29,7 @@ async fn fixture() -> Fixture {
     Fixture { _dir: dir, store, reserve, reclaimer, objects_dir }
 }
 
+/// A zone with its reserve on (the index records writes only then).
 async fn new_zone(f: &Fixture) -> ZoneId {
     let id = ZoneId::generate();
     f.store
@@ -40,7 +41,13 @@ async fn new_zone(f: &Fixture) -> ZoneId {
         })
         .await
         .unwrap();
+    set_reserve(f, &id, true).await;
     id
+}
+
+async fn set_reserve(f: &Fixture, zone: &ZoneId, on: bool) {
+    let outcome = f.store.set_reserve(zone, on, Timestamp::now()).await.unwrap();
+    assert!(matches!(outcome, crate::storage::SetReserveOutcome::Changed(_)));
 }
 
 fn files_under(dir: &std::path::Path) -> usize {
@@ -83,6 +90,7 @@ async fn clear_hides_at_once_and_reclaim_deletes_everything_old_and_nothing_new(
     std::fs::create_dir_all(f.objects_dir.join(orphan.to_string()).parent().unwrap()).unwrap();
     std::fs::write(f.objects_dir.join(orphan.to_string()), b"x").unwrap();
 
+    set_reserve(&f, &z, false).await;
     let crate::storage::StartClearOutcome::Started(op) = f.store.start_clear(&z, Timestamp::now()).await.unwrap()
     else {
         panic!()
@@ -91,7 +99,9 @@ async fn clear_hides_at_once_and_reclaim_deletes_everything_old_and_nothing_new(
     for i in 0..10 {
         assert!(f.reserve.get(&z, &format!("old{i}")).await.unwrap().is_none());
     }
-    f.reserve.put(&z, "new", vec![], Bytes::from_static(b"fresh")).await.unwrap();
+    // The reserve is off while a Clear runs: nothing is written.
+    let late = f.reserve.put(&z, "late", vec![], Bytes::from_static(b"late")).await.unwrap();
+    assert_eq!(late, PutOutcome::ReserveOff);
 
     let mut steps = 0;
     while f.store.latest_clear(&z).await.unwrap().unwrap().end_ts.is_none() {
@@ -102,7 +112,9 @@ async fn clear_hides_at_once_and_reclaim_deletes_everything_old_and_nothing_new(
     assert!(steps >= 4, "batches of 3 over 10 objects, then completion: {steps}");
     let done = f.store.latest_clear(&z).await.unwrap().unwrap();
     assert_eq!((done.progress.objects_deleted(), done.progress.objects_remaining), (10, 0));
-    assert_eq!(files_under(&f.objects_dir), 1, "only the post-clear object is left");
+    assert_eq!(files_under(&f.objects_dir), 0, "every old body is gone, the orphan included");
+    set_reserve(&f, &z, true).await;
+    f.reserve.put(&z, "new", vec![], Bytes::from_static(b"fresh")).await.unwrap();
     assert_eq!(f.reserve.get(&z, "new").await.unwrap().unwrap().body.as_ref(), b"fresh");
     assert_eq!(f.reserve.usage(&z).await.unwrap(), Usage { objects: 1, bytes: 5 });
 }
@@ -153,6 +165,33 @@ async fn concurrent_streamed_uploads_are_recorded_together_and_whole() {
         assert_eq!((got.meta, got.body.as_ref()), (vec![i as u8], body.as_slice()));
     }
     assert_eq!(f.reserve.usage(&zone).await.unwrap().objects, 30);
+}
+
+#[tokio::test]
+async fn nothing_is_recorded_once_the_reserve_is_off_and_a_missing_or_damaged_body_heals_the_index() {
+    let f = fixture().await;
+    let z = new_zone(&f).await;
+    // A write that began while on and finishes after `off` committed: refused by the store itself.
+    let mut up = f.reserve.begin_upload(&z, 1, "racing", vec![], 5).await.unwrap();
+    up.write(Bytes::from_static(b"hello")).await.unwrap();
+    set_reserve(&f, &z, false).await;
+    assert_eq!(up.finish().await.unwrap(), PutOutcome::ReserveOff);
+    assert_eq!(files_under(&f.objects_dir), 0);
+    set_reserve(&f, &z, true).await;
+
+    for (key, damage) in [("gone", None), ("short", Some(&b"hel"[..]))] {
+        f.reserve.put(&z, key, vec![], Bytes::from_static(b"hello")).await.unwrap();
+        let entry = f.reserve.find(&z, key).await.unwrap().unwrap();
+        let path = f.objects_dir.join(&entry.blob);
+        match damage {
+            None => std::fs::remove_file(&path).unwrap(),
+            Some(bytes) => std::fs::write(&path, bytes).unwrap(),
+        }
+        assert!(f.reserve.open(&entry).await.unwrap().is_none(), "{key}");
+        assert!(f.reserve.find(&z, key).await.unwrap().is_none(), "{key}: the index still names it");
+    }
+    assert_eq!(f.reserve.usage(&z).await.unwrap(), Usage::default());
+    assert_eq!(files_under(&f.objects_dir), 0, "the damaged body is deleted");
 }
 
 #[tokio::test]

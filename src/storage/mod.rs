@@ -159,6 +159,9 @@ pub enum RecordOutcome {
     /// The zone's generation moved on (a Clear started) after the body was written: nothing recorded,
     /// the body is to be deleted.
     Superseded,
+    /// The zone's reserve is off (it was switched off while the body was being written): nothing recorded,
+    /// the body is to be deleted.
+    ReserveOff,
     /// The zone does not exist.
     NoZone,
 }
@@ -201,12 +204,16 @@ pub trait ObjectIndex: Send + Sync + 'static {
     /// The zone's current generation, or `None` if there is no such zone.
     async fn current_generation(&self, zone: &ZoneId) -> StoreResult<Option<i64>>;
     /// Records objects, in one transaction, each only if its `generation` is still its zone's current
-    /// one. Returns one outcome per entry, in order.
+    /// one and the zone's reserve is on (checked in that same transaction, so a write racing `off` or a
+    /// Clear is never recorded after either commits). Returns one outcome per entry, in order.
     async fn record_batch(&self, entries: &[IndexEntry]) -> StoreResult<Vec<RecordOutcome>>;
     /// The entry for a key in the zone's current generation.
     async fn lookup(&self, zone: &ZoneId, key_hash: &str) -> StoreResult<Option<IndexEntry>>;
     /// Removes a key from the zone's current generation, returning what was removed.
     async fn remove(&self, zone: &ZoneId, key_hash: &str) -> StoreResult<Option<IndexEntry>>;
+    /// Removes an entry only if it is still the one whose body is `blob` in that generation (its body was
+    /// found missing or damaged), adjusting the counts. Returns whether it was.
+    async fn remove_if_blob(&self, zone: &ZoneId, generation: i64, key_hash: &str, blob: &str) -> StoreResult<bool>;
     /// Objects and bytes in the zone's current generation.
     async fn usage(&self, zone: &ZoneId) -> StoreResult<Usage>;
     /// Replaces the metadata of an entry (after a revalidation), only if it is still the entry whose body

@@ -158,12 +158,18 @@ pub async fn create_token(
     secret.expose().to_owned()
 }
 
+/// Stores `n` objects of `size` bytes in the zone's reserve, turning it on for the writes (the reserve takes
+/// writes only while on) and back to what it was.
 pub async fn fill(data: &DataDir, zone: &ZoneId, prefix: &str, n: usize, size: usize) {
+    let was_on = data.store.zone(zone).await.unwrap().unwrap().reserve_on;
+    data.store.set_reserve(zone, true, Timestamp::now()).await.unwrap();
     let reserve = data.reserve();
     for i in 0..n {
         let body = Bytes::from(format!("{prefix}{i}:").into_bytes().into_iter().cycle().take(size).collect::<Vec<_>>());
-        reserve.put(zone, &format!("{prefix}{i}"), vec![], body).await.unwrap();
+        let outcome = reserve.put(zone, &format!("{prefix}{i}"), vec![], body).await.unwrap();
+        assert_eq!(outcome, cache_reserve::reserve::PutOutcome::Stored);
     }
+    data.store.set_reserve(zone, was_on, Timestamp::now()).await.unwrap();
 }
 
 pub fn clear_path(zone: &ZoneId) -> String {

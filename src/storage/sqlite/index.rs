@@ -34,14 +34,16 @@ async fn add_to_generation(
 
 /// Records one entry inside a write transaction (see [`ObjectIndex::record_batch`]).
 async fn record_in(tx: &mut Transaction<'static, Sqlite>, e: &IndexEntry) -> StoreResult<RecordOutcome> {
-    let current: Option<i64> = sqlx::query_scalar("SELECT generation FROM zones WHERE id = $1")
+    let current = sqlx::query("SELECT generation, reserve_on FROM zones WHERE id = $1")
         .bind(e.zone_id.as_str())
         .fetch_optional(&mut **tx)
         .await
-        .map_err(backend)?;
+        .map_err(backend)?
+        .map(|r| (r.get::<i64, _>("generation"), r.get::<i64, _>("reserve_on") != 0));
     match current {
         None => return Ok(RecordOutcome::NoZone),
-        Some(g) if g != e.generation => return Ok(RecordOutcome::Superseded),
+        Some((g, _)) if g != e.generation => return Ok(RecordOutcome::Superseded),
+        Some((_, false)) => return Ok(RecordOutcome::ReserveOff),
         Some(_) => {}
     }
     let old = sqlx::query("SELECT blob, size FROM objects WHERE zone_id = $1 AND generation = $2 AND key_hash = $3")
@@ -130,6 +132,25 @@ impl ObjectIndex for SqliteStore {
         }
         tx.commit().await.map_err(backend)?;
         Ok(removed)
+    }
+
+    async fn remove_if_blob(&self, zone: &ZoneId, generation: i64, key_hash: &str, blob: &str) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let size: Option<i64> = sqlx::query_scalar(
+            "DELETE FROM objects WHERE zone_id = $1 AND generation = $2 AND key_hash = $3 AND blob = $4 RETURNING size",
+        )
+        .bind(zone.as_str())
+        .bind(generation)
+        .bind(key_hash)
+        .bind(blob)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if let Some(size) = size {
+            add_to_generation(&mut tx, zone, generation, -1, -size).await?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(size.is_some())
     }
 
     async fn usage(&self, zone: &ZoneId) -> StoreResult<Usage> {

@@ -25,6 +25,13 @@ async fn zone(s: &SqliteStore, name: &str) -> ZoneId {
     id
 }
 
+async fn set_reserve(s: &SqliteStore, z: &ZoneId, on: bool) {
+    assert!(matches!(
+        s.set_reserve(z, on, Timestamp::now()).await.unwrap(),
+        crate::storage::SetReserveOutcome::Changed(_)
+    ));
+}
+
 async fn record(s: &SqliteStore, e: &IndexEntry) -> RecordOutcome {
     s.record_batch(std::slice::from_ref(e)).await.unwrap().remove(0)
 }
@@ -62,9 +69,12 @@ async fn clear_bumps_generation_and_counts_what_it_must_delete() {
     let (_d, s) = store().await;
     let z = zone(&s, "example.com").await;
     assert_eq!(s.current_generation(&z).await.unwrap(), Some(1));
+    assert_eq!(record(&s, &entry(&z, 1, "a", 10)).await, RecordOutcome::ReserveOff, "recorded only while on");
+    set_reserve(&s, &z, true).await;
     for (k, n) in [("a", 10), ("b", 20)] {
         assert!(matches!(record(&s, &entry(&z, 1, k, n)).await, RecordOutcome::Recorded { .. }));
     }
+    set_reserve(&s, &z, false).await;
     let StartClearOutcome::Started(op) = s.start_clear(&z, Timestamp::now()).await.unwrap() else { panic!() };
     assert_eq!(op.target_generation, 2);
     assert_eq!((op.progress.objects_total, op.progress.bytes_total), (2, 30));
@@ -83,11 +93,31 @@ async fn forget_updates_progress_and_replays_harmlessly() {
     let (_d, s) = store().await;
     let z = zone(&s, "example.com").await;
     let (a, b) = (entry(&z, 1, "a", 10), entry(&z, 1, "b", 20));
+    set_reserve(&s, &z, true).await;
     record(&s, &a).await;
     record(&s, &b).await;
+    set_reserve(&s, &z, false).await;
     s.start_clear(&z, Timestamp::now()).await.unwrap();
-    // A new-generation entry sorts after the cleared ones and must never be forgotten.
-    record(&s, &entry(&z, 2, "c", 5)).await;
+    // A new-generation entry sorts after the cleared ones and must never be forgotten. (The reserve is off
+    // while the Clear runs, so none can be recorded through the API: put one in place directly.)
+    let c = entry(&z, 2, "c", 5);
+    let mut tx = s.begin_write().await.unwrap();
+    sqlx::query(
+        "INSERT INTO objects (zone_id, generation, key_hash, cache_key, blob, size, meta, stored_on, last_access)
+         VALUES ($1, 2, $2, 'c', $3, 5, x'', 0, 0)",
+    )
+    .bind(z.as_str())
+    .bind(&c.key_hash)
+    .bind(&c.blob)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO generations (zone_id, generation, objects, bytes) VALUES ($1, 2, 1, 5)")
+        .bind(z.as_str())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
     let (first, second) = if a.key_hash < b.key_hash { (&a, &b) } else { (&b, &a) };
     let batch = s.bodies_below(&z, 2, 1).await.unwrap();
     assert_eq!(batch.len(), 1);

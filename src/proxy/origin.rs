@@ -1,14 +1,16 @@
-//! Talking to origins: the pooled HTTP client, the request a client's request becomes, hop-by-hop header
-//! stripping, and how origin failures answer (502/504).
+//! Talking to origins: the pooled HTTP client, the request a client's request becomes, and hop-by-hop
+//! header stripping.
 
 use std::{net::IpAddr, time::Duration};
 
 use axum::body::Body;
 use http::{
-    HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri,
-    header::{CONNECTION, HOST},
+    HeaderMap, HeaderName, HeaderValue, Request, Response, Uri,
+    header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING},
     request,
 };
+
+use crate::http_cache::directives::SURROGATE_DEVICE;
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::{
@@ -29,7 +31,7 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
-/// Conditional request headers: a fill asks the origin for the whole object.
+/// Conditional request headers: the cache asks the origin with its own validators, or for the whole object.
 const CONDITIONALS: [HeaderName; 5] = [
     http::header::IF_MATCH,
     http::header::IF_NONE_MATCH,
@@ -55,7 +57,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Removes the client's conditional headers (for a fill, which must fetch the whole object).
+/// Removes the client's conditional headers (the cache validates with its own, RFC 9111 §4.3.1).
 pub fn strip_conditionals(headers: &mut HeaderMap) {
     for name in CONDITIONALS {
         headers.remove(name);
@@ -97,16 +99,39 @@ pub struct Forwarded {
     pub host: String,
 }
 
+/// What the cache tells origins it is, per the Edge Architecture: its `Surrogate-Control` device token.
+fn surrogate_capability() -> HeaderValue {
+    HeaderValue::from_str(&format!("{SURROGATE_DEVICE}=\"Surrogate/1.0\"")).expect("a valid header value")
+}
+
+/// What goes to the origin with a request.
+pub enum OriginBody {
+    /// The client's body, with the client's framing.
+    Client(Body),
+    /// No body: the client's `Content-Length` and `Transfer-Encoding` are not sent either.
+    None,
+}
+
 /// The origin request for a client request: same method, path and headers (less hop-by-hop ones), `Host`
-/// set to the origin's, `X-Forwarded-For` appended to and `X-Forwarded-Proto`/`-Host` set.
+/// set to the origin's, `X-Forwarded-For` appended to, `X-Forwarded-Proto`/`-Host` and
+/// `Surrogate-Capability` set.
 pub fn origin_request(
     origin: &Origin,
     parts: &request::Parts,
     forwarded: &Forwarded,
-    body: Body,
+    body: OriginBody,
 ) -> Result<Request<Body>, http::Error> {
     let mut headers = parts.headers.clone();
     strip_hop_by_hop(&mut headers);
+    let body = match body {
+        OriginBody::Client(b) => b,
+        OriginBody::None => {
+            headers.remove(CONTENT_LENGTH);
+            headers.remove(TRANSFER_ENCODING);
+            Body::empty()
+        }
+    };
+    headers.insert("surrogate-capability", surrogate_capability());
     let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
         Some(prior) => format!("{prior}, {}", forwarded.client_ip),
         None => forwarded.client_ip.to_string(),
@@ -136,20 +161,12 @@ pub enum OriginError {
 }
 
 impl OriginError {
-    /// 504 for timeouts (connecting or waiting for the response), 502 for everything else.
-    pub fn status(&self) -> StatusCode {
+    /// Whether it timed out (connecting, or waiting for the response head).
+    pub fn timed_out(&self) -> bool {
         match self {
-            Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            Self::Connect(e) if is_timeout(e) => StatusCode::GATEWAY_TIMEOUT,
-            _ => StatusCode::BAD_GATEWAY,
-        }
-    }
-
-    /// The short body a client sees (no internal detail).
-    pub fn client_message(&self) -> &'static str {
-        match self.status() {
-            StatusCode::GATEWAY_TIMEOUT => "origin timed out\n",
-            _ => "origin unreachable\n",
+            Self::Timeout(_) => true,
+            Self::Connect(e) => is_timeout(e),
+            Self::Request(_) | Self::BadUrl => false,
         }
     }
 }
@@ -225,7 +242,10 @@ mod tests {
         parts.headers.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
         parts.headers.insert("host", HeaderValue::from_static("example.com"));
         let fwd = Forwarded { client_ip: "192.0.2.7".parse().unwrap(), host: "example.com".into() };
-        let req = origin_request(&origin, &parts, &fwd, Body::empty()).unwrap();
+        parts.headers.insert("content-length", HeaderValue::from_static("5"));
+        let req = origin_request(&origin, &parts, &fwd, OriginBody::None).unwrap();
+        assert!(!req.headers().contains_key("content-length"), "no body, so no length");
+        assert_eq!(req.headers()["surrogate-capability"], "cache-reserve=\"Surrogate/1.0\"");
         assert_eq!(req.uri(), "http://127.0.0.1:9000/base/a/b?c=1");
         assert_eq!(req.headers()["host"], "127.0.0.1:9000");
         assert_eq!(req.headers()["x-forwarded-for"], "10.0.0.1, 192.0.2.7");

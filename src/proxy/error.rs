@@ -1,0 +1,81 @@
+//! Why the proxy could not answer as asked, and the one table that says what each failure answers: its
+//! status, its short body, who is to blame, and how it is logged. Bodies never carry internal detail; the
+//! cause goes to the log.
+
+use http::StatusCode;
+
+use super::origin::OriginError;
+use crate::storage::StoreError;
+
+/// Who a failure is blamed on (pingora's error sources).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    /// The client's request cannot be served (4xx).
+    Downstream,
+    /// The origin failed (502/504), counted in `origin_errors`.
+    Upstream,
+    /// This proxy failed (5xx).
+    Internal,
+}
+
+/// A failure while serving one request.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("the request has no Host")]
+    MissingHost,
+    #[error("no zone is named {0:?}")]
+    UnknownHost(String),
+    #[error("the zone table could not be read")]
+    ZoneLookup(#[source] StoreError),
+    #[error("zone {0} has no origin configured")]
+    NoOrigin(String),
+    #[error("zone {0}'s origin URL cannot make a request")]
+    BadOrigin(String),
+    #[error("origin request failed")]
+    Origin(#[source] OriginError),
+    #[error("only-if-cached, and no stored response may answer")]
+    NotCached,
+    #[error("a request handler panicked")]
+    Panic,
+}
+
+impl ProxyError {
+    /// The table: status, body, blame. Exhaustive, so a new failure cannot go unmapped.
+    pub fn answer(&self) -> (StatusCode, String, Blame) {
+        use Blame::*;
+        let (status, body, blame) = match self {
+            Self::MissingHost => (StatusCode::BAD_REQUEST, "missing Host header".to_owned(), Downstream),
+            Self::UnknownHost(host) => {
+                let shown: String = host.escape_debug().take(200).collect();
+                (StatusCode::MISDIRECTED_REQUEST, format!("no zone is named \"{shown}\" on this cache"), Downstream)
+            }
+            Self::ZoneLookup(_) => (StatusCode::SERVICE_UNAVAILABLE, "zone lookup failed".to_owned(), Internal),
+            Self::NoOrigin(zone) => {
+                (StatusCode::BAD_GATEWAY, format!("zone {zone} has no origin configured"), Upstream)
+            }
+            Self::BadOrigin(_) => (StatusCode::BAD_GATEWAY, "origin misconfigured".to_owned(), Upstream),
+            Self::Origin(e) if e.timed_out() => (StatusCode::GATEWAY_TIMEOUT, "origin timed out".to_owned(), Upstream),
+            Self::Origin(_) => (StatusCode::BAD_GATEWAY, "origin unreachable".to_owned(), Upstream),
+            Self::NotCached => (StatusCode::GATEWAY_TIMEOUT, "not cached (only-if-cached)".to_owned(), Downstream),
+            Self::Panic => (StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_owned(), Internal),
+        };
+        (status, body + "\n", blame)
+    }
+
+    /// Logs the failure once, with its cause chain, at the level its blame deserves.
+    pub fn log(&self, zone: Option<&str>) {
+        let zone = zone.unwrap_or("");
+        let mut cause = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(e) = source {
+            cause.push_str(": ");
+            cause.push_str(&e.to_string());
+            source = e.source();
+        }
+        match self.answer().2 {
+            Blame::Downstream => tracing::debug!(zone, error = cause, "request refused"),
+            Blame::Upstream => tracing::warn!(zone, error = cause, "origin failure"),
+            Blame::Internal => tracing::error!(zone, error = cause, "proxy failure"),
+        }
+    }
+}

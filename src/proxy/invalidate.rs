@@ -1,0 +1,33 @@
+//! Invalidation after unsafe requests (RFC 9111 §4.4): a 2xx or 3xx answer to a POST, PUT, DELETE or any
+//! other unsafe method removes the stored responses for its URI, and for same-host `Location` and
+//! `Content-Location` URIs, from every tier — before the answer goes back, so the client's next request
+//! sees the change.
+
+use http::response;
+
+use super::{Ctx, request::cache_key};
+use crate::http_cache::invalidation;
+
+impl Ctx<'_> {
+    /// Applies §4.4 for the origin's answer `head` to this (unsafe) request.
+    pub(super) async fn invalidate(&self, head: &response::Parts) {
+        let p = self.proxy;
+        let host = &self.forwarded.host;
+        for pq in invalidation::invalidated(&self.parts.method, head.status, host, &self.parts.uri, &head.headers) {
+            let key = cache_key(host, &pq);
+            // Fills that began before this wait or never land; the copies in memory go.
+            p.invalidations
+                .invalidate(&key, || {
+                    p.edge.remove(&key);
+                    p.index_cache.forget(&key);
+                })
+                .await;
+            // Even while the reserve is off: a copy left there would be served again once it is on.
+            match p.reserve.delete_if_present(&self.zone.id, &key).await {
+                Ok(true) => self.counters.class_a.increment(1),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(zone = %self.zone.name, error = %e, "could not invalidate a reserve object"),
+            }
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! The look-up phase: a stored response for the request's key, from the edge tier, else from the reserve
+//! (when the zone's setting is `on`), judged by [`StoredResponse::reuse`]. A reserve copy is found only with
+//! its body open and of the recorded size, so what is found can be served.
+
+use std::{sync::Arc, time::SystemTime};
+
+use object_store::GetResult;
+
+use super::{Ctx, edge::EdgeEntry, index_cache::Known, unix_secs};
+use crate::http_cache::{Reuse, StoredResponse, codec};
+
+/// A stored response that may answer the request, fresh or after validation.
+pub struct Found {
+    pub stored: Arc<StoredResponse>,
+    /// [`Reuse::Fresh`] or [`Reuse::Validate`].
+    pub reuse: Reuse,
+    pub tier: Tier,
+    /// A reserve copy's body, open.
+    pub body: Option<GetResult>,
+}
+
+/// Where the found copy is.
+pub enum Tier {
+    Edge(Arc<EdgeEntry>),
+    Reserve(Arc<Known>),
+}
+
+impl Ctx<'_> {
+    /// Looks the request up in the tiers.
+    pub(super) async fn lookup(&self, now: SystemTime) -> Option<Found> {
+        let p = self.proxy;
+        if let Some(entry) = p.edge.get(&self.zone, &self.key) {
+            let reuse = entry.stored.reuse(&self.parts, now, &p.rules);
+            if reuse == Reuse::Fresh {
+                self.counters.edge_hits.increment(1);
+                if entry.should_note(unix_secs(now), p.note_every_secs) {
+                    p.note_read(&self.zone, entry.generation, &entry.key_hash);
+                }
+            }
+            if reuse != Reuse::Unusable {
+                return Some(Found { stored: entry.stored.clone(), reuse, tier: Tier::Edge(entry), body: None });
+            }
+        }
+        self.counters.edge_misses.increment(1);
+        if !self.zone.reserve_on {
+            return None;
+        }
+        let found = self.reserve_lookup(now).await;
+        match &found {
+            Some(f) if f.reuse == Reuse::Fresh => self.counters.reserve_hits.increment(1),
+            _ => self.counters.reserve_misses.increment(1),
+        }
+        found
+    }
+
+    async fn reserve_lookup(&self, now: SystemTime) -> Option<Found> {
+        let p = self.proxy;
+        let known = self.known(&self.key).await?;
+        let reuse = known.stored.reuse(&self.parts, now, &p.rules);
+        if reuse == Reuse::Unusable {
+            return None;
+        }
+        let body = match p.reserve.open(&known.entry).await {
+            Ok(Some(body)) => body,
+            Ok(None) => {
+                // Gone or damaged: the index no longer names it; forget it here too.
+                p.index_cache.forget(&self.key);
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(zone = %self.zone.name, error = %e, "reserve read failed; treating as a miss");
+                return None;
+            }
+        };
+        self.counters.class_b.increment(1);
+        p.note_read(&self.zone, known.entry.generation, &known.entry.key_hash);
+        Some(Found { stored: known.stored.clone(), reuse, tier: Tier::Reserve(known), body: Some(body) })
+    }
+
+    /// What the reserve holds for `key`: from memory when known, else from the index (then remembered).
+    async fn known(&self, key: &str) -> Option<Arc<Known>> {
+        let p = self.proxy;
+        if let Some(known) = p.index_cache.get(&self.zone, key) {
+            return Some(known);
+        }
+        let entry = match p.reserve.find(&self.zone.id, key).await {
+            Ok(found) => found?,
+            Err(e) => {
+                tracing::warn!(zone = %self.zone.name, error = %e, "reserve lookup failed; treating as a miss");
+                return None;
+            }
+        };
+        // Metadata this version cannot read (an older format) is a miss; a new fill replaces it.
+        let stored = codec::decode(&entry.meta, &p.rules)?;
+        Some(p.index_cache.insert(key, Known::new(entry, Arc::new(stored))))
+    }
+}

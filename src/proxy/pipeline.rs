@@ -1,0 +1,336 @@
+//! How the phases follow one another for one request: route it (pass through, or through the cache); look
+//! it up; serve a fresh copy; otherwise ask the origin (coalesced) to validate the copy or fetch the
+//! object; admit and fill; respond. Nothing here calls back into an earlier phase: a request that waited
+//! for another's origin request looks once more, then goes on by itself.
+
+use std::{sync::Arc, time::SystemTime};
+
+use axum::body::Body;
+use bytes::BytesMut;
+use http::{
+    Method, Response, StatusCode,
+    header::{AUTHORIZATION, IF_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE, UPGRADE},
+};
+use hyper::body::Incoming;
+
+use super::{
+    Ctx, admit,
+    coalesce::{self, FillGuard, Filled, Joined},
+    edge::EdgeEntry,
+    error::ProxyError,
+    fill::{self, EdgeFill, ReserveWrite, TeeBody},
+    index_cache::Known,
+    lookup::{Found, Tier},
+    origin::{OriginBody, strip_hop_by_hop},
+    respond::{self, Answer, ReserveTag},
+};
+use crate::{
+    http_cache::{Reuse, StoredResponse, codec, invalidation},
+    metrics::CacheStatus,
+    reserve::layout,
+    storage::IndexEntry,
+};
+
+/// What waiting for another request's origin request gave.
+enum Followed {
+    /// A fresh copy: answered.
+    Served(Answer),
+    /// Still nothing fresh; this is what the tiers hold now.
+    Found(Option<Found>),
+}
+
+impl Ctx<'_> {
+    /// Serves the request.
+    pub(super) async fn serve(&self, body: Body) -> Answer {
+        let headers = &self.parts.headers;
+        let method = &self.parts.method;
+        if (*method != Method::GET && *method != Method::HEAD) || headers.contains_key(UPGRADE) {
+            return self.pass(OriginBody::Client(body), CacheStatus::Dynamic).await;
+        }
+        // Ranges go to the origin as asked; so do preconditions meant for it (RFC 9111 §4.3.2).
+        if [RANGE, IF_MATCH, IF_UNMODIFIED_SINCE, IF_RANGE].iter().any(|n| headers.contains_key(n)) {
+            return self.pass(OriginBody::None, CacheStatus::Bypass).await;
+        }
+        self.cached().await
+    }
+
+    /// Forwards a request the cache does not answer; an unsafe one that succeeds invalidates what it names.
+    async fn pass(&self, body: OriginBody, status: CacheStatus) -> Answer {
+        let resp = match self.forward(body).await {
+            Ok(r) => r,
+            Err(e) => return self.fail(e, status),
+        };
+        let (mut head, body) = resp.into_parts();
+        strip_hop_by_hop(&mut head.headers);
+        if !invalidation::is_safe(&self.parts.method) {
+            self.invalidate(&head).await;
+        }
+        Answer { status, tag: ReserveTag::Bypass, response: respond::from_origin(head, Body::new(body), &self.parts) }
+    }
+
+    /// A GET or HEAD through the cache.
+    async fn cached(&self) -> Answer {
+        let p = self.proxy;
+        let now = SystemTime::now();
+        let mut found = self.lookup(now).await;
+        if let Some(fresh) = found.take_if(|f| f.reuse == Reuse::Fresh) {
+            return self.serve_found(fresh, None, CacheStatus::Hit, now).await;
+        }
+        if StoredResponse::only_if_cached(&self.parts, &p.rules) {
+            return self.fail(ProxyError::NotCached, CacheStatus::Miss);
+        }
+        // A request with credentials may get an answer meant for it alone: it never shares one.
+        let mut guard = None;
+        if !self.parts.headers.contains_key(AUTHORIZATION) {
+            match p.coalescer.join(&self.zone.id, self.zone.generation, &self.key) {
+                Joined::Leader(g) => guard = Some(g),
+                Joined::Follower(rx) => match self.follow(rx).await {
+                    Followed::Served(answer) => return answer,
+                    Followed::Found(now_found) => found = now_found,
+                },
+            }
+        }
+        match found {
+            Some(stale) => self.validate(stale, guard).await,
+            None => self.fetch_and_fill(guard, CacheStatus::Miss).await,
+        }
+    }
+
+    /// Waits (at most the origin timeout) for the request leading this key, then looks again.
+    async fn follow(&self, rx: tokio::sync::watch::Receiver<Option<Filled>>) -> Followed {
+        let p = self.proxy;
+        let filled = tokio::time::timeout(p.config.origin_timeout, coalesce::wait(rx)).await;
+        let now = SystemTime::now();
+        if let Ok(Filled::Edge(entry)) = filled
+            && entry.stored.reuse(&self.parts, now, &p.rules) == Reuse::Fresh
+        {
+            self.counters.edge_hits.increment(1);
+            let found =
+                Found { stored: entry.stored.clone(), reuse: Reuse::Fresh, tier: Tier::Edge(entry), body: None };
+            return Followed::Served(self.serve_found(found, None, CacheStatus::Hit, now).await);
+        }
+        match self.lookup(now).await {
+            Some(f) if f.reuse == Reuse::Fresh => {
+                Followed::Served(self.serve_found(f, None, CacheStatus::Hit, now).await)
+            }
+            other => Followed::Found(other),
+        }
+    }
+
+    /// Validates a stale copy with its stored validators (RFC 9111 §4.3): a `304` that selects it refreshes
+    /// it in every tier before the answer goes back; anything else replaces it.
+    async fn validate(&self, found: Found, guard: Option<FillGuard>) -> Answer {
+        let p = self.proxy;
+        let validators = found.stored.validators();
+        if validators.is_empty() {
+            return self.fetch_and_fill(guard, CacheStatus::Expired).await;
+        }
+        let (resp, sent) = match self.fetch(&validators).await {
+            Ok(r) => r,
+            Err(e) => return self.fail(e, CacheStatus::Expired),
+        };
+        if resp.status() != StatusCode::NOT_MODIFIED {
+            return self.fill(resp, sent, guard, CacheStatus::Expired);
+        }
+        let (mut head, _) = resp.into_parts();
+        strip_hop_by_hop(&mut head.headers);
+        let now = SystemTime::now();
+        if !found.stored.validated_by(&head.headers) {
+            // A 304 for a representation we do not hold: fetch it whole.
+            return self.fetch_and_fill(guard, CacheStatus::Expired).await;
+        }
+        match found.stored.freshen(&head.headers, &self.as_get(), sent, now, &p.rules) {
+            Ok(fresh) => {
+                let fresh = Arc::new(fresh);
+                let filled = self.keep(&found.tier, fresh.clone()).await;
+                if let Some(g) = guard {
+                    g.complete(filled);
+                }
+                self.serve_found(found, Some(fresh), CacheStatus::Revalidated, now).await
+            }
+            Err(why) => {
+                // The update forbids keeping it (e.g. the 304 says no-store): drop it, fetch it whole.
+                tracing::debug!(zone = %self.zone.name, reason = why.as_str(), "a 304 made a stored response unstorable");
+                self.drop_copies(&found.tier).await;
+                self.fetch_and_fill(guard, CacheStatus::Expired).await
+            }
+        }
+    }
+
+    /// Keeps a refreshed copy where the stale one was, the reserve's metadata written before the answer goes
+    /// back (so every later request sees the refresh). Returns what followers are told.
+    async fn keep(&self, tier: &Tier, fresh: Arc<StoredResponse>) -> Filled {
+        let p = self.proxy;
+        match tier {
+            Tier::Edge(entry) => {
+                let refreshed = Arc::new(entry.refreshed(fresh.clone()));
+                let landed =
+                    p.invalidations.land_now(&self.key, self.seen, || p.edge.insert(&self.key, refreshed.clone()));
+                if let Some(reserved) = &entry.from_reserve {
+                    self.refresh_reserve(reserved, &fresh).await;
+                }
+                if landed { Filled::Edge(refreshed) } else { Filled::Nothing }
+            }
+            Tier::Reserve(known) => {
+                self.refresh_reserve(&known.entry, &fresh).await;
+                Filled::Stored
+            }
+        }
+    }
+
+    /// Writes a refreshed stored response over a reserve object's metadata, if it is still that object.
+    async fn refresh_reserve(&self, entry: &IndexEntry, fresh: &Arc<StoredResponse>) {
+        let p = self.proxy;
+        if !self.zone.reserve_on {
+            p.index_cache.forget(&self.key);
+            return;
+        }
+        let meta = codec::encode(fresh);
+        let Some(updated) = p.invalidations.land(&self.key, self.seen, p.reserve.update_meta(entry, &meta)).await
+        else {
+            // Invalidated meanwhile: the object is gone or going.
+            return;
+        };
+        match updated {
+            Ok(true) => {
+                self.counters.class_a.increment(1);
+                let mut entry = entry.clone();
+                entry.meta = meta;
+                p.index_cache.insert(&self.key, Known::new(entry, fresh.clone()));
+            }
+            Ok(false) => p.index_cache.forget(&self.key),
+            Err(e) => {
+                tracing::warn!(zone = %self.zone.name, error = %e, "could not refresh a reserve object's metadata");
+                p.index_cache.forget(&self.key);
+            }
+        }
+    }
+
+    /// Removes a copy that may no longer be kept, from every tier.
+    async fn drop_copies(&self, tier: &Tier) {
+        let p = self.proxy;
+        p.edge.remove(&self.key);
+        p.index_cache.forget(&self.key);
+        let in_reserve = match tier {
+            Tier::Edge(entry) => entry.from_reserve.is_some(),
+            Tier::Reserve(_) => true,
+        };
+        if in_reserve && let Err(e) = p.reserve.delete(&self.zone.id, &self.key).await {
+            tracing::warn!(zone = %self.zone.name, error = %e, "could not remove a reserve object");
+        }
+    }
+
+    /// Answers from a found copy (with its refreshed stored response, after a validation). A reserve body
+    /// small enough for the edge tier is read whole and kept there too.
+    async fn serve_found(
+        &self,
+        found: Found,
+        fresh: Option<Arc<StoredResponse>>,
+        status: CacheStatus,
+        now: SystemTime,
+    ) -> Answer {
+        let p = self.proxy;
+        let stored = fresh.unwrap_or(found.stored);
+        let (body, tag) = match (found.tier, found.body) {
+            (Tier::Edge(entry), _) => (Body::from(entry.body.clone()), ReserveTag::Edge),
+            (Tier::Reserve(_), _) if self.parts.method == Method::HEAD => (Body::empty(), ReserveTag::Hit),
+            (Tier::Reserve(_), None) => return self.fetch_and_fill(None, CacheStatus::Miss).await,
+            (Tier::Reserve(known), Some(body)) => {
+                let size = known.entry.size;
+                self.counters.reserve_bytes_served.increment(size);
+                if size <= p.edge.max_object {
+                    match body.bytes().await {
+                        Ok(bytes) => {
+                            let entry =
+                                Arc::new(EdgeEntry::from_reserve(stored.clone(), bytes.clone(), known.entry.clone()));
+                            p.invalidations.land_now(&self.key, self.seen, || p.edge.insert(&self.key, entry));
+                            (Body::from(bytes), ReserveTag::Hit)
+                        }
+                        Err(e) => {
+                            tracing::warn!(zone = %self.zone.name, error = %e, "reserve read failed; asking the origin");
+                            return self.fetch_and_fill(None, CacheStatus::Miss).await;
+                        }
+                    }
+                } else {
+                    (Body::from_stream(body.into_stream()), ReserveTag::Hit)
+                }
+            }
+        };
+        Answer { status, tag, response: respond::from_cache(&stored, body, &self.parts, now) }
+    }
+
+    /// Fetches the object whole and fills the tiers from it.
+    async fn fetch_and_fill(&self, guard: Option<FillGuard>, status: CacheStatus) -> Answer {
+        match self.fetch(&[]).await {
+            Ok((resp, sent)) => self.fill(resp, sent, guard, status),
+            Err(e) => self.fail(e, status),
+        }
+    }
+
+    /// Admits an origin response and streams it to the client, filling what admission allows. For a `HEAD`,
+    /// the body is read in the background to fill the tiers and the client gets the head.
+    fn fill(
+        &self,
+        resp: Response<Incoming>,
+        sent: SystemTime,
+        guard: Option<FillGuard>,
+        status: CacheStatus,
+    ) -> Answer {
+        let p = self.proxy;
+        let (mut head, body) = resp.into_parts();
+        strip_hop_by_hop(&mut head.headers);
+        let admission = admit::admit(&self.as_get(), &head, &self.zone, &p.limits, &p.rules, sent, SystemTime::now());
+        let Ok(stored) = admission.stored else {
+            let response = respond::from_origin(head, Body::new(body), &self.parts);
+            return Answer { status: CacheStatus::Bypass, tag: ReserveTag::Bypass, response };
+        };
+        let length = admission.length;
+        let edge = admission.edge.then(|| EdgeFill {
+            tier: p.edge.clone(),
+            key: self.key.clone(),
+            key_hash: layout::key_hash(&self.key),
+            generation: self.zone.generation,
+            stored: stored.clone(),
+            invalidations: p.invalidations.clone(),
+            seen: self.seen,
+            expected: length,
+            buf: BytesMut::with_capacity(usize::try_from(length.unwrap_or(0)).unwrap_or(0)),
+        });
+        let reserve = match admission.reserve {
+            Ok(size) => match p.write_budget.take(size) {
+                Some(budget) => Some(
+                    ReserveWrite {
+                        _budget: budget,
+                        reserve: p.reserve.clone(),
+                        index_cache: p.index_cache.clone(),
+                        zone: self.zone.clone(),
+                        key: self.key.clone(),
+                        meta: codec::encode(&stored),
+                        size,
+                        counters: self.counters.clone(),
+                        invalidations: p.invalidations.clone(),
+                        seen: self.seen,
+                    }
+                    .spawn(),
+                ),
+                None => {
+                    self.counters.writes_abandoned.increment(1);
+                    None
+                }
+            },
+            Err(_) => None,
+        };
+        let tag = ReserveTag::miss(self.zone.reserve_on);
+        if edge.is_none() && reserve.is_none() {
+            return Answer { status, tag, response: respond::from_origin(head, Body::new(body), &self.parts) };
+        }
+        let tee = TeeBody::new(body, edge, reserve, guard);
+        let body = if self.parts.method == Method::HEAD {
+            fill::drain(tee);
+            Body::empty()
+        } else {
+            Body::new(tee)
+        };
+        Answer { status, tag, response: respond::from_origin(head, body, &self.parts) }
+    }
+}
