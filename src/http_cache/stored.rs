@@ -199,7 +199,8 @@ impl StoredResponse {
             if asked.no_cache.is_some() && !fresh_and_immutable {
                 return Reuse::Validate;
             }
-            if asked.max_age.is_some_and(|m| age > m.secs_or_zero()) {
+            // `max-age=0` asks for validation, as browsers mean it (an age below one second is still 0).
+            if asked.max_age.is_some_and(|m| age > m.secs_or_zero() || m.secs_or_zero() == 0) {
                 return Reuse::Validate;
             }
             if asked.min_fresh.is_some_and(|m| self.freshness.lifetime < age.saturating_add(m.secs_or_zero())) {

@@ -4,8 +4,10 @@ mod admission;
 mod crash;
 mod forwarding;
 mod freshness;
+mod invalidation;
 mod origin;
 mod reserve;
+mod semantics;
 mod tiers;
 
 use axum::http::HeaderMap;

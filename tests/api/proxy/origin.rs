@@ -30,6 +30,8 @@ pub struct Reply {
     pub slow: Option<(usize, Duration)>,
     /// Answer 304s with no headers at all, as Python's http.server does.
     pub bare_304: bool,
+    /// Answer 304s with these headers instead of the 200's.
+    pub headers_304: Option<Vec<(&'static str, String)>>,
 }
 
 impl Reply {
@@ -47,6 +49,7 @@ impl Reply {
             chunked: false,
             slow: None,
             bare_304: false,
+            headers_304: None,
         }
     }
 
@@ -67,6 +70,12 @@ impl Reply {
 
     pub fn bare_304(mut self) -> Self {
         self.bare_304 = true;
+        self
+    }
+
+    /// 304s carry `headers` (and nothing else).
+    pub fn on_304(mut self, headers: &[(&'static str, &str)]) -> Self {
+        self.headers_304 = Some(headers.iter().map(|(n, v)| (*n, (*v).to_owned())).collect());
         self
     }
 
@@ -176,7 +185,11 @@ async fn answer(State(state): State<Arc<OriginState>>, req: Request) -> Response
     if unchanged && reply.bare_304 {
         return resp;
     }
-    for (name, value) in &reply.headers {
+    let headers = match (&reply.headers_304, unchanged) {
+        (Some(h), true) => h,
+        _ => &reply.headers,
+    };
+    for (name, value) in headers {
         resp.headers_mut().append(*name, HeaderValue::from_str(value).unwrap());
     }
     resp

@@ -177,3 +177,44 @@ async fn reserve_objects_survive_a_restart() {
     assert_eq!((got.cache(), got.reserve(), got.text().as_str()), ("HIT", "HIT", "kept across restarts"));
     assert_eq!(origin.hits("/persist"), 1);
 }
+
+#[tokio::test]
+async fn a_missing_or_damaged_reserve_body_is_a_miss_that_heals_the_index() {
+    let app = spawn_configured(reserve_only).await;
+    let origin = TestOrigin::start().await;
+    let host = "damaged.example";
+    let zone = app.zone_with_origin(host, &origin.url).await;
+    app.set_reserve(&zone, true).await;
+    let body = vec![b'd'; 3000];
+    let paths = ["/truncated", "/gone", "/head"];
+    for path in paths {
+        origin.set(path, Reply::ok(body.clone(), LONG));
+        app.proxy_get(host, path).await;
+        app.wait_stored(&zone, host, path).await;
+        assert_eq!(app.proxy_get(host, path).await.reserve(), "HIT");
+    }
+    let blob = |path: &str| {
+        let key = format!("{host}{path}");
+        let data = app.data.clone();
+        let zone = zone.clone();
+        async move { data.reserve().find(&zone, &key).await.unwrap().unwrap().blob }
+    };
+    let objects = app.dir.path().join("objects");
+    std::fs::write(objects.join(blob("/truncated").await), &body[..1000]).unwrap();
+    std::fs::remove_file(objects.join(blob("/gone").await)).unwrap();
+    std::fs::remove_file(objects.join(blob("/head").await)).unwrap();
+    // Never a short body under the stored length: a miss, fetched whole.
+    for path in ["/truncated", "/gone"] {
+        let got = app.proxy_get(host, path).await;
+        assert_eq!((got.status, got.cache(), got.body.len()), (StatusCode::OK, "MISS", 3000), "{path}");
+    }
+    // Not a HIT for HEAD either, once the body is gone.
+    let head = app.proxy_client().request(reqwest::Method::HEAD, host, "/head").send().await.unwrap();
+    assert_eq!(head.headers()["cf-cache-status"], "MISS");
+    // The index no longer names the damaged bodies; the misses stored whole ones again.
+    for path in paths {
+        app.wait_stored(&zone, host, path).await;
+        let got = app.proxy_get(host, path).await;
+        assert_eq!((got.reserve(), got.body.len()), ("HIT", 3000), "{path}");
+    }
+}
