@@ -62,9 +62,12 @@ impl ProxyError {
         (status, body + "\n", blame)
     }
 
-    /// Logs the failure once, with its cause chain, at the level its blame deserves.
-    pub fn log(&self, zone: Option<&str>) {
+    /// Logs the failure once, with its cause chain and the request it failed, at the level its blame
+    /// deserves.
+    pub fn log(&self, zone: Option<&str>, request: Option<&http::request::Parts>) {
         let zone = zone.unwrap_or("");
+        let method = request.map_or("", |r| r.method.as_str());
+        let path: String = request.map_or("", |r| r.uri.path()).escape_debug().take(200).collect();
         let mut cause = self.to_string();
         let mut source = std::error::Error::source(self);
         while let Some(e) = source {
@@ -73,9 +76,9 @@ impl ProxyError {
             source = e.source();
         }
         match self.answer().2 {
-            Blame::Downstream => tracing::debug!(zone, error = cause, "request refused"),
-            Blame::Upstream => tracing::warn!(zone, error = cause, "origin failure"),
-            Blame::Internal => tracing::error!(zone, error = cause, "proxy failure"),
+            Blame::Downstream => tracing::debug!(zone, method, path, error = cause, "request refused"),
+            Blame::Upstream => tracing::warn!(zone, method, path, error = cause, "origin failure"),
+            Blame::Internal => tracing::error!(zone, method, path, error = cause, "proxy failure"),
         }
     }
 }

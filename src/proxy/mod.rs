@@ -167,7 +167,7 @@ impl Proxy {
 pub fn router(proxy: Arc<Proxy>) -> Router {
     Router::new().fallback(handle).with_state(proxy).layer(CatchPanicLayer::custom(|_panic| {
         let e = ProxyError::Panic;
-        e.log(None);
+        e.log(None, None);
         respond::finish(Answer {
             status: CacheStatus::Dynamic,
             tag: ReserveTag::Bypass,
@@ -181,8 +181,8 @@ async fn handle(State(proxy): State<Arc<Proxy>>, ConnectInfo(peer): ConnectInfo<
     let (parts, body) = req.into_parts();
     let ctx = match Ctx::resolve(&proxy, peer, parts).await {
         Ok(ctx) => ctx,
-        Err(e) => {
-            e.log(None);
+        Err((e, parts)) => {
+            e.log(None, Some(&parts));
             let response = respond::failure(&e);
             return respond::finish(Answer { status: CacheStatus::Dynamic, tag: ReserveTag::Bypass, response });
         }

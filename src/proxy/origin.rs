@@ -161,6 +161,23 @@ pub enum OriginError {
 }
 
 impl OriginError {
+    /// Whether the connection closed before the response began: typically a pooled keep-alive connection the
+    /// origin had just closed. The request may not have been processed; an idempotent one can be retried on
+    /// a new connection.
+    pub fn closed_early(&self) -> bool {
+        let Self::Request(e) = self else { return false };
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(err) = cur {
+            if let Some(h) = err.downcast_ref::<hyper::Error>()
+                && (h.is_incomplete_message() || h.is_canceled())
+            {
+                return true;
+            }
+            cur = err.source();
+        }
+        false
+    }
+
     /// Whether it timed out (connecting, or waiting for the response head).
     pub fn timed_out(&self) -> bool {
         match self {

@@ -34,18 +34,18 @@ pub struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    /// Resolves the zone and prepares the request. Fails for a request without `Host`, an unknown host, or
-    /// a zone table that cannot be read.
+    /// Resolves the zone and prepares the request. Fails (handing the request back, for the log) for a
+    /// request without `Host`, an unknown host, or a zone table that cannot be read.
     pub(super) async fn resolve(
         proxy: &'a Proxy,
         peer: SocketAddr,
         mut parts: request::Parts,
-    ) -> Result<Ctx<'a>, ProxyError> {
-        let host = request_host(&parts).ok_or(ProxyError::MissingHost)?;
+    ) -> Result<Ctx<'a>, (ProxyError, request::Parts)> {
+        let Some(host) = request_host(&parts) else { return Err((ProxyError::MissingHost, parts)) };
         let zone = match proxy.directory.resolve(&host).await {
             Ok(Some(zone)) => zone,
-            Ok(None) => return Err(ProxyError::UnknownHost(host)),
-            Err(e) => return Err(ProxyError::ZoneLookup(e)),
+            Ok(None) => return Err((ProxyError::UnknownHost(host), parts)),
+            Err(e) => return Err((ProxyError::ZoneLookup(e), parts)),
         };
         // The cache compares requests by URI and Host: compare the normalised ones.
         if let Ok(value) = HeaderValue::from_str(&host) {
@@ -75,7 +75,7 @@ impl<'a> Ctx<'a> {
         if e.answer().2 == super::error::Blame::Upstream {
             self.counters.origin_errors.increment(1);
         }
-        e.log(Some(self.zone.name.as_str()));
+        e.log(Some(self.zone.name.as_str()), Some(&self.parts));
         Answer { status, tag: ReserveTag::miss(self.zone.reserve_on), response: respond::failure(&e) }
     }
 }

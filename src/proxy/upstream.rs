@@ -12,6 +12,9 @@ use super::{
     origin::{OriginBody, OriginError, origin_request, strip_conditionals},
 };
 
+/// Attempts at a cache fetch when the origin closes reused connections under it.
+const FETCH_TRIES: u32 = 3;
+
 impl Ctx<'_> {
     /// Forwards the client's request as it is (hop-by-hop fields aside), streaming `body` to the origin.
     pub(super) async fn forward(&self, body: OriginBody) -> Result<Response<Incoming>, ProxyError> {
@@ -29,8 +32,20 @@ impl Ctx<'_> {
         for (name, value) in validators {
             ask.headers.insert(name, value.clone());
         }
-        let sent = SystemTime::now();
-        Ok((self.send(&ask, OriginBody::None).await?, sent))
+        // A keep-alive connection the origin closed just as it was reused fails before any response: a GET
+        // is safe to send again, on another connection (as nginx's proxy_next_upstream does). Several pooled
+        // connections may have been closed at once, hence a few tries.
+        let mut tries = 1;
+        loop {
+            let sent = SystemTime::now();
+            match self.send(&ask, OriginBody::None).await {
+                Err(ProxyError::Origin(e)) if e.closed_early() && tries < FETCH_TRIES => {
+                    tracing::debug!(zone = %self.zone.name, error = %e, "origin closed a reused connection; retrying");
+                    tries += 1;
+                }
+                other => return Ok((other?, sent)),
+            }
+        }
     }
 
     async fn send(&self, parts: &http::request::Parts, body: OriginBody) -> Result<Response<Incoming>, ProxyError> {

@@ -115,3 +115,38 @@ async fn origin_failures_are_502_or_504_with_a_short_body() {
     let metrics = app.metrics().await;
     assert_eq!(sample(&metrics, "cache_reserve_origin_errors_total{zone=\"slow.example\"}"), 1.0, "{metrics}");
 }
+
+#[tokio::test]
+async fn a_fetch_on_a_keep_alive_connection_the_origin_just_closed_is_retried_on_a_new_one() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An origin that answers the first request on each connection and drops the connection, unanswered, when
+    // a second one arrives on it: what a keep-alive timeout racing a reused connection looks like.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = served.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let Ok(n) = s.read(&mut buf).await else { return };
+                if n == 0 {
+                    return;
+                }
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nCache-Control: no-store\r\n\r\nok").await;
+                let _ = s.read(&mut buf).await;
+                // The second request on this connection: closed without an answer.
+            });
+        }
+    });
+    let app = spawn_app().await;
+    app.zone_with_origin("flaky.example", &format!("http://{addr}")).await;
+    for i in 0..3 {
+        let got = app.proxy_get("flaky.example", "/").await;
+        assert_eq!((got.status, got.text().as_str()), (StatusCode::OK, "ok"), "request {i}");
+    }
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
