@@ -9,7 +9,7 @@ use hyper::body::Incoming;
 use super::{
     Ctx,
     error::ProxyError,
-    origin::{OriginBody, OriginError, origin_request, strip_conditionals},
+    origin::{OriginBody, OriginError, origin_request, strip_conditionals, strip_hop_by_hop},
 };
 
 /// Attempts at a cache fetch when the origin closes reused connections under it.
@@ -50,11 +50,29 @@ impl Ctx<'_> {
 
     async fn send(&self, parts: &http::request::Parts, body: OriginBody) -> Result<Response<Incoming>, ProxyError> {
         let origin = self.origin.as_ref().ok_or_else(|| ProxyError::NoOrigin(self.zone.name.to_string()))?;
-        let req = origin_request(origin, parts, &self.forwarded, body)
+        let mut req = origin_request(origin, parts, &self.forwarded, body)
             .map_err(|_| ProxyError::BadOrigin(self.zone.name.to_string()))?;
+        forward_informational(&mut req, &self.parts);
         self.counters.origin_requests.increment(1);
         self.proxy.origin.send(req).await.map_err(ProxyError::Origin)
     }
+}
+
+/// Passes the origin's 1xx responses (`103 Early Hints`, `102 Processing`, ...) on to the client as they
+/// arrive, hop-by-hop fields removed (RFC 9110 §15.2: a proxy forwards them). `100 Continue` is not passed
+/// on: the client's own was already sent by this server when its body was first read.
+fn forward_informational(req: &mut http::Request<axum::body::Body>, client: &http::request::Parts) {
+    let Some(to_client) = client.extensions.get::<hyper::ext::InformationalSender>().cloned() else { return };
+    hyper::ext::on_informational(req, move |res| {
+        if res.status() == http::StatusCode::CONTINUE {
+            return;
+        }
+        let mut headers = res.headers().clone();
+        strip_hop_by_hop(&mut headers);
+        if let Err(e) = to_client.send(res.status(), headers) {
+            tracing::debug!(error = %e, "an informational response arrived too late to pass on");
+        }
+    });
 }
 
 impl From<OriginError> for ProxyError {

@@ -150,3 +150,79 @@ async fn a_fetch_on_a_keep_alive_connection_the_origin_just_closed_is_retried_on
     }
     assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 3);
 }
+
+/// Reads from `stream` until `buf` holds `needle` (or panics when the peer closes first).
+async fn read_until(stream: &mut tokio::net::TcpStream, buf: &mut Vec<u8>, needle: &[u8]) {
+    use tokio::io::AsyncReadExt;
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(needle.len()).any(|w| w == needle) {
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed before {:?}; got {}", String::from_utf8_lossy(needle), String::from_utf8_lossy(buf));
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[tokio::test]
+async fn early_hints_from_the_origin_reach_the_client_before_the_response() {
+    use tokio::io::AsyncWriteExt;
+    // An origin that sends 103 at once, and its 200 only when the test says so: the client must see the 103
+    // while the origin is still holding back the 200.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (release_tx, release_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let release_rx = std::sync::Arc::new(tokio::sync::Mutex::new(release_rx));
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let release_rx = release_rx.clone();
+            tokio::spawn(async move {
+                let mut req = Vec::new();
+                read_until(&mut s, &mut req, b"\r\n\r\n").await;
+                s.write_all(
+                    b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\nConnection: x-hop\r\nX-Hop: 1\r\n\r\n",
+                )
+                .await
+                .unwrap();
+                release_rx.lock().await.recv().await;
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nCache-Control: max-age=60\r\n\r\nok")
+                    .await
+                    .unwrap();
+            });
+        }
+    });
+    let app = spawn_app().await;
+    app.zone_with_origin("hints.example", &format!("http://{addr}")).await;
+    let proxy = app.proxy.trim_start_matches("http://").to_owned();
+
+    let mut client = tokio::net::TcpStream::connect(&proxy).await.unwrap();
+    client.write_all(b"GET /page HTTP/1.1\r\nHost: hints.example\r\n\r\n").await.unwrap();
+    let mut got = Vec::new();
+    let early = tokio::time::timeout(Duration::from_secs(10), read_until(&mut client, &mut got, b"\r\n\r\n")).await;
+    assert!(early.is_ok(), "no 103 while the origin held its response back");
+    let hints = String::from_utf8_lossy(&got).to_lowercase();
+    assert!(hints.starts_with("http/1.1 103 early hints\r\n"), "{hints}");
+    assert!(hints.contains("link: </a.css>; rel=preload\r\n"), "{hints}");
+    assert!(!hints.contains("x-hop"), "a hop-by-hop field went through: {hints}");
+    release_tx.send(()).unwrap();
+    read_until(&mut client, &mut got, b"\r\n\r\nok").await;
+    let all = String::from_utf8_lossy(&got).to_lowercase();
+    assert!(all.contains("\r\n\r\nhttp/1.1 200 ok\r\n"), "{all}");
+    // The same connection goes on: the next answer is a hit, with no hint (the origin is not asked).
+    got.clear();
+    client.write_all(b"GET /page HTTP/1.1\r\nHost: hints.example\r\n\r\n").await.unwrap();
+    read_until(&mut client, &mut got, b"\r\n\r\nok").await;
+    let hit = String::from_utf8_lossy(&got).to_lowercase();
+    assert!(hit.starts_with("http/1.1 200 ok\r\n") && hit.contains("cf-cache-status: hit"), "{hit}");
+
+    // An HTTP/1.0 client never gets a 1xx (RFC 9110 §15.2).
+    let mut old = tokio::net::TcpStream::connect(&proxy).await.unwrap();
+    old.write_all(b"GET /other HTTP/1.0\r\nHost: hints.example\r\n\r\n").await.unwrap();
+    // Lets the origin's 103 reach the proxy before the 200 is released; it only strengthens the check.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    release_tx.send(()).unwrap();
+    let mut got = Vec::new();
+    read_until(&mut old, &mut got, b"\r\n\r\nok").await;
+    let text = String::from_utf8_lossy(&got).to_lowercase();
+    assert!(text.starts_with("http/1.1 200 ok\r\n") || text.starts_with("http/1.0 200 ok\r\n"), "{text}");
+    assert!(!text.contains("103"), "{text}");
+}
