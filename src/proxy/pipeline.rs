@@ -84,10 +84,14 @@ impl Ctx<'_> {
         if !self.parts.headers.contains_key(AUTHORIZATION) {
             match p.coalescer.join(&self.zone.id, self.zone.generation, &self.key) {
                 Joined::Leader(g) => guard = Some(g),
-                Joined::Follower(rx) => match self.follow(rx).await {
-                    Followed::Served(answer) => return answer,
-                    Followed::Found(now_found) => found = now_found,
-                },
+                Joined::Follower(rx) => {
+                    // Not held while waiting (a reserve copy holds an open file); the follower looks again.
+                    drop(found.take());
+                    match self.follow(rx).await {
+                        Followed::Served(answer) => return answer,
+                        Followed::Found(now_found) => found = now_found,
+                    }
+                }
             }
         }
         match found {

@@ -204,3 +204,76 @@ async fn a_short_upload_commits_nothing() {
     assert!(f.reserve.get(&zone, "short").await.unwrap().is_none());
     assert_eq!(files_under(&f.objects_dir), 0);
 }
+
+/// An index whose record commits but then reports an error, as when the connection fails after COMMIT.
+struct LostAck(SqliteStore);
+
+#[async_trait::async_trait]
+impl ObjectIndex for LostAck {
+    async fn current_generation(&self, zone: &ZoneId) -> crate::storage::StoreResult<Option<i64>> {
+        self.0.current_generation(zone).await
+    }
+    async fn record_batch(&self, entries: &[IndexEntry]) -> crate::storage::StoreResult<Vec<RecordOutcome>> {
+        self.0.record_batch(entries).await?;
+        Err(StoreError::Backend("the connection failed after the commit".into()))
+    }
+    async fn lookup(&self, zone: &ZoneId, key_hash: &str) -> crate::storage::StoreResult<Option<IndexEntry>> {
+        self.0.lookup(zone, key_hash).await
+    }
+    async fn remove(&self, zone: &ZoneId, key_hash: &str) -> crate::storage::StoreResult<Option<IndexEntry>> {
+        self.0.remove(zone, key_hash).await
+    }
+    async fn remove_if_blob(&self, z: &ZoneId, g: i64, k: &str, b: &str) -> crate::storage::StoreResult<bool> {
+        self.0.remove_if_blob(z, g, k, b).await
+    }
+    async fn usage(&self, zone: &ZoneId) -> crate::storage::StoreResult<Usage> {
+        self.0.usage(zone).await
+    }
+    async fn update_meta(&self, z: &ZoneId, g: i64, k: &str, b: &str, m: &[u8]) -> crate::storage::StoreResult<bool> {
+        self.0.update_meta(z, g, k, b, m).await
+    }
+    async fn record_access(&self, accesses: &[Access]) -> crate::storage::StoreResult<()> {
+        self.0.record_access(accesses).await
+    }
+    async fn evict_idle(&self, before: Timestamp, limit: u32) -> crate::storage::StoreResult<Vec<IndexEntry>> {
+        self.0.evict_idle(before, limit).await
+    }
+    async fn pending_clears(&self) -> crate::storage::StoreResult<Vec<crate::storage::PendingClear>> {
+        self.0.pending_clears().await
+    }
+    async fn bodies_below(
+        &self,
+        z: &ZoneId,
+        below: i64,
+        limit: u32,
+    ) -> crate::storage::StoreResult<Vec<crate::storage::BodyRef>> {
+        self.0.bodies_below(z, below, limit).await
+    }
+    async fn forget_through(
+        &self,
+        z: &ZoneId,
+        below: i64,
+        last: &crate::storage::BodyRef,
+    ) -> crate::storage::StoreResult<()> {
+        self.0.forget_through(z, below, last).await
+    }
+    async fn complete_clear(
+        &self,
+        c: &crate::storage::PendingClear,
+        now: Timestamp,
+    ) -> crate::storage::StoreResult<()> {
+        self.0.complete_clear(c, now).await
+    }
+}
+
+#[tokio::test]
+async fn a_record_whose_outcome_is_unknown_keeps_its_body() {
+    let f = fixture().await;
+    let z = new_zone(&f).await;
+    let blobs: Arc<dyn ObjectStore> = Arc::new(LocalBodies::new(&f.objects_dir).unwrap());
+    let lossy = Reserve::new(Arc::new(LostAck(f.store.clone())), blobs);
+    assert!(lossy.put(&z, "k", vec![], Bytes::from_static(b"committed")).await.is_err());
+    // The commit landed: the index names the body, and the body must still be there to serve.
+    let got = f.reserve.get(&z, "k").await.unwrap().expect("the index entry");
+    assert_eq!(got.body.as_ref(), b"committed");
+}
