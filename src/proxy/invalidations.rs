@@ -13,7 +13,7 @@ use std::{
 
 use tokio::sync::{RwLock, RwLockReadGuard};
 
-const SHARDS: usize = 1024;
+const SHARDS: usize = 4096;
 
 /// Held while a fill lands; invalidations of its key wait for it.
 pub struct Landing<'a> {
@@ -41,10 +41,9 @@ impl Invalidations {
         &self.shards[i]
     }
 
-    /// The key's count now. Taken while an invalidation is under way, it matches nothing: such a fill never
-    /// lands.
-    pub fn epoch(&self, key: &str) -> Epoch {
-        Epoch(self.shard(key).try_read().map_or(u64::MAX, |n| *n))
+    /// The key's count now (after any invalidation of its shard under way).
+    pub async fn epoch(&self, key: &str) -> Epoch {
+        Epoch(*self.shard(key).read().await)
     }
 
     /// Runs `land` (a synchronous tier insert) if the key was not invalidated since `seen`. Never waits: if
@@ -93,12 +92,12 @@ mod tests {
     #[tokio::test]
     async fn a_fill_from_before_an_invalidation_never_lands() {
         let inv = Invalidations::default();
-        let seen = inv.epoch("k");
+        let seen = inv.epoch("k").await;
         assert!(inv.land_now("k", seen, || {}));
         inv.invalidate("k", || {}).await;
         assert!(!inv.land_now("k", seen, || panic!("landed after the invalidation")));
         assert_eq!(inv.land("k", seen, async { 1 }).await, None);
-        let now = inv.epoch("k");
+        let now = inv.epoch("k").await;
         assert_eq!(inv.land("k", now, async { 2 }).await, Some(2));
     }
 
@@ -109,7 +108,7 @@ mod tests {
         let (started_tx, started_rx) = tokio::sync::oneshot::channel();
         let landing = {
             let (inv, committed) = (inv.clone(), committed.clone());
-            let seen = inv.epoch("k");
+            let seen = inv.epoch("k").await;
             tokio::spawn(async move {
                 inv.land("k", seen, async {
                     started_tx.send(()).unwrap();

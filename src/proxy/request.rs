@@ -58,7 +58,7 @@ impl<'a> Ctx<'a> {
         let key = cache_key(&host, parts.uri.path_and_query().map_or("/", |pq| pq.as_str()));
         let counters = proxy.metrics.zone(&zone);
         let origin = zone.origin.as_deref().and_then(Origin::parse);
-        let seen = proxy.invalidations.epoch(&key);
+        let seen = proxy.invalidations.epoch(&key).await;
         Ok(Ctx { proxy, zone, counters, forwarded: Forwarded { client_ip: peer.ip(), host }, origin, parts, key, seen })
     }
 
