@@ -63,12 +63,12 @@ impl Freshness {
         } else {
             (0, false)
         };
-        // RFC 9111 §4.2.3. A list-valued or otherwise invalid Age makes the response stale (§5.1).
-        let age_value = match single(headers, AGE) {
-            None if !headers.contains_key(AGE) => 0,
-            Some(v) => parse_age(v.as_bytes()).unwrap_or(DELTA_MAX),
-            None => DELTA_MAX,
-        };
+        // RFC 9111 §4.2.3, with `Age` read as §5.1 says: the first member of a list (over all lines) counts,
+        // and an invalid value is ignored.
+        let age_value = headers
+            .get(AGE)
+            .and_then(|first_line| parse_age(first_line.as_bytes().split(|&b| b == b',').next().unwrap_or_default()))
+            .unwrap_or(0);
         let apparent_age = response_secs.saturating_sub(date_secs);
         let response_delay = response_time.saturating_sub(request_time) / 1000;
         let corrected_age_value = age_value.saturating_add(response_delay);
@@ -173,13 +173,18 @@ mod tests {
     }
 
     #[test]
-    fn age_is_read_strictly_and_ages_saturate() {
+    fn age_is_its_first_member_invalid_ones_are_ignored_and_ages_saturate() {
         assert_eq!(derive(&[("age", "30")]).initial_age, 30);
-        for bad in ["abc", "-1", "7200.0", "0, 0", "0,7200", "30;x=1", ""] {
-            assert_eq!(derive(&[("age", bad)]).initial_age, DELTA_MAX, "{bad:?}");
+        // RFC 9111 §5.1: the first member of a list counts, over lines too.
+        for (age, want) in [("7200, 0", 7200), ("0,7200", 0), ("0, 0", 0), (" 3600 , 3600", 3600)] {
+            assert_eq!(derive(&[("age", age)]).initial_age, want, "{age:?}");
         }
-        let two_lines = derive(&[("age", "0"), ("age", "0")]);
-        assert_eq!(two_lines.initial_age, DELTA_MAX);
+        assert_eq!(derive(&[("age", "7200"), ("age", "0")]).initial_age, 7200);
+        assert_eq!(derive(&[("age", "0"), ("age", "7200")]).initial_age, 0);
+        // An invalid value is ignored.
+        for bad in ["abc", "-1", "7200.0", "30;x=1", "", "1e3"] {
+            assert_eq!(derive(&[("age", bad)]).initial_age, 0, "{bad:?}");
+        }
         assert_eq!(derive(&[("age", "18446744073709551615")]).initial_age, DELTA_MAX);
         assert_eq!(derive(&[("age", "99999999999999999999")]).initial_age, DELTA_MAX);
         assert!(!derive(&[("age", "99999999999999999999"), ("cache-control", "max-age=3600")]).is_fresh(NOW));

@@ -13,8 +13,11 @@ pub mod date;
 pub mod directives;
 mod freshness;
 pub mod invalidation;
+mod storable;
 mod stored;
+mod validation;
 mod vary;
 
 pub use freshness::Freshness;
-pub use stored::{CacheRules, NotStorable, Reuse, StoredResponse};
+pub use storable::NotStorable;
+pub use stored::{CacheRules, Reuse, StoredResponse};

@@ -1,21 +1,23 @@
-//! A stored response (RFC 9111 §3): what may be stored, how it is reused (§4), validated (§4.3) and updated
-//! by a `304` (§3.2, §4.3.4), and the header section it is served with (§4.2.3, §5.1).
+//! A stored response (RFC 9111 §3): how it is made, reused (§4) and updated by a `304` (§3.2, §4.3.4), and
+//! the header section it is served with (§4.2.3, §5.1). What may be stored is in `storable`, validation in
+//! `validation`.
 
 use std::time::{Duration, SystemTime};
 
 use http::{
     HeaderMap, HeaderName, HeaderValue, Method, StatusCode,
     header::{
-        AGE, AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, DATE, ETAG, EXPIRES, IF_MODIFIED_SINCE,
-        IF_NONE_MATCH, LAST_MODIFIED, PRAGMA, SET_COOKIE, TRANSFER_ENCODING,
+        AGE, AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, DATE, ETAG, PRAGMA, SET_COOKIE,
+        TRANSFER_ENCODING,
     },
     request,
 };
 
 use super::{
     date,
-    directives::{CLOUDFLARE_CDN_CACHE_CONTROL, Directives, FieldScope, SURROGATE_CONTROL, Source},
-    freshness::{Freshness, heuristically_cacheable},
+    directives::{CLOUDFLARE_CDN_CACHE_CONTROL, Directives, FieldScope, SURROGATE_CONTROL},
+    freshness::Freshness,
+    storable::{NotStorable, check_storable},
     vary::{self, Selecting},
 };
 
@@ -33,45 +35,6 @@ pub struct CacheRules {
 impl Default for CacheRules {
     fn default() -> Self {
         Self { heuristic_max: Duration::from_secs(86_400), honor_request_directives: false }
-    }
-}
-
-/// Why a response is not stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NotStorable {
-    /// The request method is not GET.
-    Method,
-    /// Not a final status this cache stores: 1xx, 206 (partial content is not stored), 304, or a status it
-    /// does not understand under `must-understand`.
-    Status,
-    /// `no-store` (or the request's `no-store`, when request directives are honoured).
-    NoStore,
-    /// `private`: for a browser cache only.
-    Private,
-    /// The request carried `Authorization` and the response does not say a shared cache may reuse it
-    /// (`public`, `s-maxage` or `must-revalidate`, RFC 9111 §3.5).
-    Authorization,
-    /// Nothing allows storing it: no explicit freshness, not `public`, not a heuristically cacheable status.
-    NoFreshness,
-    /// It sets a cookie (Cloudflare never caches those), unless `private` or `no-cache` names `Set-Cookie`.
-    SetCookie,
-    /// `Vary: *`: no request could ever match it.
-    VaryStar,
-}
-
-impl NotStorable {
-    /// A short name, for logs and counters.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Method => "method",
-            Self::Status => "status",
-            Self::NoStore => "no-store",
-            Self::Private => "private",
-            Self::Authorization => "authorization",
-            Self::NoFreshness => "no-freshness",
-            Self::SetCookie => "set-cookie",
-            Self::VaryStar => "vary-star",
-        }
     }
 }
 
@@ -103,11 +66,11 @@ const CONSUMED: [HeaderName; 2] = [CLOUDFLARE_CDN_CACHE_CONTROL, SURROGATE_CONTR
 /// and received (unix milliseconds). Its directives and freshness are derived once, when it is made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredResponse {
-    status: StatusCode,
-    headers: HeaderMap,
+    pub(super) status: StatusCode,
+    pub(super) headers: HeaderMap,
     selecting: Selecting,
     request_time: u64,
-    response_time: u64,
+    pub(super) response_time: u64,
     directives: Directives,
     freshness: Freshness,
 }
@@ -221,34 +184,6 @@ impl StoredResponse {
         self.directives.public || self.directives.s_maxage.is_some() || self.directives.must_revalidate
     }
 
-    /// The conditional header fields that validate this response (RFC 9111 §4.3.1): `If-None-Match` with its
-    /// `ETag` and `If-Modified-Since` with its `Last-Modified`. Empty when it has neither: it must then be
-    /// fetched whole.
-    pub fn validators(&self) -> Vec<(HeaderName, HeaderValue)> {
-        let mut out = Vec::new();
-        if let Some(etag) = self.headers.get(ETAG) {
-            out.push((IF_NONE_MATCH, etag.clone()));
-        }
-        if let Some(lm) = self.headers.get(LAST_MODIFIED).filter(|v| date::parse(v).is_some()) {
-            out.push((IF_MODIFIED_SINCE, lm.clone()));
-        }
-        out
-    }
-
-    /// Whether a `304` answering our validation request selects this response (RFC 9111 §4.3.4): its entity
-    /// tag or, without one, its `Last-Modified` must be this response's; a `304` with neither answers the one
-    /// response we asked about (some origins send bare 304s).
-    pub fn validated_by(&self, not_modified: &HeaderMap) -> bool {
-        if let Some(tag) = not_modified.get(ETAG) {
-            return self.headers.get(ETAG).is_some_and(|ours| weak_eq(ours.as_bytes(), tag.as_bytes()));
-        }
-        if let Some(lm) = not_modified.get(LAST_MODIFIED) {
-            let ours = self.headers.get(LAST_MODIFIED).and_then(date::parse);
-            return ours.is_some() && ours == date::parse(lm);
-        }
-        true
-    }
-
     /// This response updated by a `304` that validated it (RFC 9111 §4.3.4): each field the 304 carries
     /// replaces the stored one of that name (§3.2), except those describing the stored content (and
     /// `Set-Cookie`); `Age` is the 304's (none if it has none), `Date` the 304's or the time it arrived;
@@ -299,32 +234,6 @@ impl StoredResponse {
         Ok(Self::assemble(self.status, headers, selecting, date::unix_millis(request_time), response_time, rules))
     }
 
-    /// Whether the client's own conditional request is answered `304` from this response (RFC 9111 §4.3.2):
-    /// `If-None-Match` against its entity tag (weak comparison, `*` matches), else `If-Modified-Since`
-    /// against its `Last-Modified`, else its `Date`. Only for a 2xx response.
-    pub fn not_modified_for(&self, request: &request::Parts) -> bool {
-        if !self.status.is_success() {
-            return false;
-        }
-        let mut inm = request.headers.get_all(IF_NONE_MATCH).iter().peekable();
-        if inm.peek().is_some() {
-            let ours = self.headers.get(ETAG);
-            return inm
-                .flat_map(|line| split_tags(line.as_bytes()))
-                .any(|tag| tag == b"*" || ours.is_some_and(|o| weak_eq(o.as_bytes(), tag)));
-        }
-        let mut ims = request.headers.get_all(IF_MODIFIED_SINCE).iter();
-        let (Some(since), None) = (ims.next(), ims.next()) else { return false };
-        let Some(since) = date::parse(since) else { return false };
-        let modified = self
-            .headers
-            .get(LAST_MODIFIED)
-            .and_then(date::parse)
-            .or_else(|| self.headers.get(DATE).and_then(date::parse))
-            .unwrap_or_else(|| date::from_unix_millis(self.response_time));
-        modified <= since
-    }
-
     /// The header section to serve this response with at `now`: the stored fields, `Age` set to the current
     /// age (RFC 9111 §5.1; `Date` is kept as stored, §4), and the fields meant for this cache alone removed.
     pub fn response_headers(&self, now: SystemTime) -> HeaderMap {
@@ -363,60 +272,6 @@ impl StoredResponse {
     }
 }
 
-/// RFC 9111 §3 for a shared cache, on the directives in force, and Cloudflare's refusals.
-fn check_storable(
-    status: StatusCode,
-    headers: &HeaderMap,
-    directives: &Directives,
-    source: Source,
-    request: &HeaderMap,
-) -> Result<(), NotStorable> {
-    if status.is_informational() || status == StatusCode::PARTIAL_CONTENT || status == StatusCode::NOT_MODIFIED {
-        return Err(NotStorable::Status);
-    }
-    if directives.must_understand {
-        // Stored only if this cache understands the status; then `no-store` is to be ignored (§5.2.2.3).
-        if !understood(status) {
-            return Err(NotStorable::Status);
-        }
-    } else if directives.no_store {
-        return Err(NotStorable::NoStore);
-    }
-    if directives.private == Some(FieldScope::All) {
-        return Err(NotStorable::Private);
-    }
-    if request.contains_key(AUTHORIZATION)
-        && !(directives.public || directives.s_maxage.is_some() || directives.must_revalidate)
-    {
-        return Err(NotStorable::Authorization);
-    }
-    let allowed = directives.public
-        || directives.max_age.is_some()
-        || directives.s_maxage.is_some()
-        || (source == Source::CacheControl && headers.contains_key(EXPIRES))
-        || heuristically_cacheable(status);
-    if !allowed {
-        return Err(NotStorable::NoFreshness);
-    }
-    if headers.contains_key(SET_COOKIE) {
-        let named =
-            |scope: &Option<FieldScope>| matches!(scope, Some(FieldScope::Fields(f)) if f.contains(&SET_COOKIE));
-        if !named(&directives.private) && !named(&directives.no_cache) {
-            return Err(NotStorable::SetCookie);
-        }
-    }
-    if vary::names(headers).is_none() {
-        return Err(NotStorable::VaryStar);
-    }
-    Ok(())
-}
-
-/// Status codes whose caching requirements this cache implements (for `must-understand`): those RFC 9110
-/// defines, less 206 (partial content is not stored).
-fn understood(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 200..=205 | 300..=305 | 307 | 308 | 400..=417 | 421 | 422 | 426 | 500..=505)
-}
-
 /// The request's cache directives; `Pragma: no-cache` counts as `no-cache` when there is no
 /// `Cache-Control` (RFC 9111 §5.4).
 fn request_directives(headers: &HeaderMap) -> Directives {
@@ -427,20 +282,6 @@ fn request_directives(headers: &HeaderMap) -> Directives {
         d.no_cache = Some(FieldScope::All);
     }
     d
-}
-
-/// The entity tags of an `If-None-Match` line.
-fn split_tags(line: &[u8]) -> impl Iterator<Item = &[u8]> {
-    line.split(|&b| b == b',').map(<[u8]>::trim_ascii).filter(|t| !t.is_empty())
-}
-
-/// Weak comparison of entity tags (RFC 9110 §8.8.3.2): the opaque tags are equal, `W/` ignored.
-fn weak_eq(a: &[u8], b: &[u8]) -> bool {
-    let opaque = |t: &[u8]| {
-        let t = t.trim_ascii();
-        t.strip_prefix(b"W/").unwrap_or(t).to_vec()
-    };
-    opaque(a) == opaque(b)
 }
 
 #[cfg(test)]

@@ -1,6 +1,10 @@
 use std::time::{Duration, UNIX_EPOCH};
 
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, request};
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode,
+    header::{IF_MODIFIED_SINCE, IF_NONE_MATCH},
+    request,
+};
 use proptest::prelude::*;
 
 use super::*;
