@@ -139,12 +139,14 @@ impl Directives {
             };
         }
         fn scope(slot: &mut Option<FieldScope>, arg: Option<&str>) {
-            let new = match arg {
-                None => FieldScope::All,
-                Some(list) => FieldScope::Fields(
-                    list.split(',').filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok()).collect(),
-                ),
-            };
+            // A qualified form naming no valid field (`private=`, an unterminated quote, `private=","`) is read
+            // as the unqualified one: the safe reading (RFC 9111 §5.2.2.4, §5.2.2.7).
+            let names: Vec<HeaderName> = arg
+                .into_iter()
+                .flat_map(|list| list.split(','))
+                .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+                .collect();
+            let new = if names.is_empty() { FieldScope::All } else { FieldScope::Fields(names) };
             *slot = Some(match slot.take() {
                 None => new,
                 Some(old) => old.merge(new),
@@ -307,8 +309,9 @@ fn parse_targeted(headers: &HeaderMap, name: &HeaderName) -> Option<Directives> 
 }
 
 /// `Surrogate-Control` (W3C Edge Architecture §3): `1#( directive [ ";" device-token ] )`. Directives targeted
-/// at another device are ignored; `max-age=N+M` grants `M` seconds of stale-while-revalidate. `None` when
-/// absent or empty.
+/// at another device are ignored; `max-age=N+M` grants `M` seconds of stale-while-revalidate. `None` unless
+/// at least one directive this cache understands applies to it (a field holding only `content="ESI/1.0"` or
+/// another device's directives leaves `Cache-Control` in force).
 fn parse_surrogate_control(headers: &HeaderMap) -> Option<Directives> {
     let mut lines = headers.get_all(SURROGATE_CONTROL).iter().peekable();
     lines.peek()?;
@@ -316,7 +319,6 @@ fn parse_surrogate_control(headers: &HeaderMap) -> Option<Directives> {
     let mut any = false;
     for line in lines {
         for (member, device) in surrogate_members(line) {
-            any = true;
             if device.is_some_and(|dev| !dev.eq_ignore_ascii_case(SURROGATE_DEVICE)) {
                 continue;
             }
@@ -334,9 +336,16 @@ fn parse_surrogate_control(headers: &HeaderMap) -> Option<Directives> {
                     if let Some(s) = stale {
                         d.set("stale-while-revalidate", Some(s));
                     }
+                    any = true;
                 }
-                ("max-age", None) => d.set("max-age", None),
-                ("no-store", _) => d.no_store = true,
+                ("max-age", None) => {
+                    d.set("max-age", None);
+                    any = true;
+                }
+                ("no-store", _) => {
+                    d.no_store = true;
+                    any = true;
+                }
                 _ => {}
             }
         }

@@ -28,29 +28,23 @@ pub fn invalidated(method: &Method, status: StatusCode, host: &str, target: &Uri
     out
 }
 
-/// The path-and-query a `Location`-style reference names, if it is on `host`.
+/// The path-and-query a `Location`-style reference names, resolved against the request's URI (RFC 3986
+/// §5.2: dot segments, query-only and scheme-relative references included), if it is on `host`.
 fn same_origin_path(reference: &str, host: &str, target: &Uri) -> Option<String> {
-    if reference.starts_with("//") {
+    let base =
+        url::Url::parse(&format!("http://{host}{}", target.path_and_query().map_or("/", |pq| pq.as_str()))).ok()?;
+    let resolved = base.join(reference).ok()?;
+    let same = matches!(resolved.scheme(), "http" | "https")
+        && resolved.host_str().is_some_and(|h| h.trim_end_matches('.').eq_ignore_ascii_case(host));
+    if !same {
         return None;
     }
-    if reference.starts_with('/') {
-        return reference.parse::<Uri>().ok().and_then(|u| u.path_and_query().map(|pq| pq.as_str().to_owned()));
+    let mut pq = resolved.path().to_owned();
+    if let Some(q) = resolved.query() {
+        pq.push('?');
+        pq.push_str(q);
     }
-    if reference.contains("://") {
-        let uri = reference.parse::<Uri>().ok()?;
-        let authority = uri.authority()?;
-        let same = authority.host().trim_end_matches('.').eq_ignore_ascii_case(host)
-            && matches!(uri.scheme_str(), Some("http" | "https"));
-        return same.then(|| uri.path_and_query().map_or("/", |pq| pq.as_str()).to_owned());
-    }
-    // A relative path: resolved against the target's directory.
-    if reference.is_empty() || reference.contains(':') {
-        return None;
-    }
-    let base = target.path();
-    let dir = &base[..base.rfind('/').map_or(0, |i| i + 1)];
-    let joined = format!("{}{reference}", if dir.is_empty() { "/" } else { dir });
-    joined.parse::<Uri>().ok().and_then(|u| u.path_and_query().map(|pq| pq.as_str().to_owned()))
+    Some(pq)
 }
 
 #[cfg(test)]
@@ -85,6 +79,8 @@ mod tests {
         assert_eq!(run("POST", 303, Some("http://EXAMPLE.com:8080/c"), Some("d")), ["/a/b?x=1", "/c", "/a/d"]);
         assert_eq!(run("POST", 201, Some("/e?f"), None), ["/a/b?x=1", "/e?f"]);
         assert_eq!(run("POST", 200, Some("https://other.example/c"), Some("//other.example/d")), ["/a/b?x=1"]);
+        assert_eq!(run("POST", 200, Some("../up"), Some("?q=2")), ["/a/b?x=1", "/up", "/a/b?q=2"]);
+        assert_eq!(run("POST", 200, Some("//example.com/same"), Some("./d/../e")), ["/a/b?x=1", "/same", "/a/e"]);
     }
 
     #[test]

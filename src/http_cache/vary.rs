@@ -13,8 +13,12 @@ pub type FieldDigest = [u8; 16];
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Selecting(pub Vec<(HeaderName, Option<FieldDigest>)>);
 
+/// More selecting fields than this and a response is treated as `Vary: *` (never reused): bounds the work
+/// an origin can cause per request, and the stored record.
+const MAX_NAMES: usize = 32;
+
 /// The field names a response's `Vary` lists (lower-case, each once). `None` for `Vary: *` in any line,
-/// which no request can match.
+/// which no request can match, or for more than [`MAX_NAMES`] names.
 pub fn names(response: &HeaderMap) -> Option<Vec<HeaderName>> {
     let mut names: Vec<HeaderName> = Vec::new();
     for line in response.get_all(VARY) {
@@ -26,6 +30,9 @@ pub fn names(response: &HeaderMap) -> Option<Vec<HeaderName>> {
             if let Ok(name) = HeaderName::from_bytes(member)
                 && !names.contains(&name)
             {
+                if names.len() == MAX_NAMES {
+                    return None;
+                }
                 names.push(name);
             }
         }
@@ -45,51 +52,34 @@ impl Selecting {
     }
 }
 
-/// The digest of a request's value for one selecting field, after normalisation: field lines combined,
-/// whitespace around list members and parameters removed and runs of it made one space, empty members
-/// dropped; for the `Accept*` fields, whose members
-/// are case-insensitive and unordered, also lower-cased and sorted.
+/// The digest of a request's value for one selecting field, after the normalisation RFC 9111 §4.1 allows:
+/// only what is known to leave the meaning alone. Field lines are combined and each list member trimmed
+/// (a field sent on several lines is a list, and whitespace around list commas is insignificant); for the
+/// `Accept*` fields, whose tokens are case-insensitive and allow whitespace around `;`, members are also
+/// lower-cased and that whitespace dropped. Order is kept: an origin may break ties between equal weights by
+/// it.
 fn digest(name: &HeaderName, request: &HeaderMap) -> Option<FieldDigest> {
     let mut lines = request.get_all(name).iter().peekable();
     lines.peek()?;
-    let mut members: Vec<Vec<u8>> = lines
-        .flat_map(|line| line.as_bytes().split(|&b| b == b','))
-        .map(|m| squeeze(m.trim_ascii()))
-        .filter(|m| !m.is_empty())
-        .collect();
-    if matches!(name.as_str(), "accept" | "accept-language" | "accept-encoding" | "accept-charset") {
-        for m in &mut members {
-            m.make_ascii_lowercase();
-        }
-        members.sort();
-    }
+    let accept = matches!(name.as_str(), "accept" | "accept-language" | "accept-encoding" | "accept-charset");
     let mut h = Sha256::new();
-    for m in &members {
-        h.update((m.len() as u64).to_be_bytes());
-        h.update(m);
+    for member in lines.flat_map(|line| line.as_bytes().split(|&b| b == b',')) {
+        let member = member.trim_ascii();
+        if member.is_empty() {
+            continue;
+        }
+        let member: Vec<u8> = if accept {
+            member.split(|&b| b == b';').map(|p| p.trim_ascii().to_ascii_lowercase()).collect::<Vec<_>>().join(&b';')
+        } else {
+            member.to_vec()
+        };
+        h.update((member.len() as u64).to_be_bytes());
+        h.update(&member);
     }
     let full = h.finalize();
     let mut out = [0; 16];
     out.copy_from_slice(&full[..16]);
     Some(out)
-}
-
-/// A list member with whitespace runs made one space and none beside `;` or `=`.
-fn squeeze(member: &[u8]) -> Vec<u8> {
-    let mut out: Vec<u8> = Vec::with_capacity(member.len());
-    let mut space = false;
-    for &b in member {
-        if b == b' ' || b == b'\t' {
-            space = true;
-            continue;
-        }
-        if space && !matches!(b, b';' | b'=') && !matches!(out.last(), Some(b';' | b'=')) {
-            out.push(b' ');
-        }
-        space = false;
-        out.push(b);
-    }
-    out
 }
 
 #[cfg(test)]
@@ -122,16 +112,19 @@ mod tests {
     #[test]
     fn requests_match_after_normalisation_only() {
         let names = [HeaderName::from_static("x-foo"), HeaderName::from_static("accept-language")];
-        let stored = Selecting::capture(&names, &headers(&[("x-foo", "a, b"), ("accept-language", "en, fr")]));
-        assert!(stored.matches(&headers(&[("x-foo", "a"), ("x-foo", "b"), ("accept-language", "FR,en")])));
-        assert!(stored.matches(&headers(&[("x-foo", "a,b"), ("accept-language", "fr , en")])));
-        assert!(!stored.matches(&headers(&[("x-foo", "a,  b"), ("accept-language", "en ;q=1, fr")])));
+        let stored = Selecting::capture(&names, &headers(&[("x-foo", "a, b"), ("accept-language", "en, fr;q=0.5")]));
+        assert!(stored.matches(&headers(&[("x-foo", "a"), ("x-foo", "b"), ("accept-language", "EN,Fr ; Q=0.5")])));
+        assert!(stored.matches(&headers(&[("x-foo", "a,b"), ("accept-language", "en , fr;q=0.5")])));
+        assert!(!stored.matches(&headers(&[("x-foo", "b, a"), ("accept-language", "en, fr;q=0.5")])));
+        assert!(!stored.matches(&headers(&[("x-foo", "a, b"), ("accept-language", "fr;q=0.5, en")])), "order kept");
+        assert!(
+            !stored.matches(&headers(&[("accept-language", "en, fr;q=0.5")])),
+            "a field the original had is missing"
+        );
         let ua = [HeaderName::from_static("user-agent")];
         let one = Selecting::capture(&ua, &headers(&[("user-agent", "curl/8 (x86  64)")]));
-        assert!(one.matches(&headers(&[("user-agent", "curl/8 (x86 64)")])));
-        assert!(!one.matches(&headers(&[("user-agent", "curl/8 (x8664)")])));
-        assert!(!stored.matches(&headers(&[("x-foo", "b, a"), ("accept-language", "en, fr")])));
-        assert!(!stored.matches(&headers(&[("accept-language", "en, fr")])), "a field the original had is missing");
+        assert!(!one.matches(&headers(&[("user-agent", "curl/8 (x86 64)")])), "inside a member, bytes count");
+        assert!(one.matches(&headers(&[("user-agent", " curl/8 (x86  64) ")])));
         let absent = Selecting::capture(&names, &HeaderMap::new());
         assert!(absent.matches(&HeaderMap::new()));
         assert!(!absent.matches(&headers(&[("x-foo", "")])), "present-but-empty differs from absent");

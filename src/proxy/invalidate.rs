@@ -16,18 +16,21 @@ impl Ctx<'_> {
         for pq in invalidation::invalidated(&self.parts.method, head.status, host, &self.parts.uri, &head.headers) {
             let key = cache_key(host, &pq);
             // Fills that began before this wait or never land; the copies in memory go.
-            p.invalidations
-                .invalidate(&key, || {
-                    p.edge.remove(&key);
-                    p.index_cache.forget(&key);
-                })
-                .await;
+            let clear = || {
+                p.edge.remove(&key);
+                p.index_cache.forget(&key);
+            };
+            p.invalidations.invalidate(&key, clear).await;
             // Even while the reserve is off: a copy left there would be served again once it is on.
             match p.reserve.delete_if_present(&self.zone.id, &key).await {
                 Ok(true) => self.counters.class_a.increment(1),
                 Ok(false) => {}
                 Err(e) => tracing::warn!(zone = %self.zone.name, error = %e, "could not invalidate a reserve object"),
             }
+            // A request that looked the key up after the first count, while the reserve copy was still
+            // there, may have put that copy back in memory: count again and clear again, now that the
+            // reserve no longer has it.
+            p.invalidations.invalidate(&key, clear).await;
         }
     }
 }

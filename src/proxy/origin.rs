@@ -112,26 +112,11 @@ pub enum OriginBody {
     None,
 }
 
-/// The origin request for a client request: same method, path and headers (less hop-by-hop ones), `Host`
-/// set to the origin's, `X-Forwarded-For` appended to, `X-Forwarded-Proto`/`-Host` and
-/// `Surrogate-Capability` set.
-pub fn origin_request(
-    origin: &Origin,
-    parts: &request::Parts,
-    forwarded: &Forwarded,
-    body: OriginBody,
-) -> Result<Request<Body>, http::Error> {
-    let mut headers = parts.headers.clone();
-    strip_hop_by_hop(&mut headers);
-    let body = match body {
-        OriginBody::Client(b) => b,
-        OriginBody::None => {
-            headers.remove(CONTENT_LENGTH);
-            headers.remove(TRANSFER_ENCODING);
-            Body::empty()
-        }
-    };
-    headers.insert("surrogate-capability", surrogate_capability());
+/// Makes a client's request header section the one the origin gets, as the cache judges it too (a `Vary`
+/// selects on what the origin saw): hop-by-hop fields removed, `X-Forwarded-For` appended to,
+/// `X-Forwarded-Proto` and `-Host` set.
+pub fn prepare_for_origin(headers: &mut HeaderMap, forwarded: &Forwarded) {
+    strip_hop_by_hop(headers);
     let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
         Some(prior) => format!("{prior}, {}", forwarded.client_ip),
         None => forwarded.client_ip.to_string(),
@@ -141,6 +126,21 @@ pub fn origin_request(
     if let Ok(host) = HeaderValue::from_str(&forwarded.host) {
         headers.insert("x-forwarded-host", host);
     }
+}
+
+/// The origin request for a request prepared by [`prepare_for_origin`]: same method, path and headers,
+/// `Host` set to the origin's and `Surrogate-Capability` added.
+pub fn origin_request(origin: &Origin, parts: &request::Parts, body: OriginBody) -> Result<Request<Body>, http::Error> {
+    let mut headers = parts.headers.clone();
+    let body = match body {
+        OriginBody::Client(b) => b,
+        OriginBody::None => {
+            headers.remove(CONTENT_LENGTH);
+            headers.remove(TRANSFER_ENCODING);
+            Body::empty()
+        }
+    };
+    headers.insert("surrogate-capability", surrogate_capability());
     headers.insert(HOST, HeaderValue::from_str(origin.authority.as_str())?);
     let mut req = Request::builder().method(parts.method.clone()).uri(origin.uri_for(&parts.uri)?).body(body)?;
     *req.headers_mut() = headers;
@@ -260,7 +260,8 @@ mod tests {
         parts.headers.insert("host", HeaderValue::from_static("example.com"));
         let fwd = Forwarded { client_ip: "192.0.2.7".parse().unwrap(), host: "example.com".into() };
         parts.headers.insert("content-length", HeaderValue::from_static("5"));
-        let req = origin_request(&origin, &parts, &fwd, OriginBody::None).unwrap();
+        prepare_for_origin(&mut parts.headers, &fwd);
+        let req = origin_request(&origin, &parts, OriginBody::None).unwrap();
         assert!(!req.headers().contains_key("content-length"), "no body, so no length");
         assert_eq!(req.headers()["surrogate-capability"], "cache-reserve=\"Surrogate/1.0\"");
         assert_eq!(req.uri(), "http://127.0.0.1:9000/base/a/b?c=1");

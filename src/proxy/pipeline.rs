@@ -9,7 +9,7 @@ use axum::body::Body;
 use bytes::BytesMut;
 use http::{
     Method, Response, StatusCode,
-    header::{AUTHORIZATION, IF_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE, UPGRADE},
+    header::{AUTHORIZATION, IF_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE},
 };
 use hyper::body::Incoming;
 
@@ -44,7 +44,7 @@ impl Ctx<'_> {
     pub(super) async fn serve(&self, body: Body) -> Answer {
         let headers = &self.parts.headers;
         let method = &self.parts.method;
-        if (*method != Method::GET && *method != Method::HEAD) || headers.contains_key(UPGRADE) {
+        if (*method != Method::GET && *method != Method::HEAD) || self.upgrade {
             return self.pass(OriginBody::Client(body), CacheStatus::Dynamic).await;
         }
         // Ranges go to the origin as asked; so do preconditions meant for it (RFC 9111 §4.3.2).

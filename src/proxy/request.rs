@@ -9,7 +9,7 @@ use super::{
     Proxy,
     error::ProxyError,
     invalidations::Epoch,
-    origin::{Forwarded, Origin},
+    origin::{Forwarded, Origin, prepare_for_origin},
     respond::{self, Answer, ReserveTag},
 };
 use crate::{
@@ -31,6 +31,8 @@ pub struct Ctx<'a> {
     pub(super) key: String,
     /// The key's invalidation count before any look-up: what this request fills lands only if it holds.
     pub(super) seen: Epoch,
+    /// The client asked to switch protocols (`Upgrade`, a hop-by-hop field, removed from `parts`).
+    pub(super) upgrade: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -47,19 +49,23 @@ impl<'a> Ctx<'a> {
             Ok(None) => return Err((ProxyError::UnknownHost(host), parts)),
             Err(e) => return Err((ProxyError::ZoneLookup(e), parts)),
         };
-        // The cache compares requests by URI and Host: compare the normalised ones.
+        // The cache compares requests by URI and Host: compare the normalised ones. And it judges the header
+        // section the origin will get (a `Vary` selects on what the origin saw).
         if let Ok(value) = HeaderValue::from_str(&host) {
             parts.headers.insert(header::HOST, value);
         }
+        let upgrade = parts.headers.contains_key(header::UPGRADE);
+        let forwarded = Forwarded { client_ip: peer.ip(), host };
+        prepare_for_origin(&mut parts.headers, &forwarded);
         if parts.uri.scheme().is_some() {
             let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
             parts.uri = pq.parse().unwrap_or_default();
         }
-        let key = cache_key(&host, parts.uri.path_and_query().map_or("/", |pq| pq.as_str()));
+        let key = cache_key(&forwarded.host, parts.uri.path_and_query().map_or("/", |pq| pq.as_str()));
         let counters = proxy.metrics.zone(&zone);
         let origin = zone.origin.as_deref().and_then(Origin::parse);
         let seen = proxy.invalidations.epoch(&key).await;
-        Ok(Ctx { proxy, zone, counters, forwarded: Forwarded { client_ip: peer.ip(), host }, origin, parts, key, seen })
+        Ok(Ctx { proxy, zone, counters, forwarded, origin, parts, key, seen, upgrade })
     }
 
     /// The request as the cache asks the origin for it and judges what comes back: a `HEAD` becomes a

@@ -50,8 +50,8 @@ impl Ctx<'_> {
 
     async fn send(&self, parts: &http::request::Parts, body: OriginBody) -> Result<Response<Incoming>, ProxyError> {
         let origin = self.origin.as_ref().ok_or_else(|| ProxyError::NoOrigin(self.zone.name.to_string()))?;
-        let mut req = origin_request(origin, parts, &self.forwarded, body)
-            .map_err(|_| ProxyError::BadOrigin(self.zone.name.to_string()))?;
+        let mut req =
+            origin_request(origin, parts, body).map_err(|_| ProxyError::BadOrigin(self.zone.name.to_string()))?;
         forward_informational(&mut req, &self.parts);
         self.counters.origin_requests.increment(1);
         self.proxy.origin.send(req).await.map_err(ProxyError::Origin)

@@ -69,6 +69,10 @@ fn qualified_private_and_no_cache_list_fields() {
     assert_eq!(d.private, Some(FieldScope::Fields(names(&["set-cookie", "x-user"]))));
     assert_eq!(d.no_cache, Some(FieldScope::Fields(names(&["x-debug"]))));
     assert_eq!(cc("no-cache=\"a\", no-cache").no_cache, Some(FieldScope::All));
+    // A qualified form that names nothing readable is the unqualified one.
+    for bad in ["private=", "private=\"x", "private=\",\"", "private=\"\""] {
+        assert_eq!(cc(bad).private, Some(FieldScope::All), "{bad}");
+    }
 }
 
 #[test]
@@ -111,8 +115,11 @@ fn surrogate_control_obeys_device_targets() {
     let sc = |v: &str| Directives::response(&headers(&[("surrogate-control", v), ("cache-control", "max-age=9")]));
     assert_eq!(sc("max-age=60").0.max_age, Some(Delta::Seconds(60)));
     assert_eq!(sc("MaX-aGe=60;cache-reserve").0.max_age, Some(Delta::Seconds(60)));
-    let (d, source) = sc("max-age=60;not-for-you");
-    assert_eq!((source, d.max_age), (Source::SurrogateControl, None), "another device's directive, and CC ignored");
+    // Nothing for this cache (another device's directive, an ESI capability): Cache-Control stays in force.
+    for other in ["max-age=60;not-for-you", "content=\"ESI/1.0\"", "no-store-remote"] {
+        let (d, source) = sc(other);
+        assert_eq!((source, d.max_age), (Source::CacheControl, Some(Delta::Seconds(9))), "{other}");
+    }
     let d = sc("max-age=60+30, no-store;other").0;
     assert_eq!(
         (d.max_age, d.stale_while_revalidate, d.no_store),

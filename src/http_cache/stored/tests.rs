@@ -172,6 +172,10 @@ fn validators_and_the_304s_that_match_them() {
     assert!(s.validated_by(&headers(&[("last-modified", &lm)])));
     assert!(!s.validated_by(&headers(&[("last-modified", &date(T0))])));
     assert!(s.validated_by(&HeaderMap::new()), "a bare 304 answers the one response asked about");
+    // A strong tag selects only the same strong tag (RFC 9111 §4.3.4).
+    let weak = admit(200, &[("cache-control", "max-age=1"), ("etag", "W/\"v1\"")]).unwrap();
+    assert!(!weak.validated_by(&headers(&[("etag", "\"v1\"")])));
+    assert!(weak.validated_by(&headers(&[("etag", "W/\"v1\"")])));
     let none = admit(200, &[("cache-control", "max-age=1")]).unwrap();
     assert!(none.validators().is_empty());
 }

@@ -294,4 +294,26 @@ async fn cdn_cache_control_takes_precedence_and_cloudflares_own_is_never_forward
     // CDN-Cache-Control is for downstream CDNs too: it goes on.
     assert_eq!(app.proxy_get(host, "/cdn").await.headers["cdn-cache-control"], "max-age=600");
     assert_eq!(origin.hits("/cdn") + origin.hits("/cf") + origin.hits("/bad"), 3);
+    // A Surrogate-Control with nothing for this cache (an ESI capability) leaves Cache-Control in force.
+    origin.set("/esi", Reply::ok("per user", "private").header("surrogate-control", "content=\"ESI/1.0\""));
+    for _ in 0..2 {
+        assert_eq!(app.proxy_get(host, "/esi").await.cache(), "BYPASS");
+    }
+}
+
+#[tokio::test]
+async fn a_variant_is_keyed_by_what_the_origin_saw_not_by_fields_the_client_made_hop_by_hop() {
+    let (app, origin) = setup("hop.example").await;
+    let host = "hop.example";
+    origin.set("/v", Reply::ok("english (no language asked)", "max-age=600").header("vary", "Accept-Language"));
+    let c = app.proxy_client();
+    // `Connection` names Accept-Language, so the origin never sees it and answers for no language.
+    let sneaky = [("accept-language", "fr"), ("connection", "Accept-Language")];
+    assert_eq!(c.get_with(host, "/v", &sneaky).await.cache(), "MISS");
+    let (_, asked, _) = origin.last("/v").unwrap();
+    assert!(!asked.contains_key("accept-language"), "{asked:?}");
+    // A French client must not get that answer as a hit.
+    origin.set("/v", Reply::ok("français", "max-age=600").header("vary", "Accept-Language"));
+    let fr = c.get_with(host, "/v", &[("accept-language", "fr")]).await;
+    assert_eq!((fr.cache(), fr.text().as_str()), ("MISS", "français"));
 }

@@ -11,12 +11,16 @@ use std::task::{Context, Poll};
 use atomic_waker::AtomicWaker;
 use http::{HeaderMap, StatusCode};
 
+/// Informational responses waiting to be written, per request, beyond which more are refused.
+const MAX_QUEUED: usize = 8;
+
 /// Sends 1xx informational responses ahead of the final response to the request it came with.
 ///
 /// An HTTP/1 server connection puts one in every request's extensions; a handler takes it with
 /// `req.extensions().get::<InformationalSender>()`. Informational responses are written in the order
 /// sent, before the final response, and only to HTTP/1.1 clients (RFC 9110 §15.2: never to an HTTP/1.0
-/// client; those are dropped).
+/// client; those are dropped), without `Content-Length` or `Transfer-Encoding` (a 1xx has no content,
+/// RFC 9110 §8.6). At most 8 wait to be written at a time.
 #[derive(Clone)]
 pub struct InformationalSender(Arc<InformationalQueue>);
 
@@ -33,6 +37,8 @@ pub enum InformationalError {
     NotInformational,
     /// The final response was already sent.
     Closed,
+    /// Too many are waiting to be written (the client is not reading).
+    Full,
 }
 
 impl std::fmt::Display for InformationalError {
@@ -40,6 +46,7 @@ impl std::fmt::Display for InformationalError {
         match self {
             Self::NotInformational => f.write_str("not an informational status (1xx other than 101)"),
             Self::Closed => f.write_str("the final response was already sent"),
+            Self::Full => f.write_str("too many informational responses are waiting to be written"),
         }
     }
 }
@@ -55,7 +62,12 @@ impl InformationalSender {
         if self.0.closed.load(Ordering::Acquire) {
             return Err(InformationalError::Closed);
         }
-        self.0.queue.lock().unwrap_or_else(|e| e.into_inner()).push_back((status, headers));
+        let mut queue = self.0.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if queue.len() >= MAX_QUEUED {
+            return Err(InformationalError::Full);
+        }
+        queue.push_back((status, headers));
+        drop(queue);
         self.0.waker.wake();
         Ok(())
     }

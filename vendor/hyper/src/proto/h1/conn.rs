@@ -612,7 +612,16 @@ where
         buf.push(b' ');
         buf.extend_from_slice(status.canonical_reason().unwrap_or("Informational").as_bytes());
         buf.extend_from_slice(b"\r\n");
-        super::role::write_headers(headers, buf);
+        for (name, value) in headers {
+            // A 1xx has no content: framing fields would only mislead (RFC 9110 §8.6, §6.1).
+            if name == http::header::CONTENT_LENGTH || name == http::header::TRANSFER_ENCODING {
+                continue;
+            }
+            buf.extend_from_slice(name.as_str().as_bytes());
+            buf.extend_from_slice(b": ");
+            buf.extend_from_slice(value.as_bytes());
+            buf.extend_from_slice(b"\r\n");
+        }
         buf.extend_from_slice(b"\r\n");
     }
 

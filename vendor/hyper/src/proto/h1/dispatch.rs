@@ -370,12 +370,20 @@ where
                 && self.conn.can_write_head()
                 && self.dispatch.should_poll()
             {
-                // 1xx responses queued by the service go out first, each whole (RFC 9110 §15.2).
-                while let Poll::Ready((status, headers)) = self.dispatch.poll_informational(cx) {
-                    self.conn.write_informational(status, &headers);
+                // 1xx responses queued by the service go out first, each whole (RFC 9110 §15.2); one at a
+                // time, so that a client that does not read cannot make the buffer grow.
+                while !self.conn.has_buffered_write() {
+                    match self.dispatch.poll_informational(cx) {
+                        Poll::Ready((status, headers)) => self.conn.write_informational(status, &headers),
+                        Poll::Pending => break,
+                    }
                 }
                 if let Some(msg) = ready!(Pin::new(&mut self.dispatch).poll_msg(cx)) {
                     let (head, body) = msg.map_err(crate::Error::new_user_service)?;
+                    // Those still queued (at most a few) precede the final response.
+                    while let Poll::Ready((status, headers)) = self.dispatch.poll_informational(cx) {
+                        self.conn.write_informational(status, &headers);
+                    }
 
                     let body_type = if body.is_end_stream() {
                         self.body_rx.set(None);
@@ -629,7 +637,8 @@ cfg_server! {
 
             // Since in_flight finished, remove it
             this.in_flight.set(None);
-            if let Some(queue) = this.informational.take() {
+            // No more informational responses for this request; those queued are still written.
+            if let Some(queue) = &this.informational {
                 queue.close();
             }
             ret
