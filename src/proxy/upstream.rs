@@ -9,7 +9,7 @@ use hyper::body::Incoming;
 use super::{
     Ctx,
     error::ProxyError,
-    origin::{OriginBody, OriginError, origin_request, strip_conditionals, strip_hop_by_hop},
+    origin::{OriginBody, origin_request, strip_conditionals, strip_hop_by_hop},
 };
 
 /// Attempts at a cache fetch when the origin closes reused connections under it.
@@ -73,10 +73,4 @@ fn forward_informational(req: &mut http::Request<axum::body::Body>, client: &htt
             tracing::debug!(error = %e, "an informational response arrived too late to pass on");
         }
     });
-}
-
-impl From<OriginError> for ProxyError {
-    fn from(e: OriginError) -> Self {
-        Self::Origin(e)
-    }
 }
