@@ -84,7 +84,7 @@ pub fn decode(bytes: &[u8], rules: &CacheRules) -> Option<StoredResponse> {
     if !r.0.is_empty() {
         return None;
     }
-    Some(StoredResponse::from_parts(status, headers, Selecting(selecting), request_time, response_time, rules))
+    Some(StoredResponse::assemble(status, headers, Selecting(selecting), request_time, response_time, rules))
 }
 
 /// A cursor that fails instead of reading past the end.

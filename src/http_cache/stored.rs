@@ -115,8 +115,9 @@ impl StoredResponse {
         Ok(Self::assemble(status, stored, selecting, date::unix_millis(request_time), response_time, rules))
     }
 
-    /// Builds a stored response from its parts, deriving its directives and freshness.
-    fn assemble(
+    /// Builds a stored response from its parts (also when read back from storage), deriving its directives
+    /// and freshness.
+    pub(super) fn assemble(
         status: StatusCode,
         headers: HeaderMap,
         selecting: Selecting,
@@ -257,18 +258,6 @@ impl StoredResponse {
     /// The parts that are stored; the rest is derived again on load.
     pub(super) fn parts(&self) -> (StatusCode, &HeaderMap, &Selecting, u64, u64) {
         (self.status, &self.headers, &self.selecting, self.request_time, self.response_time)
-    }
-
-    /// Rebuilds a stored response from its stored parts.
-    pub(super) fn from_parts(
-        status: StatusCode,
-        headers: HeaderMap,
-        selecting: Selecting,
-        request_time: u64,
-        response_time: u64,
-        rules: &CacheRules,
-    ) -> Self {
-        Self::assemble(status, headers, selecting, request_time, response_time, rules)
     }
 }
 
