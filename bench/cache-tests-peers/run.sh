@@ -62,7 +62,6 @@ abspath() { if [[ $1 == /* ]]; then printf '%s\n' "$1"; else printf '%s\n' "$PWD
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 ct=$root/scripts/cache-tests
-suite=$ct/node_modules/http-cache-tests
 results=${RESULTS_DIR:+$(abspath "$RESULTS_DIR")}
 runs=${RUNS:-2}
 suite_timeout=${CACHE_TESTS_TIMEOUT:-900}
@@ -75,45 +74,14 @@ command -v node >/dev/null || die "node is not installed"
 command -v npm >/dev/null || die "npm is not installed"
 [[ $runs =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer"
 
-# ---- processes: each one started is tracked as a file in $work/pids, and all are stopped on exit.
-work=$(mktemp -d "${TMPDIR:-/tmp}/cache-tests-peers.XXXXXX")
-chmod 755 "$work" # the peers' own users (proxy, trafficserver, varnish) read their configs under it
-mkdir "$work/pids"
-track() { : >"$work/pids/$1"; }
-untrack() { rm -f "$work/pids/$1"; }
-stop() { # pid: TERM, up to 10 s, then KILL; reaps it (our child)
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    untrack "$pid"
-}
-cleanup() {
-    local rc=$? f pid i
-    trap - EXIT INT TERM
-    set +e
-    for f in "$work"/pids/*; do
-        [[ -e $f ]] || continue
-        kill -TERM "${f##*/}" 2>/dev/null || true
-    done
-    for ((i = 0; i < 100; i++)); do
-        pid=
-        for f in "$work"/pids/*; do [[ -e $f ]] && kill -0 "${f##*/}" 2>/dev/null && pid=${f##*/}; done
-        [[ -n $pid ]] || break
-        sleep 0.1
-    done
-    for f in "$work"/pids/*; do [[ -e $f ]] && kill -KILL "${f##*/}" 2>/dev/null; done
-    rm -rf "$work"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
 if [[ -z $results ]]; then results=$(mktemp -d "${TMPDIR:-/tmp}/cache-tests-peers-results.XXXXXX"); fi
 mkdir -p "$results"
 say "results in $results"
+
+# shellcheck source=../../scripts/cache-tests/harness.sh
+. "$ct/harness.sh"
+harness_start cache-tests-peers
+chmod 755 "$work" # the peers' own users (proxy, trafficserver, varnish) read their configs under it
 
 # ---- the peers' packages. Installing a Debian package of a daemon normally starts it on its default
 # port (nginx :80, squid :3128, varnish :6081, trafficserver :8080): a policy-rc.d that denies starts
@@ -139,14 +107,7 @@ if ((${#missing[@]})); then
 fi
 export PATH=$PATH:/usr/sbin:/sbin
 
-# ---- the suite, pinned by scripts/cache-tests/package-lock.json; installed as run.sh does it.
-stamp=$ct/node_modules/.cache-tests-stamp
-want=$(cat "$ct/package.json" "$ct/package-lock.json" | sha256sum | cut -d' ' -f1)
-if [[ ! -f $suite/cli.mjs || ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
-    say "installing the suite (npm ci) into $ct/node_modules"
-    (cd "$ct" && npm ci --no-audit --no-fund --loglevel=error) >&2
-    echo "$want" >"$stamp"
-fi
+install_suite
 suite_version=$(node -p "require('$suite/package.json').version")
 
 # ---- versions
@@ -174,42 +135,9 @@ free_port() {
 }
 port_open() { (: >"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# Waits until FILE has a line matching the extended regex, printing the first match; fails if PID dies.
-wait_for_line() { # file regex pid what
-    local i m
-    for ((i = 0; i < 300; i++)); do
-        m=$(sed 's/\x1b\[[0-9;]*m//g' "$1" 2>/dev/null | grep -Eo -m1 "$2" || true)
-        if [[ -n $m ]]; then printf '%s\n' "$m"; return 0; fi
-        kill -0 "$3" 2>/dev/null || { say "$4 exited:"; cat "$1" >&2; return 1; }
-        sleep 0.1
-    done
-    say "$4 did not start within 30 s:"; cat "$1" >&2
-    return 1
-}
-
-# ---- the suite's origin server, on a free port of 127.0.0.1 (as scripts/cache-tests/run.sh starts it).
-(cd "$suite" && exec env npm_config_port=0 npm_config_protocol=http npm_config_pidfile="$work/origin.pid" \
-    node -r "$ct/origin-loopback.cjs" server/server.mjs) >"$results/origin.log" 2>&1 &
-origin_pid=$!
-track "$origin_pid"
-origin=$(wait_for_line "$results/origin.log" 'Listening on http://127\.0\.0\.1:[0-9]+' "$origin_pid" "the origin server") ||
-    die "could not start the suite's origin server"
+start_origin
 origin_port=${origin##*:}
 say "origin server on 127.0.0.1:$origin_port"
-
-# Runs the suite's CLI (as `npm run cli --base=BASE` would, and as scripts/cache-tests/run.sh runs it).
-run_cli() { # base out err seconds
-    local pid rc=0
-    (cd "$suite" && exec env npm_config_base="$1" npm_package_config_base="$1" npm_config_id= \
-        npm_package_config_id= NODE_OPTIONS="${NODE_OPTIONS:+$NODE_OPTIONS }--dns-result-order=ipv4first" \
-        timeout --kill-after=10 "$4" node --no-warnings cli.mjs) >"$2" 2>"$3" &
-    pid=$!
-    track "$pid"
-    wait "$pid" || rc=$?
-    untrack "$pid"
-    [[ $rc -ne 124 ]] || say "the suite timed out after $4 s ($3)"
-    return "$rc"
-}
 
 render() { # template out dir port: fills in @DIR@ @PORT@ @ORIGIN_PORT@
     sed -e "s|@DIR@|$3|g" -e "s|@PORT@|$4|g" -e "s|@ORIGIN_PORT@|$origin_port|g" "$1" >"$2"
@@ -293,7 +221,7 @@ run_peer() { # peer n
         status=1; return
     fi
     say "[$name] running the suite against http://localhost:$port"
-    run_cli "http://localhost:$port" "$results/$name.json" "$results/$name.cli.log" "$suite_timeout" || cli_rc=$?
+    run_cli "http://localhost:$port" "" "$results/$name.json" "$results/$name.cli.log" "$suite_timeout" || cli_rc=$?
     secs=$((SECONDS - started))
     kill -0 "$peer_pid" 2>/dev/null || say "[$name] $peer died during the run (see $dir)"
     stop "$peer_pid"

@@ -73,91 +73,18 @@ command -v node >/dev/null || die "node is not installed"
 command -v npm >/dev/null || die "npm is not installed"
 command -v timeout >/dev/null || die "timeout (coreutils) is not installed"
 
-# ---- processes: each one started is tracked as a file in $work/pids, and all are stopped on exit.
-work=$(mktemp -d "${TMPDIR:-/tmp}/cache-tests-work.XXXXXX")
-mkdir "$work/pids"
-track() { : >"$work/pids/$1"; }
-untrack() { rm -f "$work/pids/$1"; }
-stop() { # pid: TERM, up to 5 s, then KILL; reaps it if it is our child
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    untrack "$pid"
-}
-cleanup() {
-    local rc=$? f pid i
-    trap - EXIT INT TERM
-    set +e
-    for f in "$work"/pids/*; do
-        [[ -e $f ]] || continue
-        kill -TERM "${f##*/}" 2>/dev/null || true
-    done
-    for ((i = 0; i < 50; i++)); do
-        pid=
-        for f in "$work"/pids/*; do [[ -e $f ]] && kill -0 "${f##*/}" 2>/dev/null && pid=${f##*/}; done
-        [[ -n $pid ]] || break
-        sleep 0.1
-    done
-    for f in "$work"/pids/*; do [[ -e $f ]] && kill -KILL "${f##*/}" 2>/dev/null; done
-    rm -rf "$work"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
 if [[ -z $results ]]; then results=$(mktemp -d "${TMPDIR:-/tmp}/cache-tests-results.XXXXXX"); fi
 mkdir -p "$results"
 say "results in $results"
 
-# ---- the suite, pinned by package-lock.json; reinstalled when missing or when the lock changed.
-suite=$here/node_modules/http-cache-tests
-stamp=$here/node_modules/.cache-tests-stamp
-want=$(cat "$here/package.json" "$here/package-lock.json" | sha256sum | cut -d' ' -f1)
-if [[ ! -f $suite/cli.mjs || ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
-    say "installing the suite (npm ci) into $here/node_modules"
-    (cd "$here" && npm ci --no-audit --no-fund --loglevel=error) >&2
-    echo "$want" >"$stamp"
-fi
+ct=$here
+# shellcheck source=harness.sh
+. "$here/harness.sh"
+harness_start cache-tests-work
 
-# Waits until FILE has a line matching the extended regex, printing the first match; fails if PID dies.
-wait_for_line() { # file regex pid what
-    local i m
-    for ((i = 0; i < 300; i++)); do
-        m=$(sed 's/\x1b\[[0-9;]*m//g' "$1" 2>/dev/null | grep -Eo -m1 "$2" || true)
-        if [[ -n $m ]]; then printf '%s\n' "$m"; return 0; fi
-        kill -0 "$3" 2>/dev/null || { say "$4 exited:"; cat "$1" >&2; return 1; }
-        sleep 0.1
-    done
-    say "$4 did not start within 30 s:"; cat "$1" >&2
-    return 1
-}
-
-# ---- the suite's origin server, on a free port of 127.0.0.1.
-(cd "$suite" && exec env npm_config_port=0 npm_config_protocol=http npm_config_pidfile="$work/origin.pid" \
-    node -r "$here/origin-loopback.cjs" server/server.mjs) >"$results/origin.log" 2>&1 &
-origin_pid=$!
-track "$origin_pid"
-origin=$(wait_for_line "$results/origin.log" 'Listening on http://127\.0\.0\.1:[0-9]+' "$origin_pid" "the origin server") ||
-    die "could not start the suite's origin server"
-origin=${origin#Listening on http://}
+install_suite
+start_origin
 say "origin server on $origin"
-
-# Runs the suite's CLI (as `npm run cli --base=BASE [--id=ID]` would) with a time limit; stdout to OUT.
-run_cli() { # base id out err seconds
-    local pid rc=0
-    (cd "$suite" && exec env npm_config_base="$1" npm_package_config_base="$1" npm_config_id="$2" \
-        npm_package_config_id="$2" NODE_OPTIONS="${NODE_OPTIONS:+$NODE_OPTIONS }--dns-result-order=ipv4first" \
-        timeout --kill-after=10 "$5" node --no-warnings cli.mjs) >"$3" 2>"$4" &
-    pid=$!
-    track "$pid"
-    wait "$pid" || rc=$?
-    untrack "$pid"
-    [[ $rc -ne 124 ]] || say "the suite timed out after $5 s ($4)"
-    return "$rc"
-}
 
 fetch_text() { node -e 'fetch(process.argv[1]).then(r => r.text()).then(t => process.stdout.write(t)).catch(e => { console.error(String(e)); process.exit(1) })' "$1"; }
 metric() { # file tier result: sum of cache_reserve_tier_lookups_total over matching series
