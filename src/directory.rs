@@ -105,41 +105,26 @@ impl ZoneDirectory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Timestamp;
-
-    fn zone(revision: i64, generation: i64, reserve_on: bool) -> Zone {
-        Zone {
-            id: ZoneId::parse("0123456789abcdef0123456789abcdef").unwrap(),
-            name: ZoneName::parse("example.com").unwrap(),
-            origin: None,
-            reserve_on,
-            reserve_modified_on: None,
-            generation,
-            revision,
-            created_on: Timestamp::from_micros(0),
-            modified_on: Timestamp::from_micros(0),
-        }
-    }
 
     #[test]
     fn a_late_older_read_never_replaces_a_newer_one() {
         let mut table = HashMap::new();
-        install(&mut table, zone(3, 2, false));
+        install(&mut table, Zone::example(3, 2, false));
         // A poll that read before the change finishes after the API installed it.
-        let kept = install(&mut table, zone(2, 1, true));
+        let kept = install(&mut table, Zone::example(2, 1, true));
         assert_eq!((kept.revision, kept.generation, kept.reserve_on), (3, 2, false));
-        let newer = install(&mut table, zone(4, 2, true));
+        let newer = install(&mut table, Zone::example(4, 2, true));
         assert!(newer.reserve_on);
     }
 
     #[test]
     fn a_generation_raised_in_memory_stays_raised() {
         let mut table = HashMap::new();
-        install(&mut table, zone(1, 1, false));
+        install(&mut table, Zone::example(1, 1, false));
         let slot = table.get_mut("example.com").unwrap();
         *slot = Arc::new(Zone { generation: 2, ..(**slot).clone() });
         // A newer revision read before the Clear's bump committed.
-        let z = install(&mut table, zone(2, 1, false));
+        let z = install(&mut table, Zone::example(2, 1, false));
         assert_eq!((z.revision, z.generation), (2, 2));
     }
 }

@@ -64,6 +64,24 @@ pub struct Zone {
 }
 
 #[cfg(test)]
+impl Zone {
+    /// `example.com` (id `0123…cdef`, no origin) at the given revision and generation, for unit tests.
+    pub(crate) fn example(revision: i64, generation: i64, reserve_on: bool) -> Self {
+        Zone {
+            id: ZoneId::parse("0123456789abcdef0123456789abcdef").unwrap(),
+            name: ZoneName::parse("example.com").unwrap(),
+            origin: None,
+            reserve_on,
+            reserve_modified_on: None,
+            generation,
+            revision,
+            created_on: Timestamp::from_micros(0),
+            modified_on: Timestamp::from_micros(0),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

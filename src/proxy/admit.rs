@@ -94,21 +94,6 @@ mod tests {
     use http::{HeaderValue, Request, Response, StatusCode};
 
     use super::*;
-    use crate::domain::{Timestamp, ZoneId, ZoneName};
-
-    fn zone(reserve_on: bool) -> Zone {
-        Zone {
-            id: ZoneId::parse("0123456789abcdef0123456789abcdef").unwrap(),
-            name: ZoneName::parse("example.com").unwrap(),
-            origin: None,
-            reserve_on,
-            reserve_modified_on: None,
-            generation: 1,
-            revision: 1,
-            created_on: Timestamp::from_micros(0),
-            modified_on: Timestamp::from_micros(0),
-        }
-    }
 
     fn judge(reserve_on: bool, pairs: &[(&str, &str)]) -> Admission {
         let req = Request::get("/a").body(()).unwrap().into_parts().0;
@@ -120,7 +105,7 @@ mod tests {
         }
         let limits = Limits { edge_max: 1000, reserve_min_ttl: Duration::from_secs(36_000), reserve_max: 5000 };
         let now = SystemTime::now();
-        admit(&req, &resp.into_parts().0, &zone(reserve_on), &limits, &CacheRules::default(), now, now)
+        admit(&req, &resp.into_parts().0, &Zone::example(1, 1, reserve_on), &limits, &CacheRules::default(), now, now)
     }
 
     #[test]
