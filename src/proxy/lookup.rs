@@ -11,7 +11,6 @@ use crate::http_cache::{Reuse, StoredResponse, codec};
 
 /// A stored response that may answer the request, fresh or after validation.
 pub struct Found {
-    pub stored: Arc<StoredResponse>,
     /// [`Reuse::Fresh`] or [`Reuse::Validate`].
     pub reuse: Reuse,
     pub tier: Tier,
@@ -23,6 +22,16 @@ pub struct Found {
 pub enum Tier {
     Edge(Arc<EdgeEntry>),
     Reserve(Arc<Known>),
+}
+
+impl Found {
+    /// The stored response found.
+    pub fn stored(&self) -> &Arc<StoredResponse> {
+        match &self.tier {
+            Tier::Edge(entry) => &entry.stored,
+            Tier::Reserve(known) => &known.stored,
+        }
+    }
 }
 
 impl Ctx<'_> {
@@ -38,7 +47,7 @@ impl Ctx<'_> {
                 }
             }
             if reuse != Reuse::Unusable {
-                return Some(Found { stored: entry.stored.clone(), reuse, tier: Tier::Edge(entry), body: None });
+                return Some(Found { reuse, tier: Tier::Edge(entry), body: None });
             }
         }
         self.counters.edge_misses.increment(1);
@@ -74,7 +83,7 @@ impl Ctx<'_> {
         };
         self.counters.class_b.increment(1);
         p.note_read(&self.zone, known.entry.generation, &known.entry.key_hash);
-        Some(Found { stored: known.stored.clone(), reuse, tier: Tier::Reserve(known), body: Some(body) })
+        Some(Found { reuse, tier: Tier::Reserve(known), body: Some(body) })
     }
 
     /// What the reserve holds for `key`: from memory when known, else from the index (then remembered).

@@ -109,8 +109,7 @@ impl Ctx<'_> {
             && entry.stored.reuse(&self.parts, now, &p.rules) == Reuse::Fresh
         {
             self.counters.edge_hits.increment(1);
-            let found =
-                Found { stored: entry.stored.clone(), reuse: Reuse::Fresh, tier: Tier::Edge(entry), body: None };
+            let found = Found { reuse: Reuse::Fresh, tier: Tier::Edge(entry), body: None };
             return Followed::Served(self.serve_found(found, None, CacheStatus::Hit, now).await);
         }
         match self.lookup(now).await {
@@ -125,7 +124,7 @@ impl Ctx<'_> {
     /// it in every tier before the answer goes back; anything else replaces it.
     async fn validate(&self, found: Found, guard: Option<FillGuard>) -> Answer {
         let p = self.proxy;
-        let validators = found.stored.validators();
+        let validators = found.stored().validators();
         if validators.is_empty() {
             return self.fetch_and_fill(guard, CacheStatus::Expired).await;
         }
@@ -139,11 +138,11 @@ impl Ctx<'_> {
         let (mut head, _) = resp.into_parts();
         strip_hop_by_hop(&mut head.headers);
         let now = SystemTime::now();
-        if !found.stored.validated_by(&head.headers) {
+        if !found.stored().validated_by(&head.headers) {
             // A 304 for a representation we do not hold: fetch it whole.
             return self.fetch_and_fill(guard, CacheStatus::Expired).await;
         }
-        match found.stored.freshen(&head.headers, &self.as_get(), sent, now, &p.rules) {
+        match found.stored().freshen(&head.headers, &self.as_get(), sent, now, &p.rules) {
             Ok(fresh) => {
                 let fresh = Arc::new(fresh);
                 let filled = self.keep(&found.tier, fresh.clone()).await;
@@ -234,7 +233,7 @@ impl Ctx<'_> {
         now: SystemTime,
     ) -> Answer {
         let p = self.proxy;
-        let stored = fresh.unwrap_or(found.stored);
+        let stored = fresh.unwrap_or_else(|| found.stored().clone());
         let (body, tag) = match (found.tier, found.body) {
             (Tier::Edge(entry), _) => (Body::from(entry.body.clone()), ReserveTag::Edge),
             (Tier::Reserve(_), _) if self.parts.method == Method::HEAD => (Body::empty(), ReserveTag::Hit),
