@@ -156,8 +156,6 @@ pub enum OriginError {
     Connect(#[source] hyper_util::client::legacy::Error),
     #[error("the origin request failed")]
     Request(#[source] hyper_util::client::legacy::Error),
-    #[error("the origin URL is not usable")]
-    BadUrl,
 }
 
 impl OriginError {
@@ -183,7 +181,7 @@ impl OriginError {
         match self {
             Self::Timeout(_) => true,
             Self::Connect(e) => is_timeout(e),
-            Self::Request(_) | Self::BadUrl => false,
+            Self::Request(_) => false,
         }
     }
 }
