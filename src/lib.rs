@@ -10,6 +10,7 @@ pub mod domain;
 pub mod http_cache;
 pub mod jobs;
 pub mod metrics;
+pub mod net;
 pub mod proxy;
 pub mod reserve;
 pub mod server;

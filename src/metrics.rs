@@ -59,6 +59,8 @@ pub struct ZoneCounters {
     pub evicted: Counter,
     pub origin_requests: Counter,
     pub origin_errors: Counter,
+    /// Requests refused because the client's own body failed (malformed, cut short, or too slow: 400/408).
+    pub client_body_errors: Counter,
     stored_objects: Gauge,
     stored_bytes: Gauge,
 }
@@ -87,7 +89,7 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let recorder = PrometheusBuilder::new().build_recorder();
-        let counters: [(&str, &str, Option<Unit>); 11] = [
+        let counters: [(&str, &str, Option<Unit>); 12] = [
             ("cache_reserve_responses_total", "Proxy responses, by cf-cache-status.", None),
             ("cache_reserve_tier_lookups_total", "Cache tier lookups, by tier (edge, reserve) and result.", None),
             ("cache_reserve_class_a_operations_total", "Reserve writes (Cloudflare Class A).", None),
@@ -101,6 +103,11 @@ impl Metrics {
             ("cache_reserve_evicted_objects_total", "Objects evicted after the retention period.", None),
             ("cache_reserve_origin_requests_total", "Requests sent to the origin.", None),
             ("cache_reserve_origin_errors_total", "Origin requests that failed (502/504).", None),
+            (
+                "cache_reserve_client_body_errors_total",
+                "Requests whose own body was malformed, cut short or too slow (400/408).",
+                None,
+            ),
             ("cache_reserve_stored_objects", "Objects stored in the reserve.", None),
             ("cache_reserve_stored_bytes", "Bytes stored in the reserve.", Some(Unit::Bytes)),
         ];
@@ -149,6 +156,7 @@ impl Metrics {
             evicted: counter("cache_reserve_evicted_objects_total", &[]),
             origin_requests: counter("cache_reserve_origin_requests_total", &[]),
             origin_errors: counter("cache_reserve_origin_errors_total", &[]),
+            client_body_errors: counter("cache_reserve_client_body_errors_total", &[]),
             stored_objects: gauge("cache_reserve_stored_objects"),
             stored_bytes: gauge("cache_reserve_stored_bytes"),
         }

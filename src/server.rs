@@ -19,6 +19,7 @@ use crate::{
     directory::ZoneDirectory,
     jobs::{ReclaimConfig, Reclaimer, Retention, RetentionConfig},
     metrics::Metrics,
+    net::{ConnLimits, FileBudget, Listener, raise_open_files_limit},
     proxy::{self, Proxy, ProxyConfig},
     reserve::Reserve,
     storage::{ControlStore, ObjectIndex, local_bodies::LocalBodies, sqlite::SqliteStore},
@@ -33,6 +34,10 @@ pub struct ServeConfig {
     pub proxy: ProxyConfig,
     /// How often the proxy re-reads the zone table (changes made by the API apply at once regardless).
     pub zone_refresh: Duration,
+    /// The proxy listener's connection cap and client timeouts.
+    pub proxy_conns: ConnLimits,
+    /// The API listener's.
+    pub api_conns: ConnLimits,
 }
 
 impl ServeConfig {
@@ -44,6 +49,8 @@ impl ServeConfig {
             reclaim: ReclaimConfig::default(),
             proxy: ProxyConfig { listen: "127.0.0.1:0".parse().expect("a valid address"), ..ProxyConfig::default() },
             zone_refresh: Duration::from_secs(1),
+            proxy_conns: ConnLimits::with_max_connections(10_000),
+            api_conns: ConnLimits::with_max_connections(256),
         }
     }
 }
@@ -129,21 +136,21 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         .with_context(|| format!("cannot listen on {} (proxy)", config.proxy.listen))?;
     let proxy_addr = proxy_listener.local_addr()?;
 
-    let app = api::router(state);
-    let stop = shutdown.clone();
-    tasks.spawn(async move {
-        if let Err(e) = axum::serve(api_listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
-            tracing::error!(error = %e, "API server failed");
-        }
-    });
+    let budget =
+        FileBudget::fit(config.proxy_conns.max_connections, config.api_conns.max_connections, raise_open_files_limit());
+    let api = Listener {
+        name: "api",
+        limits: ConnLimits { max_connections: budget.api, ..config.api_conns },
+        error_body: api::listener_error_body,
+    };
+    tasks.spawn(api.serve(api_listener, api::router(state), shutdown.clone()));
     let proxy = Proxy::new(config.proxy.clone(), zones, reserve, metrics, access)?;
-    let app = proxy::router(Arc::new(proxy)).into_make_service_with_connect_info::<SocketAddr>();
-    let stop = shutdown.clone();
-    tasks.spawn(async move {
-        if let Err(e) = axum::serve(proxy_listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
-            tracing::error!(error = %e, "proxy server failed");
-        }
-    });
+    let listener = Listener {
+        name: "proxy",
+        limits: ConnLimits { max_connections: budget.proxy, ..config.proxy_conns },
+        error_body: proxy::listener_error_body,
+    };
+    tasks.spawn(listener.serve(proxy_listener, proxy::router(Arc::new(proxy)), shutdown.clone()));
     Ok(Running { api_addr, proxy_addr, shutdown, tasks, data })
 }
 

@@ -50,6 +50,15 @@ pub enum ApiError {
     ReserveOn,
     /// Turning the reserve on while a Clear runs (Cloudflare 1153).
     ClearInProgress,
+    /// The request body stopped arriving for longer than the body timeout.
+    BodyTimeout,
+    /// The body could not be read: bad chunked framing, or the client closed mid-body.
+    BrokenBody,
+    /// The listener could not parse the request (`400`), or its URI (`414`) or header section (`431`) is
+    /// too large. Answered by the HTTP/1 server itself, before any route.
+    Unparseable(StatusCode),
+    /// The API's connection cap is reached (`503`, answered by the listener before reading the request).
+    TooManyConnections,
     /// Something failed inside; the cause was logged where it happened.
     Internal,
 }
@@ -140,6 +149,17 @@ impl ApiError {
                 S::BAD_REQUEST,
                 item(1153, "Cache Reserve cannot be enabled because a deletion is already in progress."),
             ),
+            ApiError::BodyTimeout => (S::REQUEST_TIMEOUT, item(6010, "The request body stopped arriving")),
+            ApiError::BrokenBody => (S::BAD_REQUEST, item(6011, "The request body is malformed or incomplete")),
+            ApiError::Unparseable(S::URI_TOO_LONG) => (S::URI_TOO_LONG, item(6012, "The request URI is too long")),
+            ApiError::Unparseable(S::REQUEST_HEADER_FIELDS_TOO_LARGE) => (
+                S::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                invalid_headers(item(6013, "The request header section is too large")),
+            ),
+            ApiError::Unparseable(_) => (S::BAD_REQUEST, item(6014, "The request is not valid HTTP/1.1")),
+            ApiError::TooManyConnections => {
+                (S::SERVICE_UNAVAILABLE, item(1001, "Too many connections to the API; retry shortly"))
+            }
             ApiError::Internal => (S::INTERNAL_SERVER_ERROR, item(1000, "Internal server error")),
         }
     }
@@ -157,12 +177,31 @@ pub struct Failure {
     pub result: Option<()>,
 }
 
+impl ApiError {
+    /// The failure envelope's bytes.
+    pub fn body(&self) -> Vec<u8> {
+        let (_, error) = self.parts();
+        let body = Failure { success: false, errors: vec![error], messages: vec![], result: None };
+        serde_json::to_vec(&body).expect("the failure envelope serialises")
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, error) = self.parts();
-        let body = Failure { success: false, errors: vec![error], messages: vec![], result: None };
-        (status, axum::Json(body)).into_response()
+        let status = self.parts().0;
+        (status, [(axum::http::header::CONTENT_TYPE, "application/json")], self.body()).into_response()
     }
+}
+
+/// The envelope of an answer the API's listener gives by itself (see [`crate::net::ErrorBody`]): parse
+/// failures and the connection cap.
+pub fn listener_error_body(status: StatusCode) -> (axum::http::HeaderValue, axum::body::Bytes) {
+    let e = if status == StatusCode::SERVICE_UNAVAILABLE {
+        ApiError::TooManyConnections
+    } else {
+        ApiError::Unparseable(status)
+    };
+    (axum::http::HeaderValue::from_static("application/json"), e.body().into())
 }
 
 impl From<StoreError> for ApiError {

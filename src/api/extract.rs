@@ -9,7 +9,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
 
 use super::{ApiError, error::safe_echo};
-use crate::domain::ZoneId;
+use crate::{domain::ZoneId, net::idle_body};
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -29,8 +29,8 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
         match Limited::new(req.into_body(), MAX_BODY_BYTES).collect().await {
             Ok(collected) => Ok(RawBody(collected.to_bytes())),
             Err(e) if e.is::<LengthLimitError>() => Err(ApiError::BodyTooLarge),
-            // The client went away mid-body; nobody reads this answer.
-            Err(_) => Err(ApiError::MalformedJson),
+            Err(e) if idle_body::is_idle(e.as_ref()) => Err(ApiError::BodyTimeout),
+            Err(_) => Err(ApiError::BrokenBody),
         }
     }
 }

@@ -18,7 +18,7 @@ use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-pub use error::ApiError;
+pub use error::{ApiError, listener_error_body};
 
 use crate::{
     directory::ZoneDirectory,
@@ -84,5 +84,12 @@ pub fn router(state: AppState) -> Router {
             tracing::error!("a request handler panicked");
             ApiError::Internal.into_response()
         }))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+}
+
+/// The span every API request is logged in: method, path and version. Never the query string, which may
+/// hold a credential (a token sent as `?token=...` is refused, but must not reach the log either).
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let query = if req.uri().query().is_some() { "[redacted]" } else { "" };
+    tracing::debug_span!("request", method = %req.method(), path = %req.uri().path(), query, version = ?req.version())
 }

@@ -3,6 +3,7 @@
 mod admin;
 mod client;
 mod duration;
+mod limits;
 mod size;
 mod stats;
 mod watch;
@@ -98,6 +99,10 @@ pub struct ServeArgs {
     /// Time allowed for an origin's response head (then 504).
     #[arg(long, env = "CACHE_RESERVE_ORIGIN_TIMEOUT", default_value = "30s", value_parser = duration::parse)]
     pub origin_timeout: Duration,
+    /// Longest wait for the next piece of an origin's response body (nginx `proxy_read_timeout`); then
+    /// the response is cut short and nothing is stored.
+    #[arg(long, env = "CACHE_RESERVE_ORIGIN_READ_TIMEOUT", default_value = "60s", value_parser = limits::positive)]
+    pub origin_read_timeout: Duration,
     /// Longest heuristic freshness (RFC 9111 §4.2.2) given to a response with `Last-Modified` and no explicit
     /// lifetime: a tenth of its age, at most this; `0s` turns heuristics off. Never qualifies for the reserve.
     #[arg(long, env = "CACHE_RESERVE_HEURISTIC_MAX", default_value = "1d", value_parser = duration::parse)]
@@ -109,6 +114,8 @@ pub struct ServeArgs {
     /// How often the proxy re-reads zones changed by admin commands or other nodes.
     #[arg(long, env = "CACHE_RESERVE_ZONE_REFRESH", default_value = "1s", value_parser = duration::parse)]
     pub zone_refresh: Duration,
+    #[command(flatten)]
+    pub limits: limits::LimitArgs,
 }
 
 impl Cli {
@@ -160,10 +167,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             retention: args.retention,
             connect_timeout: args.origin_connect_timeout,
             origin_timeout: args.origin_timeout,
+            origin_read_timeout: args.origin_read_timeout,
             heuristic_max: args.heuristic_max,
             honor_request_cache_control: args.honor_request_cache_control,
         },
         zone_refresh: args.zone_refresh,
+        proxy_conns: args.limits.limits(args.limits.max_connections as usize),
+        api_conns: args.limits.limits(args.limits.api_max_connections as usize),
     };
     let stop = server::shutdown_signal()?;
     let running = server::start(config).await?;

@@ -5,7 +5,7 @@
 use http::StatusCode;
 
 use super::origin::OriginError;
-use crate::storage::StoreError;
+use crate::{net::client_body::BodyFault, storage::StoreError};
 
 /// Who a failure is blamed on (pingora's error sources).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +33,11 @@ pub enum ProxyError {
     BadOrigin(String),
     #[error("origin request failed")]
     Origin(#[source] OriginError),
+    #[error("the client's request body {}", match .0 {
+        BodyFault::TimedOut => "stopped arriving",
+        BodyFault::Broken => "is malformed or was cut short",
+    })]
+    ClientBody(BodyFault),
     #[error("only-if-cached, and no stored response may answer")]
     NotCached,
     #[error("a request handler panicked")]
@@ -55,7 +60,16 @@ impl ProxyError {
             }
             Self::BadOrigin(_) => (StatusCode::BAD_GATEWAY, "origin misconfigured".to_owned(), Upstream),
             Self::Origin(e) if e.timed_out() => (StatusCode::GATEWAY_TIMEOUT, "origin timed out".to_owned(), Upstream),
+            Self::Origin(OriginError::HeadTooLarge(_)) => {
+                (StatusCode::BAD_GATEWAY, "origin response head too large".to_owned(), Upstream)
+            }
             Self::Origin(_) => (StatusCode::BAD_GATEWAY, "origin unreachable".to_owned(), Upstream),
+            Self::ClientBody(BodyFault::TimedOut) => {
+                (StatusCode::REQUEST_TIMEOUT, "request body timed out".to_owned(), Downstream)
+            }
+            Self::ClientBody(BodyFault::Broken) => {
+                (StatusCode::BAD_REQUEST, "request body malformed or incomplete".to_owned(), Downstream)
+            }
             Self::NotCached => (StatusCode::GATEWAY_TIMEOUT, "not cached (only-if-cached)".to_owned(), Downstream),
             Self::Panic => (StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_owned(), Internal),
         };
@@ -81,4 +95,16 @@ impl ProxyError {
             Blame::Internal => tracing::error!(zone, method, path, error = cause, "proxy failure"),
         }
     }
+}
+
+/// The body of an answer the proxy's listener gives by itself (see [`crate::net::ErrorBody`]): parse
+/// failures and the connection cap, in plain text like the table's.
+pub fn listener_error_body(status: StatusCode) -> (http::HeaderValue, bytes::Bytes) {
+    let text: &'static str = match status {
+        StatusCode::URI_TOO_LONG => "request URI too long\n",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "request header fields too large\n",
+        StatusCode::SERVICE_UNAVAILABLE => "too many connections; retry shortly\n",
+        _ => "malformed request\n",
+    };
+    (http::HeaderValue::from_static("text/plain; charset=utf-8"), bytes::Bytes::from_static(text.as_bytes()))
 }

@@ -19,7 +19,6 @@ use std::{
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::sync::mpsc;
 
 use super::{
@@ -27,7 +26,9 @@ use super::{
     edge::{EdgeEntry, EdgeTier},
     index_cache::IndexCache,
     invalidations::{Epoch, Invalidations},
+    origin::OriginResponseBody,
 };
+use crate::net::idle_body::BodyError;
 use crate::{
     domain::Zone,
     http_cache::StoredResponse,
@@ -189,7 +190,7 @@ impl ReserveWrite {
 
 /// The origin body on its way to the client, filling the tiers on the side.
 pub struct TeeBody {
-    inner: Incoming,
+    inner: OriginResponseBody,
     edge: Option<EdgeFill>,
     reserve: Option<ReserveFill>,
     guard: Option<FillGuard>,
@@ -197,7 +198,7 @@ pub struct TeeBody {
 
 impl TeeBody {
     pub fn new(
-        inner: Incoming,
+        inner: OriginResponseBody,
         edge: Option<EdgeFill>,
         reserve: Option<ReserveFill>,
         guard: Option<FillGuard>,
@@ -260,9 +261,9 @@ impl TeeBody {
 
 impl Body for TeeBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
         match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
             Some(Ok(frame)) => {

@@ -55,6 +55,7 @@ use admit::Limits;
 use coalesce::Coalescer;
 use edge::EdgeTier;
 use error::ProxyError;
+pub use error::listener_error_body;
 use fill::WriteBudget;
 use index_cache::IndexCache;
 use invalidations::Invalidations;
@@ -81,6 +82,8 @@ pub struct ProxyConfig {
     pub connect_timeout: Duration,
     /// How long to wait for an origin's response head.
     pub origin_timeout: Duration,
+    /// Longest wait for the next piece of an origin's response body.
+    pub origin_read_timeout: Duration,
     /// Longest heuristic freshness lifetime (RFC 9111 §4.2.2); zero: none.
     pub heuristic_max: Duration,
     /// Honour request cache directives (`no-cache`, `max-age`, ...); off by default, as at Cloudflare.
@@ -99,6 +102,7 @@ impl Default for ProxyConfig {
             retention: Duration::from_secs(30 * 86_400),
             connect_timeout: Duration::from_secs(5),
             origin_timeout: Duration::from_secs(30),
+            origin_read_timeout: Duration::from_secs(60),
             heuristic_max: Duration::from_secs(86_400),
             honor_request_cache_control: false,
         }
@@ -144,7 +148,7 @@ impl Proxy {
             reserve,
             edge: EdgeTier::new(config.edge_cache_bytes, edge_max, config.retention),
             index_cache: IndexCache::new(config.index_cache_bytes),
-            origin: OriginClient::new(config.connect_timeout, config.origin_timeout)?,
+            origin: OriginClient::new(config.connect_timeout, config.origin_timeout, config.origin_read_timeout)?,
             coalescer: Arc::default(),
             invalidations: Arc::default(),
             write_budget: WriteBudget::new(config.write_buffer_bytes),

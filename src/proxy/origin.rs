@@ -10,7 +10,7 @@ use http::{
     request,
 };
 
-use crate::http_cache::directives::SURROGATE_DEVICE;
+use crate::{http_cache::directives::SURROGATE_DEVICE, net::idle_body::IdleTimeout};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::{
@@ -156,6 +156,8 @@ pub enum OriginError {
     Connect(#[source] hyper_util::client::legacy::Error),
     #[error("the origin request failed")]
     Request(#[source] hyper_util::client::legacy::Error),
+    #[error("the origin's response head has more than {MAX_ORIGIN_HEADER_LINES} field lines or is too large")]
+    HeadTooLarge(#[source] hyper_util::client::legacy::Error),
 }
 
 impl OriginError {
@@ -171,6 +173,11 @@ impl OriginError {
             {
                 return true;
             }
+            if let Some(io) = err.downcast_ref::<std::io::Error>()
+                && matches!(io.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe)
+            {
+                return true;
+            }
             cur = err.source();
         }
         false
@@ -181,7 +188,7 @@ impl OriginError {
         match self {
             Self::Timeout(_) => true,
             Self::Connect(e) => is_timeout(e),
-            Self::Request(_) => false,
+            Self::Request(_) | Self::HeadTooLarge(_) => false,
         }
     }
 }
@@ -199,17 +206,26 @@ fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Most field lines accepted in an origin's response head. nginx accepts what fits its 4 or 8 KiB
+/// `proxy_buffer_size` (up to about 1,600 minimal lines); hyper's default is 100.
+pub const MAX_ORIGIN_HEADER_LINES: usize = 2048;
+
+/// An origin's response body: it fails when its next piece takes longer than the read timeout.
+pub type OriginResponseBody = IdleTimeout<Incoming>;
+
 /// A pooled HTTP/1.1 client to origins (plain HTTP and HTTPS with the Web PKI roots). It follows no
 /// redirects and leaves bodies as they are (no decompression).
 #[derive(Clone)]
 pub struct OriginClient {
     client: Client<HttpsConnector<HttpConnector>, Body>,
     response_timeout: Duration,
+    read_timeout: Duration,
 }
 
 impl OriginClient {
-    /// `connect_timeout` bounds the TCP connect, `response_timeout` the wait for the response head.
-    pub fn new(connect_timeout: Duration, response_timeout: Duration) -> anyhow::Result<Self> {
+    /// `connect_timeout` bounds the TCP connect, `response_timeout` the wait for the response head,
+    /// `read_timeout` each wait for the next piece of its body.
+    pub fn new(connect_timeout: Duration, response_timeout: Duration, read_timeout: Duration) -> anyhow::Result<Self> {
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(connect_timeout));
         http.set_nodelay(true);
@@ -219,18 +235,53 @@ impl OriginClient {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(https);
-        Ok(Self { client, response_timeout })
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .http1_max_headers(MAX_ORIGIN_HEADER_LINES)
+            .build(https);
+        Ok(Self { client, response_timeout, read_timeout })
     }
 
-    /// Sends a request; the response body streams.
-    pub async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, OriginError> {
-        match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
-            Err(_) => Err(OriginError::Timeout(self.response_timeout)),
-            Ok(Err(e)) if e.is_connect() => Err(OriginError::Connect(e)),
-            Ok(Err(e)) => Err(OriginError::Request(e)),
-            Ok(Ok(r)) => Ok(r),
+    /// Sends a request; the response body streams. Its `Content-Length` is made a single value (RFC 9110
+    /// §8.6: a list of equal values is accepted, never forwarded).
+    pub async fn send(&self, req: Request<Body>) -> Result<Response<OriginResponseBody>, OriginError> {
+        let resp = match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
+            Err(_) => return Err(OriginError::Timeout(self.response_timeout)),
+            Ok(Err(e)) if e.is_connect() => return Err(OriginError::Connect(e)),
+            Ok(Err(e)) if head_too_large(&e) => return Err(OriginError::HeadTooLarge(e)),
+            Ok(Err(e)) => return Err(OriginError::Request(e)),
+            Ok(Ok(r)) => r,
+        };
+        let (mut head, body) = resp.into_parts();
+        single_content_length(&mut head.headers);
+        Ok(Response::from_parts(head, IdleTimeout::new(body, self.read_timeout)))
+    }
+}
+
+/// Whether hyper refused a response head for its size or number of lines.
+fn head_too_large(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_parse_too_large) {
+            return true;
         }
+        cur = err.source();
+    }
+    false
+}
+
+/// Makes `Content-Length` one value: a list (or several lines) of one same length becomes that length
+/// (RFC 9110 §8.6, RFC 9112 §6.3); anything else is removed (the body's own framing stands).
+pub fn single_content_length(headers: &mut HeaderMap) {
+    let mut values = headers
+        .get_all(CONTENT_LENGTH)
+        .iter()
+        .flat_map(|v| v.to_str().map_or(vec![None], |s| s.split(',').map(|n| n.trim().parse::<u64>().ok()).collect()));
+    let Some(first) = values.next() else { return };
+    let single = values.try_fold(first, |acc, v| (v == acc).then_some(acc)).flatten();
+    headers.remove(CONTENT_LENGTH);
+    if let Some(n) = single {
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(n));
     }
 }
 
@@ -267,5 +318,26 @@ mod tests {
         assert_eq!(req.headers()["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
         assert_eq!(req.headers()["x-forwarded-proto"], "http");
         assert_eq!(req.headers()["x-forwarded-host"], "example.com");
+    }
+
+    #[test]
+    fn a_content_length_list_of_one_value_becomes_that_value_and_anything_else_goes() {
+        let cases: [(&[&str], Option<&str>); 6] = [
+            (&["5, 5"], Some("5")),
+            (&["5", "5"], Some("5")),
+            (&["5,5 , 5"], Some("5")),
+            (&["5, 6"], None),
+            (&["5", "x"], None),
+            (&["7"], Some("7")),
+        ];
+        for (lines, want) in cases {
+            let mut h = HeaderMap::new();
+            for l in lines {
+                h.append(CONTENT_LENGTH, HeaderValue::from_static(l));
+            }
+            single_content_length(&mut h);
+            assert_eq!(h.get_all(CONTENT_LENGTH).iter().count(), usize::from(want.is_some()), "{lines:?}");
+            assert_eq!(h.get(CONTENT_LENGTH).map(|v| v.to_str().unwrap()), want, "{lines:?}");
+        }
     }
 }

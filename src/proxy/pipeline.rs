@@ -11,7 +11,6 @@ use http::{
     Method, Response, StatusCode,
     header::{AUTHORIZATION, IF_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE},
 };
-use hyper::body::Incoming;
 
 use super::{
     Ctx, admit,
@@ -21,7 +20,7 @@ use super::{
     fill::{self, EdgeFill, ReserveWrite, TeeBody},
     index_cache::Known,
     lookup::{Found, Tier},
-    origin::{OriginBody, strip_hop_by_hop},
+    origin::{OriginBody, OriginResponseBody, strip_hop_by_hop},
     respond::{self, Answer, ReserveTag},
 };
 use crate::{
@@ -274,7 +273,7 @@ impl Ctx<'_> {
     /// the body is read in the background to fill the tiers and the client gets the head.
     fn fill(
         &self,
-        resp: Response<Incoming>,
+        resp: Response<OriginResponseBody>,
         sent: SystemTime,
         guard: Option<FillGuard>,
         status: CacheStatus,

@@ -81,6 +81,9 @@ impl<'a> Ctx<'a> {
         if e.answer().2 == super::error::Blame::Upstream {
             self.counters.origin_errors.increment(1);
         }
+        if matches!(e, ProxyError::ClientBody(_)) {
+            self.counters.client_body_errors.increment(1);
+        }
         e.log(Some(self.zone.name.as_str()), Some(&self.parts));
         Answer { status, tag: ReserveTag::miss(self.zone.reserve_on), response: respond::failure(&e) }
     }

@@ -1,15 +1,16 @@
 //! The upstream phase: requests to the zone's origin — the client's request passed through as it is, or a
 //! `GET` the cache makes for itself (a fetch, or a validation with the stored validators).
 
-use std::time::SystemTime;
+use std::{sync::Arc, time::SystemTime};
 
 use http::{HeaderName, HeaderValue, Response};
-use hyper::body::Incoming;
+
+use crate::net::client_body::BodyProgress;
 
 use super::{
     Ctx,
     error::ProxyError,
-    origin::{OriginBody, origin_request, strip_conditionals, strip_hop_by_hop},
+    origin::{OriginBody, OriginResponseBody, origin_request, strip_conditionals, strip_hop_by_hop},
 };
 
 /// Attempts at a cache fetch when the origin closes reused connections under it.
@@ -17,8 +18,22 @@ const FETCH_TRIES: u32 = 3;
 
 impl Ctx<'_> {
     /// Forwards the client's request as it is (hop-by-hop fields aside), streaming `body` to the origin.
-    pub(super) async fn forward(&self, body: OriginBody) -> Result<Response<Incoming>, ProxyError> {
-        self.send(&self.parts, body).await
+    /// A failure while the client's body was being read is the client's (400 or 408), not the origin's.
+    /// An idempotent request without a body is sent once more when a reused connection fails before any
+    /// response (RFC 9110 §9.2.2).
+    pub(super) async fn forward(&self, body: OriginBody) -> Result<Response<OriginResponseBody>, ProxyError> {
+        let progress = self.parts.extensions.get::<Arc<BodyProgress>>().cloned();
+        let replayable = self.parts.method.is_idempotent() && progress.as_ref().is_none_or(|p| !p.had_body());
+        let first = self.send(&self.parts, body).await;
+        let fault = progress.as_ref().and_then(|p| p.fault());
+        match first {
+            Err(_) if fault.is_some() => Err(ProxyError::ClientBody(fault.expect("checked"))),
+            Err(ProxyError::Origin(e)) if e.closed_early() && replayable => {
+                tracing::debug!(zone = %self.zone.name, error = %e, "origin closed a reused connection; retrying once");
+                self.send(&self.parts, OriginBody::None).await
+            }
+            other => other,
+        }
     }
 
     /// GETs the object for the cache: without the client's conditionals or body, and with `validators` when
@@ -26,7 +41,7 @@ impl Ctx<'_> {
     pub(super) async fn fetch(
         &self,
         validators: &[(HeaderName, HeaderValue)],
-    ) -> Result<(Response<Incoming>, SystemTime), ProxyError> {
+    ) -> Result<(Response<OriginResponseBody>, SystemTime), ProxyError> {
         let mut ask = self.as_get();
         strip_conditionals(&mut ask.headers);
         for (name, value) in validators {
@@ -48,7 +63,11 @@ impl Ctx<'_> {
         }
     }
 
-    async fn send(&self, parts: &http::request::Parts, body: OriginBody) -> Result<Response<Incoming>, ProxyError> {
+    async fn send(
+        &self,
+        parts: &http::request::Parts,
+        body: OriginBody,
+    ) -> Result<Response<OriginResponseBody>, ProxyError> {
         let origin = self.origin.as_ref().ok_or_else(|| ProxyError::NoOrigin(self.zone.name.to_string()))?;
         let mut req =
             origin_request(origin, parts, body).map_err(|_| ProxyError::BadOrigin(self.zone.name.to_string()))?;

@@ -5,10 +5,11 @@ mod crash;
 mod forwarding;
 mod freshness;
 mod invalidation;
-mod origin;
+pub mod origin;
 mod reserve;
 mod semantics;
 mod tiers;
+mod upstream_faults;
 
 use axum::http::HeaderMap;
 use bytes::Bytes;

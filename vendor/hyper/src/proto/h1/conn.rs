@@ -66,6 +66,12 @@ where
                 #[cfg(feature = "server")]
                 h1_header_read_timeout_running: false,
                 #[cfg(feature = "server")]
+                h1_idle_timeout: None,
+                #[cfg(feature = "server")]
+                h1_idle_timer: false,
+                #[cfg(feature = "server")]
+                h1_error_response: None,
+                #[cfg(feature = "server")]
                 date_header: true,
                 #[cfg(feature = "server")]
                 timer: Time::Empty,
@@ -152,6 +158,16 @@ where
     }
 
     #[cfg(feature = "server")]
+    pub(crate) fn set_http1_idle_timeout(&mut self, val: Duration) {
+        self.state.h1_idle_timeout = Some(val);
+    }
+
+    #[cfg(feature = "server")]
+    pub(crate) fn set_http1_error_response(&mut self, val: super::ErrorResponse) {
+        self.state.h1_error_response = Some(val);
+    }
+
+    #[cfg(feature = "server")]
     pub(crate) fn set_allow_half_close(&mut self) {
         self.state.allow_half_close = true;
     }
@@ -222,7 +238,15 @@ where
 
         #[cfg(feature = "server")]
         if !self.state.h1_header_read_timeout_running {
-            if let Some(h1_header_read_timeout) = self.state.h1_header_read_timeout {
+            // A kept-alive connection waiting for its next request gets the idle timeout until the
+            // first byte of that request arrives.
+            let idle = self.state.is_idle() && self.io.read_buf().is_empty();
+            let timeout = match self.state.h1_idle_timeout {
+                Some(t) if idle => Some(t),
+                _ => self.state.h1_header_read_timeout,
+            };
+            self.state.h1_idle_timer = idle && self.state.h1_idle_timeout.is_some();
+            if let Some(h1_header_read_timeout) = timeout {
                 let deadline = self.state.timer.now() + h1_header_read_timeout;
                 self.state.h1_header_read_timeout_running = true;
                 match &mut self.state.h1_header_read_timeout_fut {
@@ -258,6 +282,23 @@ where
             Poll::Ready(Ok(msg)) => msg,
             Poll::Ready(Err(e)) => return self.on_read_head_error(e),
             Poll::Pending => {
+                #[cfg(feature = "server")]
+                if self.state.h1_idle_timer && !self.io.read_buf().is_empty() {
+                    // The next request has begun: its head gets the header read timeout.
+                    self.state.h1_idle_timer = false;
+                    match self.state.h1_header_read_timeout {
+                        Some(t) => {
+                            let deadline = self.state.timer.now() + t;
+                            if let Some(fut) = &mut self.state.h1_header_read_timeout_fut {
+                                self.state.timer.reset(fut, deadline);
+                            }
+                        }
+                        None => {
+                            self.state.h1_header_read_timeout_running = false;
+                            self.state.h1_header_read_timeout_fut = None;
+                        }
+                    }
+                }
                 #[cfg(feature = "server")]
                 if self.state.h1_header_read_timeout_running {
                     if let Some(h1_header_read_timeout_fut) =
@@ -864,11 +905,25 @@ where
             if self.has_h2_prefix() {
                 return Err(crate::Error::new_version_h2());
             }
-            if let Some(msg) = T::on_error(&err) {
+            if let Some(mut msg) = T::on_error(&err) {
                 // Drop the cached headers so as to not trigger a debug
                 // assert in `write_head`...
                 self.state.cached_headers.take();
-                self.write_head(msg, None);
+                #[cfg(feature = "server")]
+                let hook = self.state.h1_error_response;
+                #[cfg(not(feature = "server"))]
+                let hook = None;
+                match T::error_body(&mut msg, hook) {
+                    Some(body) => {
+                        // The connection closes after this response: say so, and send it whole.
+                        msg.headers
+                            .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+                        self.write_head(msg, Some(BodyLength::Known(body.len() as u64)));
+                        self.io.headers_buf().extend_from_slice(&body);
+                        self.state.writing = Writing::Closed;
+                    }
+                    None => self.write_head(msg, None),
+                }
                 self.state.error = Some(err);
                 return Ok(());
             }
@@ -985,6 +1040,15 @@ struct State {
     h1_header_read_timeout_fut: Option<Pin<Box<dyn Sleep>>>,
     #[cfg(feature = "server")]
     h1_header_read_timeout_running: bool,
+    /// How long a kept-alive connection may wait for the first byte of its next request (then the
+    /// header read timeout applies to the rest of the head). `None`: the header read timeout.
+    #[cfg(feature = "server")]
+    h1_idle_timeout: Option<Duration>,
+    /// The running header read timer is the idle one.
+    #[cfg(feature = "server")]
+    h1_idle_timer: bool,
+    #[cfg(feature = "server")]
+    h1_error_response: Option<super::ErrorResponse>,
     #[cfg(feature = "server")]
     date_header: bool,
     #[cfg(feature = "server")]
@@ -1179,7 +1243,7 @@ impl State {
         }
 
         #[cfg(feature = "server")]
-        if self.h1_header_read_timeout.is_some() {
+        if self.h1_header_read_timeout.is_some() || self.h1_idle_timeout.is_some() {
             // Next read will start and poll the header read timeout,
             // so we can close the connection if another header isn't
             // received in a timely manner.

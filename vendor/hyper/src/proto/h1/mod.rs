@@ -37,6 +37,15 @@ pub(crate) trait Http1Transaction {
 
     fn on_error(err: &crate::Error) -> Option<MessageHead<Self::Outgoing>>;
 
+    /// The body of the automatic response `on_error` made, from the connection's hook (see
+    /// `ErrorResponse`); the hook's content type is set on `head`. `None`: the response has no body.
+    fn error_body(
+        _head: &mut MessageHead<Self::Outgoing>,
+        _hook: Option<ErrorResponse>,
+    ) -> Option<bytes::Bytes> {
+        None
+    }
+
     fn is_client() -> bool {
         !Self::is_server()
     }
@@ -55,6 +64,10 @@ pub(crate) trait Http1Transaction {
 
     fn update_date() {}
 }
+
+/// Makes the body of the response an HTTP/1 server sends by itself when a request cannot be parsed
+/// (400, 414, 431): its content type and bytes.
+pub(crate) type ErrorResponse = fn(http::StatusCode) -> (http::HeaderValue, bytes::Bytes);
 
 /// Result newtype for `Http1Transaction::parse`.
 pub(crate) type ParseResult<T> = Result<Option<ParsedMessage<T>>, crate::error::Parse>;

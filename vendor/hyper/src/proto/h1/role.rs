@@ -510,6 +510,15 @@ impl Http1Transaction for Server {
         Some(msg)
     }
 
+    fn error_body(
+        head: &mut MessageHead<Self::Outgoing>,
+        hook: Option<super::ErrorResponse>,
+    ) -> Option<Bytes> {
+        let (content_type, body) = hook?(head.subject);
+        head.headers.insert(header::CONTENT_TYPE, content_type);
+        Some(body)
+    }
+
     fn is_server() -> bool {
         true
     }

@@ -79,6 +79,8 @@ pub struct Builder {
     h1_max_headers: Option<usize>,
     h1_max_header_size: Option<usize>,
     h1_header_read_timeout: Dur,
+    h1_idle_timeout: Dur,
+    h1_error_response: Option<crate::proto::h1::ErrorResponse>,
     h1_writev: Option<bool>,
     max_buf_size: Option<usize>,
     pipeline_flush: bool,
@@ -251,6 +253,8 @@ impl Builder {
             h1_max_headers: None,
             h1_max_header_size: None,
             h1_header_read_timeout: Dur::Default(Some(Duration::from_secs(30))),
+            h1_idle_timeout: Dur::Default(None),
+            h1_error_response: None,
             h1_writev: None,
             max_buf_size: None,
             pipeline_flush: false,
@@ -369,6 +373,33 @@ impl Builder {
     /// Default is 30 seconds.
     pub fn header_read_timeout(&mut self, read_timeout: impl Into<Option<Duration>>) -> &mut Self {
         self.h1_header_read_timeout = Dur::Configured(read_timeout.into());
+        self
+    }
+
+    /// Set how long a kept-alive connection may wait for the first byte of its next request. Once that
+    /// byte arrives, the rest of the head must arrive within the
+    /// [`header_read_timeout`](Builder::header_read_timeout). A new connection's first request is
+    /// bounded by the header read timeout alone.
+    ///
+    /// Requires a [`Timer`] set by [`Builder::timer`] to take effect.
+    ///
+    /// Default is `None`: the header read timeout bounds the wait too.
+    pub fn idle_timeout(&mut self, idle_timeout: impl Into<Option<Duration>>) -> &mut Self {
+        self.h1_idle_timeout = Dur::Configured(idle_timeout.into());
+        self
+    }
+
+    /// Set the body of the responses this server sends by itself when a request cannot be parsed
+    /// (`400 Bad Request`, `414 URI Too Long`, `431 Request Header Fields Too Large`): `make` is given
+    /// the status and returns the content type and the bytes. Such a response also carries
+    /// `Connection: close`, and the connection closes after it.
+    ///
+    /// Default: these responses have no body.
+    pub fn error_response(
+        &mut self,
+        make: fn(http::StatusCode) -> (http::HeaderValue, Bytes),
+    ) -> &mut Self {
+        self.h1_error_response = Some(make);
         self
     }
 
@@ -501,6 +532,12 @@ impl Builder {
             .check(self.h1_header_read_timeout, "header_read_timeout")
         {
             conn.set_http1_header_read_timeout(dur);
+        }
+        if let Some(dur) = self.timer.check(self.h1_idle_timeout, "idle_timeout") {
+            conn.set_http1_idle_timeout(dur);
+        }
+        if let Some(make) = self.h1_error_response {
+            conn.set_http1_error_response(make);
         }
         if let Some(writev) = self.h1_writev {
             if writev {

@@ -1,0 +1,193 @@
+//! Serving HTTP/1.1 on a TCP listener with the limits a public listener needs: a cap on connections, and
+//! timeouts for a head that does not arrive, a kept-alive connection left idle, a request body that stops,
+//! and a client that stops reading (nginx's `client_header_timeout`, `keepalive_timeout`,
+//! `client_body_timeout`, `send_timeout`). Both the proxy and the control API are served this way, each
+//! with its own budget, so a flood on one leaves the other reachable.
+
+pub mod client_body;
+pub mod idle_body;
+mod limits;
+
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use axum::{Router, extract::ConnectInfo};
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header::CONNECTION};
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    server::graceful::GracefulShutdown,
+};
+use tokio::{
+    io::AsyncWriteExt,
+    net::{TcpListener, TcpStream},
+    sync::Semaphore,
+};
+use tokio_io_timeout::TimeoutStream;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use client_body::ClientBody;
+pub use limits::{FileBudget, raise_open_files_limit};
+
+/// The limits of one listener. Defaults follow nginx's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// Connections served at once; one more is answered `503` and closed.
+    pub max_connections: usize,
+    /// How long a request head may take to arrive, from the connection's start or the head's first byte
+    /// (nginx `client_header_timeout`, 60 s). The connection is closed.
+    pub header_timeout: Duration,
+    /// How long a kept-alive connection may wait for its next request (nginx `keepalive_timeout`, 75 s).
+    pub idle_timeout: Duration,
+    /// Longest wait for the next piece of a request body (nginx `client_body_timeout`, 60 s).
+    pub body_timeout: Duration,
+    /// Longest wait for a client to take the next bytes of a response (nginx `send_timeout`, 60 s).
+    pub send_timeout: Duration,
+}
+
+impl ConnLimits {
+    /// nginx's timeouts, and `max_connections`.
+    pub fn with_max_connections(max_connections: usize) -> Self {
+        Self {
+            max_connections,
+            header_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(75),
+            body_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Makes the body of a response the listener sends by itself: the HTTP/1 parser's `400`, `414` and `431`,
+/// and the `503` to a connection over the cap. Returns the content type and the bytes.
+pub type ErrorBody = fn(StatusCode) -> (HeaderValue, Bytes);
+
+/// One listener: its name for logs, its limits, and how its own error answers look.
+#[derive(Clone, Copy)]
+pub struct Listener {
+    pub name: &'static str,
+    pub limits: ConnLimits,
+    pub error_body: ErrorBody,
+}
+
+impl Listener {
+    /// Serves `app` on `tcp` until `shutdown`, then lets the open connections finish their requests (the
+    /// caller bounds how long it waits). `app` sees the peer as `ConnectInfo<SocketAddr>` and the request
+    /// body's [`client_body::BodyProgress`] in the request extensions.
+    pub async fn serve(self, tcp: TcpListener, app: Router, shutdown: CancellationToken) {
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(self.limits.header_timeout)
+            .idle_timeout(self.limits.idle_timeout)
+            .error_response(self.error_body);
+        let slots = Arc::new(Semaphore::new(self.limits.max_connections));
+        let graceful = GracefulShutdown::new();
+        let mut refusals = RefusalLog::default();
+        loop {
+            let (stream, peer) = tokio::select! {
+                () = shutdown.cancelled() => break,
+                accepted = tcp.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        self.accept_failed(&e).await;
+                        continue;
+                    }
+                },
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                refusals.note(self.name, self.limits.max_connections);
+                tokio::spawn(refuse(stream, (self.error_body)(StatusCode::SERVICE_UNAVAILABLE)));
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let mut io = TimeoutStream::new(stream);
+            io.set_write_timeout(Some(self.limits.send_timeout));
+            let service = hyper::service::service_fn({
+                let app = app.clone();
+                let body_timeout = self.limits.body_timeout;
+                move |req| serve_request(app.clone(), peer, body_timeout, req)
+            });
+            let conn = graceful.watch(http.serve_connection(TokioIo::new(Box::pin(io)), service));
+            let name = self.name;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
+                }
+                drop(slot);
+            });
+        }
+        drop(tcp);
+        graceful.shutdown().await;
+    }
+
+    /// An `accept` failed: a connection that died in the queue is skipped; running out of file
+    /// descriptors (or memory) is logged and waited out, instead of spinning.
+    async fn accept_failed(&self, e: &std::io::Error) {
+        use std::io::ErrorKind::*;
+        if matches!(e.kind(), ConnectionAborted | ConnectionReset | Interrupted) {
+            return;
+        }
+        tracing::warn!(listener = self.name, error = %e, "cannot accept connections; retrying in 100 ms");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One request: the body wrapped with its timeout and progress, the peer recorded, and the connection
+/// closed after the response when the request body was left unread (the next request's bytes would
+/// otherwise be read as the rest of that body, or the client would write into a closing connection).
+async fn serve_request(
+    app: Router,
+    peer: SocketAddr,
+    body_timeout: Duration,
+    req: Request<Incoming>,
+) -> Result<Response<axum::body::Body>, Infallible> {
+    let (mut parts, body) = req.into_parts();
+    let (body, progress) = ClientBody::new(body, body_timeout);
+    parts.extensions.insert(ConnectInfo(peer));
+    parts.extensions.insert(progress.clone());
+    let Ok(mut response) = app.oneshot(Request::from_parts(parts, axum::body::Body::new(body))).await;
+    if !progress.finished() {
+        response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    Ok(response)
+}
+
+/// Answers a connection over the cap, and closes it. Bounded: a client that does not read is dropped.
+async fn refuse(mut stream: TcpStream, (content_type, body): (HeaderValue, Bytes)) {
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: {}\r\ncontent-length: {}\r\nretry-after: 1\r\n\
+         connection: close\r\n\r\n",
+        content_type.to_str().unwrap_or("text/plain"),
+        body.len()
+    );
+    let write = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(&body).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
+}
+
+/// Logs refused connections at most every 10 seconds per listener, with how many.
+#[derive(Default)]
+struct RefusalLog {
+    last: Option<Instant>,
+    since: u64,
+}
+
+impl RefusalLog {
+    fn note(&mut self, listener: &'static str, limit: usize) {
+        self.since += 1;
+        if self.last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            tracing::warn!(listener, limit, refused = self.since, "connection limit reached; refusing connections");
+            self.last = Some(Instant::now());
+            self.since = 0;
+        }
+    }
+}
