@@ -165,3 +165,37 @@ async fn verify_wants_a_token() {
     fails(r, 400, 1001).await;
     fails(app.request(Method::GET, "/user/tokens/verify").send().await.unwrap(), 400, 9106).await;
 }
+
+/// A writer the test's log subscriber appends to.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_credential_in_the_query_string_never_reaches_the_log() {
+    let log = Captured::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let app = spawn_app().await;
+    let token = app.admin_token().await;
+    let resp = app.request(Method::GET, &format!("/zones?token={token}&cf_api_token={token}")).send().await.unwrap();
+    assert!(resp.status().is_client_error());
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains("path=/client/v4/zones"), "the request was not logged at all: {text}");
+    assert!(text.contains("[redacted]"), "{text}");
+    assert!(!text.contains(&token), "a token reached the log: {text}");
+}
