@@ -104,11 +104,12 @@ fn surrogate_capability() -> HeaderValue {
     HeaderValue::from_str(&format!("{SURROGATE_DEVICE}=\"Surrogate/1.0\"")).expect("a valid header value")
 }
 
-/// What goes to the origin with a request.
+/// What goes to the origin with a request. Either way the client's `Content-Length` and
+/// `Transfer-Encoding` are not copied: the framing is the body's own (see [`origin_request`]).
 pub enum OriginBody {
-    /// The client's body, with the client's framing.
+    /// The client's body, as it arrives.
     Client(Body),
-    /// No body: the client's `Content-Length` and `Transfer-Encoding` are not sent either.
+    /// No body.
     None,
 }
 
@@ -130,15 +131,23 @@ pub fn prepare_for_origin(headers: &mut HeaderMap, forwarded: &Forwarded) {
 
 /// The origin request for a request prepared by [`prepare_for_origin`]: same method, path and headers,
 /// `Host` set to the origin's and `Surrogate-Capability` added.
+///
+/// The message is framed from the body that is actually sent, never from the client's header fields: a
+/// `Content-Length` without its body (or a body without its length) makes an origin that trusts it read the
+/// start of the next request on the pooled connection as this one's body — a desync that files an
+/// attacker's response under another URL (RFC 9112 §6.3, §11.2). So the client's `Content-Length` and
+/// `Transfer-Encoding` are always removed and hyper frames the body: an exact size hint (the client's own
+/// `Content-Length`, which the server has checked, or none for an empty body) becomes `Content-Length`, an
+/// unknown one `chunked` — except for GET, HEAD and CONNECT, where hyper sends no body and no framing
+/// (vendor/hyper `src/proto/h1/role.rs`, `Client::set_length`). A repeated or list-valued length
+/// (`Content-Length: 5, 5`) thus leaves as one value.
 pub fn origin_request(origin: &Origin, parts: &request::Parts, body: OriginBody) -> Result<Request<Body>, http::Error> {
     let mut headers = parts.headers.clone();
+    headers.remove(CONTENT_LENGTH);
+    headers.remove(TRANSFER_ENCODING);
     let body = match body {
         OriginBody::Client(b) => b,
-        OriginBody::None => {
-            headers.remove(CONTENT_LENGTH);
-            headers.remove(TRANSFER_ENCODING);
-            Body::empty()
-        }
+        OriginBody::None => Body::empty(),
     };
     headers.insert("surrogate-capability", surrogate_capability());
     headers.insert(HOST, HeaderValue::from_str(origin.authority.as_str())?);
@@ -261,6 +270,9 @@ mod tests {
         prepare_for_origin(&mut parts.headers, &fwd);
         let req = origin_request(&origin, &parts, OriginBody::None).unwrap();
         assert!(!req.headers().contains_key("content-length"), "no body, so no length");
+        let with_body = origin_request(&origin, &parts, OriginBody::Client(Body::from("hello"))).unwrap();
+        assert!(!with_body.headers().contains_key("content-length"), "the body's own length is hyper's to set");
+        assert_eq!(http_body::Body::size_hint(with_body.body()).exact(), Some(5));
         assert_eq!(req.headers()["surrogate-capability"], "cache-reserve=\"Surrogate/1.0\"");
         assert_eq!(req.uri(), "http://127.0.0.1:9000/base/a/b?c=1");
         assert_eq!(req.headers()["host"], "127.0.0.1:9000");
