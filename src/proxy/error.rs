@@ -23,6 +23,8 @@ pub enum Blame {
 pub enum ProxyError {
     #[error("the request has no Host")]
     MissingHost,
+    #[error("the request's Host is invalid: {0}")]
+    BadHost(&'static str),
     #[error("no zone is named {0:?}")]
     UnknownHost(String),
     #[error("the zone table could not be read")]
@@ -45,6 +47,7 @@ impl ProxyError {
         use Blame::*;
         let (status, body, blame) = match self {
             Self::MissingHost => (StatusCode::BAD_REQUEST, "missing Host header".to_owned(), Downstream),
+            Self::BadHost(_) => (StatusCode::BAD_REQUEST, "invalid Host header".to_owned(), Downstream),
             Self::UnknownHost(host) => {
                 let shown: String = host.escape_debug().take(200).collect();
                 (StatusCode::MISDIRECTED_REQUEST, format!("no zone is named \"{shown}\" on this cache"), Downstream)

@@ -43,7 +43,10 @@ impl<'a> Ctx<'a> {
         peer: SocketAddr,
         mut parts: request::Parts,
     ) -> Result<Ctx<'a>, (ProxyError, request::Parts)> {
-        let Some(host) = request_host(&parts) else { return Err((ProxyError::MissingHost, parts)) };
+        let host = match request_host(&parts) {
+            Ok(host) => host,
+            Err(e) => return Err((e, parts)),
+        };
         let zone = match proxy.directory.resolve(&host).await {
             Ok(Some(zone)) => zone,
             Ok(None) => return Err((ProxyError::UnknownHost(host), parts)),
@@ -86,21 +89,81 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// The request's host, lower-cased, without port or trailing dot.
-fn request_host(parts: &request::Parts) -> Option<String> {
-    let raw = match parts.uri.host() {
-        Some(h) => h.to_owned(),
-        None => {
-            let h = parts.headers.get(header::HOST)?.to_str().ok()?;
-            // Strip a port (hostnames carry no ':'; IPv6 literals are not zone names).
-            h.rsplit_once(':').map_or(h, |(name, _)| name).to_owned()
-        }
+/// The request's host, lower-cased, without port or trailing dot: the target URI's when it is in absolute
+/// form, else `Host`'s (RFC 9112 §3.2.2). A request with more than one `Host` line, or a `Host` that is not
+/// `uri-host [":" port]`, is refused (RFC 9112 §3.2: 400) — whichever line another hop would pick, this
+/// proxy would pick a zone for it, and the two could differ.
+fn request_host(parts: &request::Parts) -> Result<String, ProxyError> {
+    let mut lines = parts.headers.get_all(header::HOST).iter();
+    let line = lines.next();
+    if lines.next().is_some() {
+        return Err(ProxyError::BadHost("more than one Host line"));
+    }
+    let from_header = match line {
+        Some(v) => Some(host_of(v.as_bytes()).ok_or(ProxyError::BadHost("not uri-host [\":\" port]"))?),
+        None => None,
+    };
+    let raw = match (parts.uri.host(), from_header) {
+        (Some(h), _) => h,
+        (None, Some(h)) => h,
+        (None, None) => return Err(ProxyError::MissingHost),
     };
     let host = raw.trim_end_matches('.').to_ascii_lowercase();
-    (!host.is_empty()).then_some(host)
+    if host.is_empty() { Err(ProxyError::MissingHost) } else { Ok(host) }
+}
+
+/// The host of a `Host` value, `uri-host [":" port]` (RFC 9110 §7.2, RFC 3986 §3.2.2): a reg-name or IPv4
+/// address, or a bracketed IP literal, then an optional all-digit port. `None` when it is anything else
+/// (user info, a path, spaces, ...).
+fn host_of(value: &[u8]) -> Option<&str> {
+    let value = std::str::from_utf8(value).ok()?;
+    let (host, port) = match value.strip_prefix('[') {
+        Some(rest) => {
+            let end = rest.find(']')?;
+            let literal = &rest[..end];
+            if literal.is_empty() || !literal.bytes().all(|b| b.is_ascii_hexdigit() || b":.".contains(&b)) {
+                return None;
+            }
+            let after = &rest[end + 1..];
+            let port = if after.is_empty() { None } else { Some(after.strip_prefix(':')?) };
+            (&value[..end + 2], port)
+        }
+        None => {
+            let (host, port) = value.split_once(':').map_or((value, None), |(h, p)| (h, Some(p)));
+            let reg_name = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b);
+            if !host.bytes().all(reg_name) {
+                return None;
+            }
+            (host, port)
+        }
+    };
+    port.is_none_or(|p| p.bytes().all(|b| b.is_ascii_digit())).then_some(host)
 }
 
 /// The cache key: host, then path with query.
 pub(super) fn cache_key(host: &str, path_and_query: &str) -> String {
     format!("{host}{path_and_query}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_values_are_uri_host_and_an_optional_port() {
+        for (value, host) in [
+            ("a.example", "a.example"),
+            ("A.Example.:8080", "A.Example."),
+            ("a.example:", "a.example"),
+            ("[::1]:80", "[::1]"),
+            ("192.0.2.1", "192.0.2.1"),
+            ("", ""),
+        ] {
+            assert_eq!(host_of(value.as_bytes()), Some(host), "{value:?}");
+        }
+        for bad in ["a.example:http", "user@a.example", "a.example/x", "a example", "a:1:2", "[::1", "[]", "[::1]x"] {
+            assert_eq!(host_of(bad.as_bytes()), None, "{bad:?}");
+        }
+        assert_eq!(host_of(b"a\xff.example"), None);
+    }
 }

@@ -101,3 +101,29 @@ async fn other_bodies_reach_the_origin_whole_and_framed_by_what_is_sent() {
     assert!(origin.seen().iter().all(|s| !s.line.starts_with("POST /p3 ")), "{:#?}", origin.seen());
     assert_bodiless_gets(&origin);
 }
+
+#[tokio::test]
+async fn more_than_one_host_line_or_an_invalid_host_is_400() {
+    let app = spawn_impatient().await;
+    let origin = RawOrigin::start().await;
+    app.zone_with_origin("first.example", &origin.url).await;
+    app.zone_with_origin("second.example", &origin.url).await;
+    let addr = addr(&app);
+    for head in [
+        "Host: first.example\r\nHost: second.example",
+        "Host: first.example\r\nHost: first.example",
+        "Host: user@first.example",
+        "Host: first.example:http",
+        "Host: first.example/x",
+    ] {
+        let got = send_raw(&addr, format!("GET /h HTTP/1.1\r\n{head}\r\n\r\n").as_bytes()).await;
+        assert_eq!((got.status(), got.text().as_str()), (400, "invalid Host header\n"), "{head:?}");
+    }
+    // An absolute-form target names the host; its Host line is then ignored (RFC 9112 §3.2.2), but must
+    // still be a single line.
+    let ok = send_raw(&addr, b"GET http://second.example/h HTTP/1.1\r\nHost: first.example\r\n\r\n").await;
+    assert_eq!((ok.status(), ok.text().as_str()), (200, "path:/h"));
+    let one = send_raw(&addr, b"GET /h HTTP/1.1\r\nHost: FIRST.example.:80\r\n\r\n").await;
+    assert_eq!(one.status(), 200);
+    assert_eq!(origin.requests("GET /h ", 2).await.len(), 2, "only the valid requests reached the origin");
+}
