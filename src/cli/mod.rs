@@ -3,6 +3,7 @@
 mod admin;
 mod client;
 mod duration;
+mod net;
 mod size;
 mod stats;
 mod watch;
@@ -106,6 +107,12 @@ pub struct ServeArgs {
     /// `only-if-cached`, `Pragma: no-cache`). Off by default, as at Cloudflare and in nginx.
     #[arg(long, env = "CACHE_RESERVE_HONOR_REQUEST_CACHE_CONTROL")]
     pub honor_request_cache_control: bool,
+    /// A proxy in front of this one (an address or a CIDR block, e.g. `10.0.0.0/8`; repeat the flag, or
+    /// separate with commas in the environment variable) whose `X-Forwarded-For`, `Forwarded` and `Via` are
+    /// believed: the client's address is then the rightmost `X-Forwarded-For` address that is not trusted.
+    /// From any other peer those fields are not believed, and the peer's address is the client's.
+    #[arg(long = "trusted-proxy", value_name = "CIDR", env = "CACHE_RESERVE_TRUSTED_PROXIES", value_delimiter = ',', value_parser = net::parse)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// How often the proxy re-reads zones changed by admin commands or other nodes.
     #[arg(long, env = "CACHE_RESERVE_ZONE_REFRESH", default_value = "1s", value_parser = duration::parse)]
     pub zone_refresh: Duration,
@@ -162,6 +169,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             origin_timeout: args.origin_timeout,
             heuristic_max: args.heuristic_max,
             honor_request_cache_control: args.honor_request_cache_control,
+            trusted_proxies: args.trusted_proxies,
         },
         zone_refresh: args.zone_refresh,
     };

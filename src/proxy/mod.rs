@@ -3,7 +3,8 @@
 //! filling the tiers on the way back.
 //!
 //! A request moves forward through phases, one file each, sharing one per-request context ([`Ctx`]):
-//! 1. `request`: resolve the zone from `Host`, normalise the request, derive its cache key;
+//! 1. `request`: resolve the zone from `Host`, normalise the request (`client_headers`: what of it reaches
+//!    the origin), derive its cache key;
 //! 2. `lookup`: find a stored response in the tiers and judge it ([`crate::http_cache`]: fresh, to
 //!    validate, or unusable);
 //! 3. `upstream`: ask the origin — pass the request through, fetch, or validate — with concurrent misses
@@ -16,6 +17,7 @@
 //! failures are one [`error::ProxyError`] with one table.
 
 mod admit;
+pub mod client_headers;
 mod coalesce;
 pub mod edge;
 mod error;
@@ -52,6 +54,7 @@ use crate::{
     reserve::Reserve,
 };
 use admit::Limits;
+use client_headers::TrustedProxies;
 use coalesce::Coalescer;
 use edge::EdgeTier;
 use error::ProxyError;
@@ -85,6 +88,8 @@ pub struct ProxyConfig {
     pub heuristic_max: Duration,
     /// Honour request cache directives (`no-cache`, `max-age`, ...); off by default, as at Cloudflare.
     pub honor_request_cache_control: bool,
+    /// Peers whose `X-Forwarded-For`, `Forwarded` and `Via` are believed; none by default.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for ProxyConfig {
@@ -101,6 +106,7 @@ impl Default for ProxyConfig {
             origin_timeout: Duration::from_secs(30),
             heuristic_max: Duration::from_secs(86_400),
             honor_request_cache_control: false,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -119,6 +125,7 @@ pub struct Proxy {
     access: Arc<AccessLog>,
     rules: CacheRules,
     limits: Limits,
+    trusted: TrustedProxies,
     /// An edge hit is noted for retention at most this often per object, in seconds.
     note_every_secs: i64,
     config: ProxyConfig,
@@ -152,6 +159,7 @@ impl Proxy {
             access,
             rules,
             limits,
+            trusted: TrustedProxies::new(config.trusted_proxies.clone()),
             note_every_secs: i64::try_from((config.retention / 64).as_secs()).unwrap_or(i64::MAX).max(1),
             config,
         })

@@ -7,9 +7,10 @@ use http::{HeaderValue, Method, header, request};
 
 use super::{
     Proxy,
+    client_headers::{Forwarded, keyed, prepare_for_origin},
     error::ProxyError,
     invalidations::Epoch,
-    origin::{Forwarded, Origin, prepare_for_origin},
+    origin::Origin,
     respond::{self, Answer, ReserveTag},
 };
 use crate::{
@@ -27,7 +28,7 @@ pub struct Ctx<'a> {
     pub(super) origin: Option<Origin>,
     /// The request, normalised: `Host` is the zone-matching host, the URI in origin form.
     pub(super) parts: request::Parts,
-    /// The cache key: host, path and query.
+    /// The cache key: host, path and query, and the keyed fields (`Origin`).
     pub(super) key: String,
     /// The key's invalidation count before any look-up: what this request fills lands only if it holds.
     pub(super) seen: Epoch,
@@ -58,13 +59,13 @@ impl<'a> Ctx<'a> {
             parts.headers.insert(header::HOST, value);
         }
         let upgrade = parts.headers.contains_key(header::UPGRADE);
-        let forwarded = Forwarded { client_ip: peer.ip(), host };
-        prepare_for_origin(&mut parts.headers, &forwarded);
+        let forwarded = prepare_for_origin(&mut parts.headers, &parts.method, peer.ip(), &proxy.trusted, host);
         if parts.uri.scheme().is_some() {
             let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
             parts.uri = pq.parse().unwrap_or_default();
         }
-        let key = cache_key(&forwarded.host, parts.uri.path_and_query().map_or("/", |pq| pq.as_str()));
+        let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let key = cache_key(&forwarded.host, pq, &keyed(&parts.headers));
         let counters = proxy.metrics.zone(&zone);
         let origin = zone.origin.as_deref().and_then(Origin::parse);
         let seen = proxy.invalidations.epoch(&key).await;
@@ -140,9 +141,10 @@ fn host_of(value: &[u8]) -> Option<&str> {
     port.is_none_or(|p| p.bytes().all(|b| b.is_ascii_digit())).then_some(host)
 }
 
-/// The cache key: host, then path with query.
-pub(super) fn cache_key(host: &str, path_and_query: &str) -> String {
-    format!("{host}{path_and_query}")
+/// The cache key: host, then path with query, then what the keyed request fields add
+/// ([`super::client_headers::keyed`]).
+pub(super) fn cache_key(host: &str, path_and_query: &str, keyed: &str) -> String {
+    format!("{host}{path_and_query}{keyed}")
 }
 
 #[cfg(test)]

@@ -127,3 +127,132 @@ async fn more_than_one_host_line_or_an_invalid_host_is_400() {
     assert_eq!(one.status(), 200);
     assert_eq!(origin.requests("GET /h ", 2).await.len(), 2, "only the valid requests reached the origin");
 }
+
+#[tokio::test]
+async fn the_origin_header_is_part_of_the_cache_key() {
+    let app = spawn_impatient().await;
+    let origin = RawOrigin::start().await;
+    app.zone_with_origin("cors.example", &origin.url).await;
+    let proxy = app.proxy_client();
+    let get = |from: Option<&'static str>| {
+        let proxy = proxy.clone();
+        async move {
+            let got = proxy.get_with("cors.example", "/font", from.map(|o| ("origin", o)).as_slice()).await;
+            let grant = got.headers.get("access-control-allow-origin").map(|v| v.to_str().unwrap().to_owned());
+            (got.cache().to_owned(), grant)
+        }
+    };
+    let evil = Some("https://evil.example");
+    let good = Some("https://good.example");
+    assert_eq!(get(evil).await, ("MISS".into(), Some("https://evil.example".into())));
+    assert_eq!(get(None).await, ("MISS".into(), None), "a grant for one Origin served without one");
+    assert_eq!(get(good).await, ("MISS".into(), Some("https://good.example".into())));
+    assert_eq!(get(evil).await, ("HIT".into(), Some("https://evil.example".into())));
+    assert_eq!(get(None).await, ("HIT".into(), None));
+    assert_eq!(get(good).await, ("HIT".into(), Some("https://good.example".into())));
+
+    // An unsafe request invalidates the plain key and its own Origin's (RFC 9111 §4.4); others stay.
+    let post = proxy.request(reqwest::Method::POST, "cors.example", "/font").header("origin", "https://good.example");
+    assert_eq!(post.send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(get(None).await.0, "MISS");
+    assert_eq!(get(good).await.0, "MISS");
+    assert_eq!(get(evil).await.0, "HIT");
+}
+
+/// Fields no client may set for a request the cache may answer (the first 16 for any request).
+const OVERRIDES: [&str; 19] = [
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+    "x-forwarded-uri",
+    "x-forwarded-path",
+    "x-forwarded-prefix",
+    "x-host",
+    "x-original-host",
+    "x-forwarded-server",
+    "x-http-host-override",
+    "x-forwarded-port",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "x-forwarded-protocol",
+    "x-url-scheme",
+    "front-end-https",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+#[tokio::test]
+async fn routing_and_method_overrides_never_reach_the_origin_of_a_cached_request() {
+    let app = spawn_impatient().await;
+    let origin = RawOrigin::start().await;
+    app.zone_with_origin("override.example", &origin.url).await;
+    let proxy = app.proxy_client();
+    let with_all = |method: reqwest::Method, path: &str| {
+        OVERRIDES.iter().fold(proxy.request(method, "override.example", path), |r, name| r.header(*name, "/admin"))
+    };
+    assert_eq!(with_all(reqwest::Method::GET, "/page").send().await.unwrap().text().await.unwrap(), "path:/page");
+    assert_eq!(with_all(reqwest::Method::HEAD, "/head").send().await.unwrap().status(), StatusCode::OK);
+    for seen in [&origin.requests("GET /page ", 1).await[0], &origin.requests("GET /head ", 1).await[0]] {
+        for name in OVERRIDES {
+            assert!(seen.all(name).is_empty(), "{name} reached the origin: {seen:?}");
+        }
+    }
+    // A later visitor gets what the plain request would have: nothing planted.
+    let hit = proxy.get("override.example", "/page").await;
+    assert_eq!((hit.text().as_str(), hit.cache()), ("path:/page", "HIT"));
+
+    // Method tunnelling through POST still works; its answers are never stored.
+    assert_eq!(with_all(reqwest::Method::POST, "/tunnel").send().await.unwrap().status(), StatusCode::OK);
+    let seen = &origin.requests("POST /tunnel ", 1).await[0];
+    for name in &OVERRIDES[..16] {
+        assert!(seen.all(name).is_empty(), "{name} reached the origin: {seen:?}");
+    }
+    for name in &OVERRIDES[16..] {
+        assert_eq!(seen.all(name), ["/admin"], "{name}");
+    }
+}
+
+#[tokio::test]
+async fn client_address_fields_from_an_untrusted_peer_are_replaced_by_the_connection_s() {
+    let app = spawn_impatient().await;
+    let origin = RawOrigin::start().await;
+    app.zone_with_origin("ip.example", &origin.url).await;
+    let spoofed = [
+        ("cf-connecting-ip", "192.0.2.66"),
+        ("true-client-ip", "192.0.2.66"),
+        ("x-real-ip", "192.0.2.66"),
+        ("x-client-ip", "192.0.2.66"),
+        ("x-cluster-client-ip", "192.0.2.66"),
+        ("x-forwarded-for", "192.0.2.66"),
+        ("forwarded", "for=192.0.2.66"),
+        ("via", "1.1 spoof"),
+    ];
+    app.proxy_client().get_with("ip.example", "/ip", &spoofed).await;
+    let seen = &origin.requests("GET /ip ", 1).await[0];
+    assert_eq!(seen.all("cf-connecting-ip"), ["127.0.0.1"]);
+    assert_eq!(seen.all("x-forwarded-for"), ["192.0.2.66, 127.0.0.1"], "appended to, as at Cloudflare");
+    for name in ["true-client-ip", "x-real-ip", "x-client-ip", "x-cluster-client-ip", "forwarded", "via"] {
+        assert!(seen.all(name).is_empty(), "{name} reached the origin: {seen:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_s_forwarded_address_is_believed() {
+    let app = spawn_configured(|c| c.proxy.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()]).await;
+    let origin = RawOrigin::start().await;
+    app.zone_with_origin("behind.example", &origin.url).await;
+    let forwarded = [
+        ("x-forwarded-for", "192.0.2.66, 198.51.100.7, 127.0.0.9"),
+        ("x-real-ip", "192.0.2.66"),
+        ("forwarded", "for=198.51.100.7"),
+        ("via", "1.1 front"),
+    ];
+    app.proxy_client().get_with("behind.example", "/ip", &forwarded).await;
+    let seen = &origin.requests("GET /ip ", 1).await[0];
+    assert_eq!(seen.all("cf-connecting-ip"), ["198.51.100.7"], "the rightmost untrusted address");
+    assert_eq!(seen.all("x-forwarded-for"), ["192.0.2.66, 198.51.100.7, 127.0.0.9, 127.0.0.1"]);
+    assert_eq!(seen.all("forwarded"), ["for=198.51.100.7"]);
+    assert_eq!(seen.all("via"), ["1.1 front"]);
+    assert!(seen.all("x-real-ip").is_empty());
+}

@@ -29,8 +29,9 @@ impl Seen {
 /// An origin that answers each request head at once and only then reads the body its `Content-Length` or
 /// `Transfer-Encoding: chunked` announced, from the same connection — as Node, Go and nginx may for a GET.
 /// A head that announces a body it does not carry thus eats the start of the next request on the
-/// connection. Each answer is `200` with body `path:{target}`, `ETag: "v1"`, and `max-age=60` (`max-age=0`
-/// for targets under `/stale`); a request with `If-None-Match: "v1"` gets a `304`.
+/// connection. Each answer is `200` with body `path:{target}`, `ETag: "v1"`, `max-age=60` (`max-age=0` for
+/// targets under `/stale`), and an `Access-Control-Allow-Origin` naming the request's `Origin` if it has one;
+/// a request with `If-None-Match: "v1"` gets a `304`.
 pub struct RawOrigin {
     pub url: String,
     seen: Arc<Mutex<Vec<Seen>>>,
@@ -87,8 +88,10 @@ async fn serve(mut stream: TcpStream, log: Arc<Mutex<Vec<Seen>>>) {
         } else {
             let body = format!("path:{target}");
             let max_age = if target.starts_with("/stale") { 0 } else { 60 };
+            // A CORS grant for whichever `Origin` asked, without `Vary: Origin`: the common mistake.
+            let cors = get("origin").map(|o| format!("Access-Control-Allow-Origin: {o}\r\n")).unwrap_or_default();
             format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nCache-Control: max-age={max_age}\r\nETag: \"v1\"\r\n\r\n{body}",
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nCache-Control: max-age={max_age}\r\nETag: \"v1\"\r\n{cors}\r\n{body}",
                 body.len()
             )
         };
