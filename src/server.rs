@@ -19,7 +19,7 @@ use crate::{
     directory::ZoneDirectory,
     jobs::{ReclaimConfig, Reclaimer, Retention, RetentionConfig},
     metrics::Metrics,
-    proxy::{self, Proxy, ProxyConfig},
+    proxy::{self, CdnId, Proxy, ProxyConfig},
     reserve::Reserve,
     storage::{ControlStore, ObjectIndex, local_bodies::LocalBodies, sqlite::SqliteStore},
 };
@@ -136,7 +136,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
             tracing::error!(error = %e, "API server failed");
         }
     });
-    let proxy = Proxy::new(config.proxy.clone(), zones, reserve, metrics, access)?;
+    let cdn_id = CdnId::load_or_create(&config.data_dir)?;
+    let proxy = Proxy::new(config.proxy.clone(), zones, reserve, metrics, access, cdn_id)?;
     let app = proxy::router(Arc::new(proxy)).into_make_service_with_connect_info::<SocketAddr>();
     let stop = shutdown.clone();
     tasks.spawn(async move {

@@ -4,7 +4,7 @@
 
 use http::StatusCode;
 
-use super::origin::OriginError;
+use super::{cdn_loop::Looped, origin::OriginError};
 use crate::storage::StoreError;
 
 /// Who a failure is blamed on (pingora's error sources).
@@ -37,6 +37,8 @@ pub enum ProxyError {
     Origin(#[source] OriginError),
     #[error("only-if-cached, and no stored response may answer")]
     NotCached,
+    #[error("forwarding loop: {}", .0.as_str())]
+    LoopDetected(Looped),
     #[error("a request handler panicked")]
     Panic,
 }
@@ -60,6 +62,11 @@ impl ProxyError {
             Self::Origin(e) if e.timed_out() => (StatusCode::GATEWAY_TIMEOUT, "origin timed out".to_owned(), Upstream),
             Self::Origin(_) => (StatusCode::BAD_GATEWAY, "origin unreachable".to_owned(), Upstream),
             Self::NotCached => (StatusCode::GATEWAY_TIMEOUT, "not cached (only-if-cached)".to_owned(), Downstream),
+            Self::LoopDetected(_) => (
+                StatusCode::LOOP_DETECTED,
+                "loop detected: this request has come round to this cache".to_owned(),
+                Downstream,
+            ),
             Self::Panic => (StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_owned(), Internal),
         };
         (status, body + "\n", blame)

@@ -13,10 +13,11 @@
 //! 5. `fill`: stream the body to the client while filling the tiers (`edge`, the reserve);
 //! 6. `respond`: build the response; every response's cache headers are set in one place.
 //!
-//! `pipeline` strings the phases together; `invalidate` applies RFC 9111 §4.4 after unsafe requests;
+//! `cdn_loop` refuses requests that have come round; `pipeline` strings the phases together; `invalidate` applies RFC 9111 §4.4 after unsafe requests;
 //! failures are one [`error::ProxyError`] with one table.
 
 mod admit;
+mod cdn_loop;
 pub mod client_headers;
 mod coalesce;
 pub mod edge;
@@ -54,6 +55,7 @@ use crate::{
     reserve::Reserve,
 };
 use admit::Limits;
+pub use cdn_loop::CdnId;
 use client_headers::TrustedProxies;
 use coalesce::Coalescer;
 use edge::EdgeTier;
@@ -126,6 +128,8 @@ pub struct Proxy {
     rules: CacheRules,
     limits: Limits,
     trusted: TrustedProxies,
+    /// This installation's `CDN-Loop` id.
+    cdn_id: CdnId,
     /// An edge hit is noted for retention at most this often per object, in seconds.
     note_every_secs: i64,
     config: ProxyConfig,
@@ -138,6 +142,7 @@ impl Proxy {
         reserve: Reserve,
         metrics: Arc<Metrics>,
         access: Arc<AccessLog>,
+        cdn_id: CdnId,
     ) -> anyhow::Result<Self> {
         // One object may take at most a sixteenth of the edge tier.
         let edge_max = (config.edge_cache_bytes / 16).min(config.max_object_bytes);
@@ -160,6 +165,7 @@ impl Proxy {
             rules,
             limits,
             trusted: TrustedProxies::new(config.trusted_proxies.clone()),
+            cdn_id,
             note_every_secs: i64::try_from((config.retention / 64).as_secs()).unwrap_or(i64::MAX).max(1),
             config,
         })

@@ -6,7 +6,7 @@ use std::{net::SocketAddr, sync::Arc};
 use http::{HeaderValue, Method, header, request};
 
 use super::{
-    Proxy,
+    Proxy, cdn_loop,
     client_headers::{Forwarded, keyed, prepare_for_origin},
     error::ProxyError,
     invalidations::Epoch,
@@ -38,7 +38,8 @@ pub struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     /// Resolves the zone and prepares the request. Fails (handing the request back, for the log) for a
-    /// request without `Host`, an unknown host, or a zone table that cannot be read.
+    /// request without a valid `Host`, an unknown host, a zone table that cannot be read, or a request that
+    /// has looped (`CDN-Loop`).
     pub(super) async fn resolve(
         proxy: &'a Proxy,
         peer: SocketAddr,
@@ -60,6 +61,11 @@ impl<'a> Ctx<'a> {
         }
         let upgrade = parts.headers.contains_key(header::UPGRADE);
         let forwarded = prepare_for_origin(&mut parts.headers, &parts.method, peer.ip(), &proxy.trusted, host);
+        if let Err(looped) = cdn_loop::enter(&mut parts.headers, &proxy.cdn_id) {
+            let reason = looped.as_str();
+            tracing::warn!(zone = %zone.name, reason, "refused a forwarding loop: does the zone's origin lead back here?");
+            return Err((ProxyError::LoopDetected(looped), parts));
+        }
         if parts.uri.scheme().is_some() {
             let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
             parts.uri = pq.parse().unwrap_or_default();

@@ -256,3 +256,40 @@ async fn a_trusted_proxy_s_forwarded_address_is_believed() {
     assert_eq!(seen.all("via"), ["1.1 front"]);
     assert!(seen.all("x-real-ip").is_empty());
 }
+
+#[tokio::test]
+async fn a_zone_whose_origin_is_this_cache_makes_one_nested_hop_then_508() {
+    let app = spawn_impatient().await;
+    app.zone_with_origin("127.0.0.1", &app.proxy).await;
+    let proxy = app.proxy_client();
+    let resp = proxy.request(reqwest::Method::POST, "127.0.0.1", "/loop").body("once").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::LOOP_DETECTED);
+    assert_eq!(resp.text().await.unwrap(), "loop detected: this request has come round to this cache\n");
+    let got = proxy.get("127.0.0.1", "/loop").await;
+    assert_eq!(got.status, StatusCode::LOOP_DETECTED);
+    // One origin request each (the nested one, refused before it could make another); the API still answers.
+    let metrics = app.metrics().await;
+    assert_eq!(sample(&metrics, "cache_reserve_origin_requests_total{zone=\"127.0.0.1\"}"), 2.0, "{metrics}");
+}
+
+#[tokio::test]
+async fn cdn_loop_carries_this_installation_s_id_appended() {
+    let app = spawn_impatient().await;
+    let origin = RawOrigin::start().await;
+    app.zone_with_origin("chain.example", &origin.url).await;
+    let ours = std::fs::read_to_string(app.dir.path().join("cdn-id")).unwrap().trim().to_owned();
+    assert!(ours.starts_with("cache-reserve-"), "{ours}");
+    let addr = addr(&app);
+    let two_lines = b"GET /chain HTTP/1.1\r\nHost: chain.example\r\nCDN-Loop: cloudflare\r\nCDN-Loop: Fastly\r\n\r\n";
+    assert_eq!(send_raw(&addr, two_lines).await.status(), 200);
+    assert_eq!(origin.requests("GET /chain ", 1).await[0].all("cdn-loop"), [format!("cloudflare, Fastly, {ours}")]);
+
+    let looped = format!("GET /x HTTP/1.1\r\nHost: chain.example\r\nCDN-Loop: cloudflare, {ours}\r\n\r\n");
+    assert_eq!(send_raw(&addr, looped.as_bytes()).await.status(), 508);
+    let many = vec!["other"; 17].join(", ");
+    let too_many = format!("GET /y HTTP/1.1\r\nHost: chain.example\r\nCDN-Loop: {many}\r\n\r\n");
+    assert_eq!(send_raw(&addr, too_many.as_bytes()).await.status(), 508);
+    let sixteen = vec!["other"; 16].join(", ");
+    let enough = format!("GET /z HTTP/1.1\r\nHost: chain.example\r\nCDN-Loop: {sixteen}\r\n\r\n");
+    assert_eq!(send_raw(&addr, enough.as_bytes()).await.status(), 200);
+}
