@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{raw::*, *};
+use super::{origin::*, raw::*, *};
 
 /// A server whose origin requests give up after a few seconds, so a desynchronised origin fails a test fast.
 async fn spawn_impatient() -> TestApp {
@@ -292,4 +292,53 @@ async fn cdn_loop_carries_this_installation_s_id_appended() {
     let sixteen = vec!["other"; 16].join(", ");
     let enough = format!("GET /z HTTP/1.1\r\nHost: chain.example\r\nCDN-Loop: {sixteen}\r\n\r\n");
     assert_eq!(send_raw(&addr, enough.as_bytes()).await.status(), 200);
+}
+
+#[tokio::test]
+async fn vary_compares_a_field_sent_on_several_lines_as_one_list() {
+    let app = spawn_impatient().await;
+    let origin = TestOrigin::start().await;
+    app.zone_with_origin("vary.example", &origin.url).await;
+    origin.set("/v", Reply::ok("for gzip and br", "max-age=60").header("vary", "Accept-Encoding"));
+    let addr = addr(&app);
+    let get = |fields: &'static str| {
+        let addr = addr.clone();
+        async move {
+            let got =
+                send_raw(&addr, format!("GET /v HTTP/1.1\r\nHost: vary.example\r\n{fields}\r\n").as_bytes()).await;
+            got.header("cf-cache-status").unwrap_or_default().to_owned()
+        }
+    };
+    assert_eq!(get("Accept-Encoding: gzip\r\nAccept-Encoding: br\r\n").await, "miss");
+    let (_, seen, _) = origin.last("/v").unwrap();
+    assert_eq!(seen.get_all("accept-encoding").iter().collect::<Vec<_>>(), ["gzip", "br"], "both lines forwarded");
+    assert_eq!(get("Accept-Encoding: gzip, br\r\n").await, "hit", "the same list on one line");
+    assert_eq!(get("Accept-Encoding: gzip\r\n").await, "miss", "only the first line was compared");
+    assert_eq!(get("Accept-Encoding: gzip\r\nAccept-Encoding: br\r\n").await, "miss");
+    assert_eq!(origin.hits("/v"), 3);
+}
+
+#[tokio::test]
+async fn a_field_named_in_connection_selects_the_variant_by_its_absence() {
+    let app = spawn_impatient().await;
+    let origin = TestOrigin::start().await;
+    app.zone_with_origin("lang.example", &origin.url).await;
+    origin.set("/page", Reply::ok("default page", "max-age=60").header("vary", "Accept-Language"));
+    let addr = addr(&app);
+    let get = |fields: &'static str| {
+        let addr = addr.clone();
+        async move {
+            let request = format!("GET /page HTTP/1.1\r\nHost: lang.example\r\n{fields}\r\n");
+            let got = send_raw(&addr, request.as_bytes()).await;
+            (got.header("cf-cache-status").unwrap_or_default().to_owned(), got.text())
+        }
+    };
+    // The origin does not see the hop-by-hop Accept-Language, so its answer is the default page...
+    assert_eq!(get("Accept-Language: fr\r\nConnection: Accept-Language\r\n").await.0, "miss");
+    let (_, seen, _) = origin.last("/page").unwrap();
+    assert!(!seen.contains_key("accept-language"), "{seen:?}");
+    // ...filed for requests without Accept-Language, not as the fr variant.
+    assert_eq!(get("").await, ("hit".to_owned(), "default page".to_owned()));
+    assert_eq!(get("Accept-Language: fr\r\n").await.0, "miss");
+    assert_eq!(origin.last("/page").unwrap().1["accept-language"], "fr");
 }
