@@ -20,7 +20,7 @@ use crate::{
     jobs::{ReclaimConfig, Reclaimer, Retention, RetentionConfig},
     metrics::Metrics,
     net::{ConnLimits, FileBudget, Listener, raise_open_files_limit},
-    proxy::{self, Proxy, ProxyConfig},
+    proxy::{self, CdnId, Proxy, ProxyConfig},
     reserve::Reserve,
     storage::{ControlStore, ObjectIndex, local_bodies::LocalBodies, sqlite::SqliteStore},
 };
@@ -144,7 +144,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         error_body: api::listener_error_body,
     };
     tasks.spawn(api.serve(api_listener, api::router(state), shutdown.clone()));
-    let proxy = Proxy::new(config.proxy.clone(), zones, reserve, metrics, access)?;
+    let cdn_id = CdnId::load_or_create(&config.data_dir)?;
+    let proxy = Proxy::new(config.proxy.clone(), zones, reserve, metrics, access, cdn_id)?;
     let listener = Listener {
         name: "proxy",
         limits: ConnLimits { max_connections: budget.proxy, ..config.proxy_conns },

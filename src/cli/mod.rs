@@ -4,6 +4,7 @@ mod admin;
 mod client;
 mod duration;
 mod limits;
+mod net;
 mod size;
 mod stats;
 mod watch;
@@ -31,7 +32,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the server: the control API, the caching proxy, the Clear reclaimer and the retention sweeper.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create and list zones (works on the data directory, also while the server runs).
     #[command(subcommand)]
     Zone(admin::ZoneCommand),
@@ -111,6 +112,12 @@ pub struct ServeArgs {
     /// `only-if-cached`, `Pragma: no-cache`). Off by default, as at Cloudflare and in nginx.
     #[arg(long, env = "CACHE_RESERVE_HONOR_REQUEST_CACHE_CONTROL")]
     pub honor_request_cache_control: bool,
+    /// A proxy in front of this one (an address or a CIDR block, e.g. `10.0.0.0/8`; repeat the flag, or
+    /// separate with commas in the environment variable) whose `X-Forwarded-For`, `Forwarded` and `Via` are
+    /// believed: the client's address is then the rightmost `X-Forwarded-For` address that is not trusted.
+    /// From any other peer those fields are not believed, and the peer's address is the client's.
+    #[arg(long = "trusted-proxy", value_name = "CIDR", env = "CACHE_RESERVE_TRUSTED_PROXIES", value_delimiter = ',', value_parser = net::parse)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// How often the proxy re-reads zones changed by admin commands or other nodes.
     #[arg(long, env = "CACHE_RESERVE_ZONE_REFRESH", default_value = "1s", value_parser = duration::parse)]
     pub zone_refresh: Duration,
@@ -122,7 +129,7 @@ impl Cli {
     /// Runs the command; the error's exit code and message are the caller's to show.
     pub async fn run(self) -> Result<(), CliError> {
         match self.command {
-            Command::Serve(args) => serve(args).await.map_err(CliError::Other),
+            Command::Serve(args) => serve(*args).await.map_err(CliError::Other),
             Command::Zone(c) => c.run().await.map_err(CliError::Other),
             Command::Token(c) => c.run().await.map_err(CliError::Other),
             Command::User(c) => c.run().await.map_err(CliError::Other),
@@ -170,6 +177,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             origin_read_timeout: args.origin_read_timeout,
             heuristic_max: args.heuristic_max,
             honor_request_cache_control: args.honor_request_cache_control,
+            trusted_proxies: args.trusted_proxies,
         },
         zone_refresh: args.zone_refresh,
         proxy_conns: args.limits.limits(args.limits.max_connections as usize),

@@ -4,7 +4,7 @@
 
 use http::StatusCode;
 
-use super::origin::OriginError;
+use super::{cdn_loop::Looped, origin::OriginError};
 use crate::{net::client_body::BodyFault, storage::StoreError};
 
 /// Who a failure is blamed on (pingora's error sources).
@@ -23,6 +23,8 @@ pub enum Blame {
 pub enum ProxyError {
     #[error("the request has no Host")]
     MissingHost,
+    #[error("the request's Host is invalid: {0}")]
+    BadHost(&'static str),
     #[error("no zone is named {0:?}")]
     UnknownHost(String),
     #[error("the zone table could not be read")]
@@ -40,6 +42,8 @@ pub enum ProxyError {
     ClientBody(BodyFault),
     #[error("only-if-cached, and no stored response may answer")]
     NotCached,
+    #[error("forwarding loop: {}", .0.as_str())]
+    LoopDetected(Looped),
     #[error("a request handler panicked")]
     Panic,
 }
@@ -50,6 +54,7 @@ impl ProxyError {
         use Blame::*;
         let (status, body, blame) = match self {
             Self::MissingHost => (StatusCode::BAD_REQUEST, "missing Host header".to_owned(), Downstream),
+            Self::BadHost(_) => (StatusCode::BAD_REQUEST, "invalid Host header".to_owned(), Downstream),
             Self::UnknownHost(host) => {
                 let shown: String = host.escape_debug().take(200).collect();
                 (StatusCode::MISDIRECTED_REQUEST, format!("no zone is named \"{shown}\" on this cache"), Downstream)
@@ -71,6 +76,11 @@ impl ProxyError {
                 (StatusCode::BAD_REQUEST, "request body malformed or incomplete".to_owned(), Downstream)
             }
             Self::NotCached => (StatusCode::GATEWAY_TIMEOUT, "not cached (only-if-cached)".to_owned(), Downstream),
+            Self::LoopDetected(_) => (
+                StatusCode::LOOP_DETECTED,
+                "loop detected: this request has come round to this cache".to_owned(),
+                Downstream,
+            ),
             Self::Panic => (StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_owned(), Internal),
         };
         (status, body + "\n", blame)

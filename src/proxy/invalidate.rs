@@ -5,7 +5,7 @@
 
 use http::response;
 
-use super::{Ctx, request::cache_key};
+use super::{Ctx, client_headers::keyed, request::cache_key};
 use crate::http_cache::invalidation;
 
 impl Ctx<'_> {
@@ -13,8 +13,15 @@ impl Ctx<'_> {
     pub(super) async fn invalidate(&self, head: &response::Parts) {
         let p = self.proxy;
         let host = &self.forwarded.host;
+        // The URI's plain key and its key with this request's keyed fields (`Origin`). Copies keyed by other
+        // `Origin` values stay, as at Cloudflare, where a purge by URL names the `Origin` it purges.
+        let own = keyed(&self.parts.headers);
+        let variants = if own.is_empty() { vec![String::new()] } else { vec![String::new(), own] };
+        let mut keys = Vec::new();
         for pq in invalidation::invalidated(&self.parts.method, head.status, host, &self.parts.uri, &head.headers) {
-            let key = cache_key(host, &pq);
+            keys.extend(variants.iter().map(|k| cache_key(host, &pq, k)));
+        }
+        for key in keys {
             // Fills that began before this wait or never land; the copies in memory go.
             let clear = || {
                 p.edge.remove(&key);

@@ -3,7 +3,8 @@
 //! filling the tiers on the way back.
 //!
 //! A request moves forward through phases, one file each, sharing one per-request context ([`Ctx`]):
-//! 1. `request`: resolve the zone from `Host`, normalise the request, derive its cache key;
+//! 1. `request`: resolve the zone from `Host`, normalise the request (`client_headers`: what of it reaches
+//!    the origin), derive its cache key;
 //! 2. `lookup`: find a stored response in the tiers and judge it ([`crate::http_cache`]: fresh, to
 //!    validate, or unusable);
 //! 3. `upstream`: ask the origin — pass the request through, fetch, or validate — with concurrent misses
@@ -12,10 +13,12 @@
 //! 5. `fill`: stream the body to the client while filling the tiers (`edge`, the reserve);
 //! 6. `respond`: build the response; every response's cache headers are set in one place.
 //!
-//! `pipeline` strings the phases together; `invalidate` applies RFC 9111 §4.4 after unsafe requests;
+//! `cdn_loop` refuses requests that have come round; `pipeline` strings the phases together; `invalidate` applies RFC 9111 §4.4 after unsafe requests;
 //! failures are one [`error::ProxyError`] with one table.
 
 mod admit;
+mod cdn_loop;
+pub mod client_headers;
 mod coalesce;
 pub mod edge;
 mod error;
@@ -52,6 +55,8 @@ use crate::{
     reserve::Reserve,
 };
 use admit::Limits;
+pub use cdn_loop::CdnId;
+use client_headers::TrustedProxies;
 use coalesce::Coalescer;
 use edge::EdgeTier;
 use error::ProxyError;
@@ -88,6 +93,8 @@ pub struct ProxyConfig {
     pub heuristic_max: Duration,
     /// Honour request cache directives (`no-cache`, `max-age`, ...); off by default, as at Cloudflare.
     pub honor_request_cache_control: bool,
+    /// Peers whose `X-Forwarded-For`, `Forwarded` and `Via` are believed; none by default.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for ProxyConfig {
@@ -105,6 +112,7 @@ impl Default for ProxyConfig {
             origin_read_timeout: Duration::from_secs(60),
             heuristic_max: Duration::from_secs(86_400),
             honor_request_cache_control: false,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -123,6 +131,9 @@ pub struct Proxy {
     access: Arc<AccessLog>,
     rules: CacheRules,
     limits: Limits,
+    trusted: TrustedProxies,
+    /// This installation's `CDN-Loop` id.
+    cdn_id: CdnId,
     /// An edge hit is noted for retention at most this often per object, in seconds.
     note_every_secs: i64,
     config: ProxyConfig,
@@ -135,6 +146,7 @@ impl Proxy {
         reserve: Reserve,
         metrics: Arc<Metrics>,
         access: Arc<AccessLog>,
+        cdn_id: CdnId,
     ) -> anyhow::Result<Self> {
         // One object may take at most a sixteenth of the edge tier.
         let edge_max = (config.edge_cache_bytes / 16).min(config.max_object_bytes);
@@ -156,6 +168,8 @@ impl Proxy {
             access,
             rules,
             limits,
+            trusted: TrustedProxies::new(config.trusted_proxies.clone()),
+            cdn_id,
             note_every_secs: i64::try_from((config.retention / 64).as_secs()).unwrap_or(i64::MAX).max(1),
             config,
         })

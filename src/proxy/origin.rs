@@ -1,7 +1,7 @@
 //! Talking to origins: the pooled HTTP client, the request a client's request becomes, and hop-by-hop
 //! header stripping.
 
-use std::{net::IpAddr, time::Duration};
+use std::time::Duration;
 
 use axum::body::Body;
 use http::{
@@ -91,54 +91,39 @@ impl Origin {
     }
 }
 
-/// Who asked, for the `X-Forwarded-*` headers.
-#[derive(Debug, Clone)]
-pub struct Forwarded {
-    pub client_ip: IpAddr,
-    /// The `Host` the client asked for.
-    pub host: String,
-}
-
 /// What the cache tells origins it is, per the Edge Architecture: its `Surrogate-Control` device token.
 fn surrogate_capability() -> HeaderValue {
     HeaderValue::from_str(&format!("{SURROGATE_DEVICE}=\"Surrogate/1.0\"")).expect("a valid header value")
 }
 
-/// What goes to the origin with a request.
+/// What goes to the origin with a request. Either way the client's `Content-Length` and
+/// `Transfer-Encoding` are not copied: the framing is the body's own (see [`origin_request`]).
 pub enum OriginBody {
-    /// The client's body, with the client's framing.
+    /// The client's body, as it arrives.
     Client(Body),
-    /// No body: the client's `Content-Length` and `Transfer-Encoding` are not sent either.
+    /// No body.
     None,
 }
 
-/// Makes a client's request header section the one the origin gets, as the cache judges it too (a `Vary`
-/// selects on what the origin saw): hop-by-hop fields removed, `X-Forwarded-For` appended to,
-/// `X-Forwarded-Proto` and `-Host` set.
-pub fn prepare_for_origin(headers: &mut HeaderMap, forwarded: &Forwarded) {
-    strip_hop_by_hop(headers);
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prior) => format!("{prior}, {}", forwarded.client_ip),
-        None => forwarded.client_ip.to_string(),
-    };
-    headers.insert("x-forwarded-for", HeaderValue::from_str(&xff).unwrap_or(HeaderValue::from_static("unknown")));
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    if let Ok(host) = HeaderValue::from_str(&forwarded.host) {
-        headers.insert("x-forwarded-host", host);
-    }
-}
-
-/// The origin request for a request prepared by [`prepare_for_origin`]: same method, path and headers,
+/// The origin request for a request prepared by [`super::client_headers::prepare_for_origin`]: same method, path and headers,
 /// `Host` set to the origin's and `Surrogate-Capability` added.
+///
+/// The message is framed from the body that is actually sent, never from the client's header fields: a
+/// `Content-Length` without its body (or a body without its length) makes an origin that trusts it read the
+/// start of the next request on the pooled connection as this one's body — a desync that files an
+/// attacker's response under another URL (RFC 9112 §6.3, §11.2). So the client's `Content-Length` and
+/// `Transfer-Encoding` are always removed and hyper frames the body: an exact size hint (the client's own
+/// `Content-Length`, which the server has checked, or none for an empty body) becomes `Content-Length`, an
+/// unknown one `chunked` — except for GET, HEAD and CONNECT, where hyper sends no body and no framing
+/// (vendor/hyper `src/proto/h1/role.rs`, `Client::set_length`). A repeated or list-valued length
+/// (`Content-Length: 5, 5`) thus leaves as one value.
 pub fn origin_request(origin: &Origin, parts: &request::Parts, body: OriginBody) -> Result<Request<Body>, http::Error> {
     let mut headers = parts.headers.clone();
+    headers.remove(CONTENT_LENGTH);
+    headers.remove(TRANSFER_ENCODING);
     let body = match body {
         OriginBody::Client(b) => b,
-        OriginBody::None => {
-            headers.remove(CONTENT_LENGTH);
-            headers.remove(TRANSFER_ENCODING);
-            Body::empty()
-        }
+        OriginBody::None => Body::empty(),
     };
     headers.insert("surrogate-capability", surrogate_capability());
     headers.insert(HOST, HeaderValue::from_str(origin.authority.as_str())?);
@@ -288,6 +273,7 @@ pub fn single_content_length(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::client_headers::{TrustedProxies, prepare_for_origin};
 
     #[test]
     fn strips_hop_by_hop_and_connection_named_headers() {
@@ -307,11 +293,14 @@ mod tests {
         let (mut parts, ()) = Request::get("/a/b?c=1").body(()).unwrap().into_parts();
         parts.headers.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
         parts.headers.insert("host", HeaderValue::from_static("example.com"));
-        let fwd = Forwarded { client_ip: "192.0.2.7".parse().unwrap(), host: "example.com".into() };
         parts.headers.insert("content-length", HeaderValue::from_static("5"));
-        prepare_for_origin(&mut parts.headers, &fwd);
+        let peer = "192.0.2.7".parse().unwrap();
+        prepare_for_origin(&mut parts.headers, &parts.method, peer, &TrustedProxies::default(), "example.com".into());
         let req = origin_request(&origin, &parts, OriginBody::None).unwrap();
         assert!(!req.headers().contains_key("content-length"), "no body, so no length");
+        let with_body = origin_request(&origin, &parts, OriginBody::Client(Body::from("hello"))).unwrap();
+        assert!(!with_body.headers().contains_key("content-length"), "the body's own length is hyper's to set");
+        assert_eq!(http_body::Body::size_hint(with_body.body()).exact(), Some(5));
         assert_eq!(req.headers()["surrogate-capability"], "cache-reserve=\"Surrogate/1.0\"");
         assert_eq!(req.uri(), "http://127.0.0.1:9000/base/a/b?c=1");
         assert_eq!(req.headers()["host"], "127.0.0.1:9000");

@@ -6,10 +6,11 @@ use std::{net::SocketAddr, sync::Arc};
 use http::{HeaderValue, Method, header, request};
 
 use super::{
-    Proxy,
+    Proxy, cdn_loop,
+    client_headers::{Forwarded, keyed, prepare_for_origin},
     error::ProxyError,
     invalidations::Epoch,
-    origin::{Forwarded, Origin, prepare_for_origin},
+    origin::Origin,
     respond::{self, Answer, ReserveTag},
 };
 use crate::{
@@ -27,7 +28,7 @@ pub struct Ctx<'a> {
     pub(super) origin: Option<Origin>,
     /// The request, normalised: `Host` is the zone-matching host, the URI in origin form.
     pub(super) parts: request::Parts,
-    /// The cache key: host, path and query.
+    /// The cache key: host, path and query, and the keyed fields (`Origin`).
     pub(super) key: String,
     /// The key's invalidation count before any look-up: what this request fills lands only if it holds.
     pub(super) seen: Epoch,
@@ -37,13 +38,17 @@ pub struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     /// Resolves the zone and prepares the request. Fails (handing the request back, for the log) for a
-    /// request without `Host`, an unknown host, or a zone table that cannot be read.
+    /// request without a valid `Host`, an unknown host, a zone table that cannot be read, or a request that
+    /// has looped (`CDN-Loop`).
     pub(super) async fn resolve(
         proxy: &'a Proxy,
         peer: SocketAddr,
         mut parts: request::Parts,
     ) -> Result<Ctx<'a>, (ProxyError, request::Parts)> {
-        let Some(host) = request_host(&parts) else { return Err((ProxyError::MissingHost, parts)) };
+        let host = match request_host(&parts) {
+            Ok(host) => host,
+            Err(e) => return Err((e, parts)),
+        };
         let zone = match proxy.directory.resolve(&host).await {
             Ok(Some(zone)) => zone,
             Ok(None) => return Err((ProxyError::UnknownHost(host), parts)),
@@ -55,13 +60,18 @@ impl<'a> Ctx<'a> {
             parts.headers.insert(header::HOST, value);
         }
         let upgrade = parts.headers.contains_key(header::UPGRADE);
-        let forwarded = Forwarded { client_ip: peer.ip(), host };
-        prepare_for_origin(&mut parts.headers, &forwarded);
+        let forwarded = prepare_for_origin(&mut parts.headers, &parts.method, peer.ip(), &proxy.trusted, host);
+        if let Err(looped) = cdn_loop::enter(&mut parts.headers, &proxy.cdn_id) {
+            let reason = looped.as_str();
+            tracing::warn!(zone = %zone.name, reason, "refused a forwarding loop: does the zone's origin lead back here?");
+            return Err((ProxyError::LoopDetected(looped), parts));
+        }
         if parts.uri.scheme().is_some() {
             let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
             parts.uri = pq.parse().unwrap_or_default();
         }
-        let key = cache_key(&forwarded.host, parts.uri.path_and_query().map_or("/", |pq| pq.as_str()));
+        let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let key = cache_key(&forwarded.host, pq, &keyed(&parts.headers));
         let counters = proxy.metrics.zone(&zone);
         let origin = zone.origin.as_deref().and_then(Origin::parse);
         let seen = proxy.invalidations.epoch(&key).await;
@@ -89,21 +99,82 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// The request's host, lower-cased, without port or trailing dot.
-fn request_host(parts: &request::Parts) -> Option<String> {
-    let raw = match parts.uri.host() {
-        Some(h) => h.to_owned(),
-        None => {
-            let h = parts.headers.get(header::HOST)?.to_str().ok()?;
-            // Strip a port (hostnames carry no ':'; IPv6 literals are not zone names).
-            h.rsplit_once(':').map_or(h, |(name, _)| name).to_owned()
-        }
+/// The request's host, lower-cased, without port or trailing dot: the target URI's when it is in absolute
+/// form, else `Host`'s (RFC 9112 §3.2.2). A request with more than one `Host` line, or a `Host` that is not
+/// `uri-host [":" port]`, is refused (RFC 9112 §3.2: 400) — whichever line another hop would pick, this
+/// proxy would pick a zone for it, and the two could differ.
+fn request_host(parts: &request::Parts) -> Result<String, ProxyError> {
+    let mut lines = parts.headers.get_all(header::HOST).iter();
+    let line = lines.next();
+    if lines.next().is_some() {
+        return Err(ProxyError::BadHost("more than one Host line"));
+    }
+    let from_header = match line {
+        Some(v) => Some(host_of(v.as_bytes()).ok_or(ProxyError::BadHost("not uri-host [\":\" port]"))?),
+        None => None,
+    };
+    let raw = match (parts.uri.host(), from_header) {
+        (Some(h), _) => h,
+        (None, Some(h)) => h,
+        (None, None) => return Err(ProxyError::MissingHost),
     };
     let host = raw.trim_end_matches('.').to_ascii_lowercase();
-    (!host.is_empty()).then_some(host)
+    if host.is_empty() { Err(ProxyError::MissingHost) } else { Ok(host) }
 }
 
-/// The cache key: host, then path with query.
-pub(super) fn cache_key(host: &str, path_and_query: &str) -> String {
-    format!("{host}{path_and_query}")
+/// The host of a `Host` value, `uri-host [":" port]` (RFC 9110 §7.2, RFC 3986 §3.2.2): a reg-name or IPv4
+/// address, or a bracketed IP literal, then an optional all-digit port. `None` when it is anything else
+/// (user info, a path, spaces, ...).
+fn host_of(value: &[u8]) -> Option<&str> {
+    let value = std::str::from_utf8(value).ok()?;
+    let (host, port) = match value.strip_prefix('[') {
+        Some(rest) => {
+            let end = rest.find(']')?;
+            let literal = &rest[..end];
+            if literal.is_empty() || !literal.bytes().all(|b| b.is_ascii_hexdigit() || b":.".contains(&b)) {
+                return None;
+            }
+            let after = &rest[end + 1..];
+            let port = if after.is_empty() { None } else { Some(after.strip_prefix(':')?) };
+            (&value[..end + 2], port)
+        }
+        None => {
+            let (host, port) = value.split_once(':').map_or((value, None), |(h, p)| (h, Some(p)));
+            let reg_name = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b);
+            if !host.bytes().all(reg_name) {
+                return None;
+            }
+            (host, port)
+        }
+    };
+    port.is_none_or(|p| p.bytes().all(|b| b.is_ascii_digit())).then_some(host)
+}
+
+/// The cache key: host, then path with query, then what the keyed request fields add
+/// ([`super::client_headers::keyed`]).
+pub(super) fn cache_key(host: &str, path_and_query: &str, keyed: &str) -> String {
+    format!("{host}{path_and_query}{keyed}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_values_are_uri_host_and_an_optional_port() {
+        for (value, host) in [
+            ("a.example", "a.example"),
+            ("A.Example.:8080", "A.Example."),
+            ("a.example:", "a.example"),
+            ("[::1]:80", "[::1]"),
+            ("192.0.2.1", "192.0.2.1"),
+            ("", ""),
+        ] {
+            assert_eq!(host_of(value.as_bytes()), Some(host), "{value:?}");
+        }
+        for bad in ["a.example:http", "user@a.example", "a.example/x", "a example", "a:1:2", "[::1", "[]", "[::1]x"] {
+            assert_eq!(host_of(bad.as_bytes()), None, "{bad:?}");
+        }
+        assert_eq!(host_of(b"a\xff.example"), None);
+    }
 }
