@@ -158,7 +158,7 @@ impl ApiError {
             ),
             ApiError::Unparseable(_) => (S::BAD_REQUEST, item(6014, "The request is not valid HTTP/1.1")),
             ApiError::TooManyConnections => {
-                (S::SERVICE_UNAVAILABLE, item(1001, "Too many connections to the API; retry shortly"))
+                (S::SERVICE_UNAVAILABLE, item(1015, "Too many connections to the API; retry shortly"))
             }
             ApiError::Internal => (S::INTERNAL_SERVER_ERROR, item(1000, "Internal server error")),
         }
@@ -255,13 +255,20 @@ mod tests {
             ApiError::ClearNeverPerformed,
             ApiError::ReserveOn,
             ApiError::ClearInProgress,
+            ApiError::BodyTimeout,
+            ApiError::BrokenBody,
+            ApiError::Unparseable(StatusCode::BAD_REQUEST),
+            ApiError::Unparseable(StatusCode::URI_TOO_LONG),
+            ApiError::Unparseable(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+            ApiError::TooManyConnections,
             ApiError::Internal,
         ];
         for e in all {
             let (status, item) = e.parts();
             assert!(item.code >= 1000, "{e:?}");
             // Rule violations must not be 409 or 5xx: Cloudflare's SDKs retry those.
-            if e != ApiError::Internal {
+            // Failures of this server (not of the request) are 5xx, so that clients retry them.
+            if e != ApiError::Internal && e != ApiError::TooManyConnections {
                 assert!(status.is_client_error() && status != StatusCode::CONFLICT, "{e:?}");
             }
         }
