@@ -5,6 +5,7 @@ mod crash;
 mod forwarding;
 mod freshness;
 mod invalidation;
+mod memory;
 mod origin;
 mod reserve;
 mod semantics;
