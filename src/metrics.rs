@@ -56,6 +56,8 @@ pub struct ZoneCounters {
     pub reserve_bytes_served: Counter,
     /// Reserve writes given up: the disk fell behind the client, or the body ended short.
     pub writes_abandoned: Counter,
+    /// Objects served without filling the edge tier because the edge-fill budget had no room for them.
+    pub edge_fills_skipped: Counter,
     pub evicted: Counter,
     pub origin_requests: Counter,
     pub origin_errors: Counter,
@@ -71,6 +73,10 @@ impl ZoneCounters {
         self.responses[i].increment(1);
     }
 }
+
+/// Process-wide gauges (no zone label): bytes held by the proxy's memory budgets.
+pub const EDGE_FILL_BUFFER: &str = "cache_reserve_edge_fill_buffer_bytes";
+pub const WRITE_BUFFER: &str = "cache_reserve_write_buffer_bytes";
 
 const METADATA: Metadata<'static> = Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
 
@@ -89,7 +95,7 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let recorder = PrometheusBuilder::new().build_recorder();
-        let counters: [(&str, &str, Option<Unit>); 12] = [
+        let counters: [(&str, &str, Option<Unit>); 15] = [
             ("cache_reserve_responses_total", "Proxy responses, by cf-cache-status.", None),
             ("cache_reserve_tier_lookups_total", "Cache tier lookups, by tier (edge, reserve) and result.", None),
             ("cache_reserve_class_a_operations_total", "Reserve writes (Cloudflare Class A).", None),
@@ -100,6 +106,17 @@ impl Metrics {
                 Some(Unit::Bytes),
             ),
             ("cache_reserve_writes_abandoned_total", "Reserve writes given up (disk behind, body short).", None),
+            (
+                "cache_reserve_edge_fills_skipped_total",
+                "Objects served without filling the edge tier: the edge-fill buffer budget was spent.",
+                None,
+            ),
+            (
+                EDGE_FILL_BUFFER,
+                "Memory held by bodies gathered for the edge tier (misses, reserve reads); at most --edge-fill-buffer-bytes.",
+                Some(Unit::Bytes),
+            ),
+            (WRITE_BUFFER, "Memory held by reserve writes in flight; at most --write-buffer-bytes.", Some(Unit::Bytes)),
             ("cache_reserve_evicted_objects_total", "Objects evicted after the retention period.", None),
             ("cache_reserve_origin_requests_total", "Requests sent to the origin.", None),
             ("cache_reserve_origin_errors_total", "Origin requests that failed (502/504).", None),
@@ -153,6 +170,7 @@ impl Metrics {
             class_b: counter("cache_reserve_class_b_operations_total", &[]),
             reserve_bytes_served: counter("cache_reserve_served_bytes_total", &[]),
             writes_abandoned: counter("cache_reserve_writes_abandoned_total", &[]),
+            edge_fills_skipped: counter("cache_reserve_edge_fills_skipped_total", &[]),
             evicted: counter("cache_reserve_evicted_objects_total", &[]),
             origin_requests: counter("cache_reserve_origin_requests_total", &[]),
             origin_errors: counter("cache_reserve_origin_errors_total", &[]),
@@ -160,6 +178,11 @@ impl Metrics {
             stored_objects: gauge("cache_reserve_stored_objects"),
             stored_bytes: gauge("cache_reserve_stored_bytes"),
         }
+    }
+
+    /// A process-wide gauge, such as [`EDGE_FILL_BUFFER`].
+    pub fn gauge(&self, name: &'static str) -> Gauge {
+        self.recorder.register_gauge(&Key::from_static_name(name), &METADATA)
     }
 
     /// Sets a zone's stored objects and bytes (read from the index when rendering).

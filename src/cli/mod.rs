@@ -85,6 +85,11 @@ pub struct ServeArgs {
     /// reserve instead of memory growing.
     #[arg(long, env = "CACHE_RESERVE_WRITE_BUFFER_BYTES", default_value = "64MiB", value_parser = size::parse)]
     pub write_buffer_bytes: u64,
+    /// Memory bodies being gathered for the edge tier may hold: misses filling it, and reserve hits read
+    /// whole to be promoted to it. Beyond it, objects stream to the client without filling the edge tier.
+    /// Default: a quarter of --edge-cache-bytes (four objects of the largest size the tier takes).
+    #[arg(long, env = "CACHE_RESERVE_EDGE_FILL_BUFFER_BYTES", value_parser = size::parse)]
+    pub edge_fill_buffer_bytes: Option<u64>,
     /// Largest object written to the reserve, e.g. 1GiB.
     #[arg(long, env = "CACHE_RESERVE_MAX_OBJECT_BYTES", default_value = "1GiB", value_parser = size::parse)]
     pub max_object_bytes: u64,
@@ -170,6 +175,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_object_bytes: args.max_object_bytes,
             index_cache_bytes: args.index_cache_bytes,
             write_buffer_bytes: args.write_buffer_bytes,
+            edge_fill_buffer_bytes: args.edge_fill_buffer_bytes.unwrap_or(args.edge_cache_bytes / 4),
             reserve_min_ttl: args.reserve_min_ttl,
             retention: args.retention,
             connect_timeout: args.origin_connect_timeout,

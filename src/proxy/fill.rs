@@ -1,27 +1,29 @@
 //! Filling the caches from an origin response while it streams to the client.
 //!
 //! [`TeeBody`] passes the origin's body through unchanged and, on the side, gathers it for the edge tier
-//! (when small enough) and hands chunks to a reserve writer task. The client's response never waits for
-//! either: chunks go to the writer through an unbounded channel whose backlog is capped in bytes, and a
-//! writer that falls behind by more than the cap is abandoned (counted) rather than slowing the client.
-//! When the body ends, the edge entry is installed and the writer told to finish, which commits the object
-//! only if every announced byte arrived; a body cut short commits nothing.
+//! (when small enough, and within its share of the edge-fill budget: past it, the body still streams whole
+//! to the client, but the edge is not filled) and hands chunks to a reserve writer task. The client's
+//! response never waits for either: chunks go to the writer through an unbounded channel whose backlog is
+//! capped in bytes, and a writer that falls behind by more than the cap is abandoned (counted) rather than
+//! slowing the client. When the body ends, the edge entry is installed and the writer told to finish, which
+//! commits the object only if every announced byte arrived; a body cut short commits nothing.
 
 use std::{
     pin::Pin,
     sync::{
         Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicUsize, Ordering},
     },
     task::{Context, Poll, ready},
 };
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use tokio::sync::mpsc;
 
 use super::{
+    budget::{BudgetShare, BudgetedBuf, Refused},
     coalesce::{FillGuard, Filled},
     edge::{EdgeEntry, EdgeTier},
     index_cache::IndexCache,
@@ -39,46 +41,12 @@ use crate::{
 /// Bytes a reserve writer may lag behind the client before it is abandoned.
 const WRITER_BACKLOG: usize = 16 * 1024 * 1024;
 
-/// Memory all reserve writes in flight may hold: bodies gathered for one put, parts being uploaded,
-/// chunks queued. A write that would exceed it is not started (counted as abandoned): when the disk is
-/// slower than the traffic, some objects skip the reserve rather than memory growing without bound.
-pub struct WriteBudget {
-    limit: u64,
-    used: AtomicU64,
-}
-
-impl WriteBudget {
-    pub fn new(limit: u64) -> Arc<Self> {
-        Arc::new(Self { limit, used: AtomicU64::new(0) })
-    }
-
-    /// Reserves room for a write of `size` bytes, if there is room.
-    pub fn take(self: &Arc<Self>, size: u64) -> Option<BudgetGuard> {
-        // What the upload holds, and a queue of chunks not yet written (for a large body).
-        let cost = size.min(upload_memory_bound(size) + WRITER_BACKLOG as u64);
-        let mut used = self.used.load(Ordering::Relaxed);
-        loop {
-            if used + cost > self.limit {
-                return None;
-            }
-            match self.used.compare_exchange_weak(used, used + cost, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => return Some(BudgetGuard { budget: self.clone(), cost }),
-                Err(now) => used = now,
-            }
-        }
-    }
-}
-
-/// Room held by one write, given back when the write ends.
-pub struct BudgetGuard {
-    budget: Arc<WriteBudget>,
-    cost: u64,
-}
-
-impl Drop for BudgetGuard {
-    fn drop(&mut self) {
-        self.budget.used.fetch_sub(self.cost, Ordering::AcqRel);
-    }
+/// What a reserve write of `size` bytes takes from the write budget (`--write-buffer-bytes`): what the
+/// upload holds, and a queue of chunks not yet written (for a large body). A write the budget cannot cover
+/// is not started (counted as abandoned): when the disk is slower than the traffic, some objects skip the
+/// reserve rather than memory growing without bound.
+pub fn write_cost(size: u64) -> u64 {
+    size.min(upload_memory_bound(size) + WRITER_BACKLOG as u64)
 }
 
 /// Gathering a body for the edge tier.
@@ -93,7 +61,10 @@ pub struct EdgeFill {
     pub seen: Epoch,
     /// `Content-Length`, when announced.
     pub expected: Option<u64>,
-    pub buf: BytesMut,
+    /// The body so far, within its share of the edge-fill budget (`--edge-fill-buffer-bytes`).
+    pub buf: BudgetedBuf,
+    /// Counts a fill given up for want of budget.
+    pub counters: Arc<ZoneCounters>,
 }
 
 enum WriterMsg {
@@ -122,8 +93,8 @@ pub struct ReserveWrite {
     /// Lands only if the key was not invalidated since `seen`.
     pub invalidations: Arc<Invalidations>,
     pub seen: Epoch,
-    /// The write's share of the [`WriteBudget`], held until it ends.
-    pub _budget: BudgetGuard,
+    /// The write's share of the write budget (see [`write_cost`]), held until it ends.
+    pub _budget: BudgetShare,
 }
 
 impl ReserveWrite {
@@ -212,12 +183,14 @@ impl TeeBody {
     }
 
     fn observe(&mut self, data: &Bytes) {
-        if let Some(edge) = &mut self.edge {
-            if (edge.buf.len() + data.len()) as u64 > edge.tier.max_object {
-                self.edge = None;
-            } else {
-                edge.buf.extend_from_slice(data);
+        if let Some(edge) = &mut self.edge
+            && let Err(refused) = edge.buf.extend(data)
+        {
+            // Dropping the fill gives its share back; the client's body goes on all the same.
+            if refused == Refused::OverBudget {
+                edge.counters.edge_fills_skipped.increment(1);
             }
+            self.edge = None;
         }
         if let Some(w) = &self.reserve {
             if w.backlog.load(Ordering::Relaxed) + data.len() > WRITER_BACKLOG {
@@ -239,6 +212,7 @@ impl TeeBody {
         {
             // A body that came without a length gets one, so a HEAD answered from this copy can say it.
             let stored = Arc::new(edge.stored.with_content_length(edge.buf.len() as u64));
+            // From here the edge tier accounts for the bytes; the fill's share is given back.
             let entry = Arc::new(EdgeEntry::new(stored, edge.buf.freeze(), edge.generation, edge.key_hash));
             let landed =
                 edge.invalidations.land_now(&edge.key, edge.seen, || edge.tier.insert(&edge.key, entry.clone()));
@@ -293,6 +267,44 @@ impl Body for TeeBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// Slices a [`HeldBody`] is sent in.
+const HELD_SLICE: usize = 64 * 1024;
+
+/// A reserve body read whole (to be promoted to the edge tier), sent in slices so that it ends only once
+/// the connection has taken the last of them; it holds its share of the edge-fill budget until then, or
+/// until the client leaves (the body is dropped).
+pub struct HeldBody {
+    rest: Bytes,
+    _share: BudgetShare,
+}
+
+impl HeldBody {
+    pub fn new(body: Bytes, share: BudgetShare) -> Self {
+        Self { rest: body, _share: share }
+    }
+}
+
+impl Body for HeldBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.rest.is_empty() {
+            return Poll::Ready(None);
+        }
+        let n = self.rest.len().min(HELD_SLICE);
+        Poll::Ready(Some(Ok(Frame::data(self.rest.split_to(n)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.rest.len() as u64)
     }
 }
 

@@ -17,6 +17,7 @@
 //! failures are one [`error::ProxyError`] with one table.
 
 mod admit;
+mod budget;
 mod cdn_loop;
 pub mod client_headers;
 mod coalesce;
@@ -51,17 +52,17 @@ use crate::{
     domain::{Timestamp, Zone},
     http_cache::CacheRules,
     jobs::AccessLog,
-    metrics::{CacheStatus, Metrics},
+    metrics::{self, CacheStatus, Metrics},
     reserve::Reserve,
 };
 use admit::Limits;
+use budget::MemoryBudget;
 pub use cdn_loop::CdnId;
 use client_headers::TrustedProxies;
 use coalesce::Coalescer;
 use edge::EdgeTier;
 use error::ProxyError;
 pub use error::listener_error_body;
-use fill::WriteBudget;
 use index_cache::IndexCache;
 use invalidations::Invalidations;
 use origin::OriginClient;
@@ -78,6 +79,9 @@ pub struct ProxyConfig {
     pub max_object_bytes: u64,
     /// Memory reserve writes in flight may hold; beyond it, objects skip the reserve.
     pub write_buffer_bytes: u64,
+    /// Memory bodies gathered for the edge tier may hold (misses filling it, reserve bodies read whole to
+    /// be promoted to it); beyond it, objects are streamed without filling the edge tier.
+    pub edge_fill_buffer_bytes: u64,
     /// Memory for reserve metadata (which objects the reserve holds), in bytes.
     pub index_cache_bytes: u64,
     /// Shortest freshness lifetime an object needs to be written to the reserve.
@@ -105,6 +109,7 @@ impl Default for ProxyConfig {
             max_object_bytes: 1024 * 1024 * 1024,
             index_cache_bytes: 64 * 1024 * 1024,
             write_buffer_bytes: 64 * 1024 * 1024,
+            edge_fill_buffer_bytes: 64 * 1024 * 1024,
             reserve_min_ttl: Duration::from_secs(10 * 3600),
             retention: Duration::from_secs(30 * 86_400),
             connect_timeout: Duration::from_secs(5),
@@ -126,7 +131,10 @@ pub struct Proxy {
     origin: OriginClient,
     coalescer: Arc<Coalescer>,
     invalidations: Arc<Invalidations>,
-    write_budget: Arc<WriteBudget>,
+    /// Reserve writes in flight (`write_buffer_bytes`).
+    write_budget: Arc<MemoryBudget>,
+    /// Bodies gathered for the edge tier (`edge_fill_buffer_bytes`).
+    fill_budget: Arc<MemoryBudget>,
     metrics: Arc<Metrics>,
     access: Arc<AccessLog>,
     rules: CacheRules,
@@ -163,7 +171,11 @@ impl Proxy {
             origin: OriginClient::new(config.connect_timeout, config.origin_timeout, config.origin_read_timeout)?,
             coalescer: Arc::default(),
             invalidations: Arc::default(),
-            write_budget: WriteBudget::new(config.write_buffer_bytes),
+            write_budget: MemoryBudget::new(config.write_buffer_bytes, Some(metrics.gauge(metrics::WRITE_BUFFER))),
+            fill_budget: MemoryBudget::new(
+                config.edge_fill_buffer_bytes,
+                Some(metrics.gauge(metrics::EDGE_FILL_BUFFER)),
+            ),
             metrics,
             access,
             rules,

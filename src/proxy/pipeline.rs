@@ -6,18 +6,19 @@
 use std::{sync::Arc, time::SystemTime};
 
 use axum::body::Body;
-use bytes::BytesMut;
 use http::{
     Method, Response, StatusCode,
     header::{AUTHORIZATION, IF_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE},
 };
+use object_store::GetResult;
 
 use super::{
     Ctx, admit,
+    budget::BudgetedBuf,
     coalesce::{self, FillGuard, Filled, Joined},
     edge::EdgeEntry,
     error::ProxyError,
-    fill::{self, EdgeFill, ReserveWrite, TeeBody},
+    fill::{self, EdgeFill, HeldBody, ReserveWrite, TeeBody},
     index_cache::Known,
     lookup::{Found, Tier},
     origin::{OriginBody, OriginResponseBody, strip_hop_by_hop},
@@ -222,8 +223,7 @@ impl Ctx<'_> {
         }
     }
 
-    /// Answers from a found copy (with its refreshed stored response, after a validation). A reserve body
-    /// small enough for the edge tier is read whole and kept there too.
+    /// Answers from a found copy (with its refreshed stored response, after a validation).
     async fn serve_found(
         &self,
         found: Found,
@@ -231,7 +231,6 @@ impl Ctx<'_> {
         status: CacheStatus,
         now: SystemTime,
     ) -> Answer {
-        let p = self.proxy;
         let stored = fresh.unwrap_or_else(|| found.stored().clone());
         let (body, tag) = match (found.tier, found.body) {
             (Tier::Edge(entry), _) => (Body::from(entry.body.clone()), ReserveTag::Edge),
@@ -240,25 +239,39 @@ impl Ctx<'_> {
             (Tier::Reserve(known), Some(body)) => {
                 let size = known.entry.size;
                 self.counters.reserve_bytes_served.increment(size);
-                if size <= p.edge.max_object {
-                    match body.bytes().await {
-                        Ok(bytes) => {
-                            let entry =
-                                Arc::new(EdgeEntry::from_reserve(stored.clone(), bytes.clone(), known.entry.clone()));
-                            p.invalidations.land_now(&self.key, self.seen, || p.edge.insert(&self.key, entry));
-                            (Body::from(bytes), ReserveTag::Hit)
-                        }
-                        Err(e) => {
-                            tracing::warn!(zone = %self.zone.name, error = %e, "reserve read failed; asking the origin");
-                            return self.fetch_and_fill(None, CacheStatus::Miss).await;
-                        }
-                    }
-                } else {
-                    (Body::from_stream(body.into_stream()), ReserveTag::Hit)
+                match self.reserve_body(&known, &stored, body).await {
+                    Some(body) => (body, ReserveTag::Hit),
+                    None => return self.fetch_and_fill(None, CacheStatus::Miss).await,
                 }
             }
         };
         Answer { status, tag, response: respond::from_cache(&stored, body, &self.parts, now) }
+    }
+
+    /// A reserve hit's body. One small enough for the edge tier is read whole and kept there too, if the
+    /// edge-fill budget has room for it (the share held until the client has the body); else it streams
+    /// from disk. `None` when the read failed.
+    async fn reserve_body(&self, known: &Known, stored: &Arc<StoredResponse>, body: GetResult) -> Option<Body> {
+        let p = self.proxy;
+        let size = known.entry.size;
+        if size > p.edge.max_object {
+            return Some(Body::from_stream(body.into_stream()));
+        }
+        let Some(share) = p.fill_budget.take(size) else {
+            self.counters.edge_fills_skipped.increment(1);
+            return Some(Body::from_stream(body.into_stream()));
+        };
+        match body.bytes().await {
+            Ok(bytes) => {
+                let entry = Arc::new(EdgeEntry::from_reserve(stored.clone(), bytes.clone(), known.entry.clone()));
+                p.invalidations.land_now(&self.key, self.seen, || p.edge.insert(&self.key, entry));
+                Some(Body::new(HeldBody::new(bytes, share)))
+            }
+            Err(e) => {
+                tracing::warn!(zone = %self.zone.name, error = %e, "reserve read failed; asking the origin");
+                None
+            }
+        }
     }
 
     /// Fetches the object whole and fills the tiers from it.
@@ -287,7 +300,13 @@ impl Ctx<'_> {
             return Answer { status: CacheStatus::Bypass, tag: ReserveTag::Bypass, response };
         };
         let length = admission.length;
-        let edge = admission.edge.then(|| EdgeFill {
+        // The buffer's share of the fill budget is taken before it allocates: for an announced length (at
+        // most the edge tier's object limit, or admission said no), all of it now; else as the body grows.
+        let buf = admission.edge.then(|| BudgetedBuf::new(&p.fill_budget, length, p.edge.max_object)).flatten();
+        if admission.edge && buf.is_none() {
+            self.counters.edge_fills_skipped.increment(1);
+        }
+        let edge = buf.map(|buf| EdgeFill {
             tier: p.edge.clone(),
             key: self.key.clone(),
             key_hash: layout::key_hash(&self.key),
@@ -296,10 +315,11 @@ impl Ctx<'_> {
             invalidations: p.invalidations.clone(),
             seen: self.seen,
             expected: length,
-            buf: BytesMut::with_capacity(usize::try_from(length.unwrap_or(0)).unwrap_or(0)),
+            buf,
+            counters: self.counters.clone(),
         });
         let reserve = match admission.reserve {
-            Ok(size) => match p.write_budget.take(size) {
+            Ok(size) => match p.write_budget.take(fill::write_cost(size)) {
                 Some(budget) => Some(
                     ReserveWrite {
                         _budget: budget,

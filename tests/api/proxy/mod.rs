@@ -6,6 +6,7 @@ mod forwarding;
 mod freshness;
 mod hostile;
 mod invalidation;
+mod memory;
 pub mod origin;
 mod raw_origin;
 mod reserve;

@@ -28,6 +28,9 @@ pub struct Reply {
     pub chunked: bool,
     /// Send the body in chunks of this size with this pause between them (keeping `Content-Length`).
     pub slow: Option<(usize, Duration)>,
+    /// Send the first half of the body, then the rest once this is true (`Content-Length` kept unless
+    /// `chunked`).
+    pub gate: Option<tokio::sync::watch::Receiver<bool>>,
     /// Answer 304s with no headers at all, as Python's http.server does.
     pub bare_304: bool,
     /// Answer 304s with these headers instead of the 200's.
@@ -48,6 +51,7 @@ impl Reply {
             delay: Duration::ZERO,
             chunked: false,
             slow: None,
+            gate: None,
             bare_304: false,
             headers_304: None,
         }
@@ -81,6 +85,12 @@ impl Reply {
 
     pub fn slow(mut self, chunk: usize, pause: Duration) -> Self {
         self.slow = Some((chunk, pause));
+        self
+    }
+
+    /// Holds the second half of the body back until `gate` is true.
+    pub fn gated(mut self, gate: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.gate = Some(gate);
         self
     }
 
@@ -158,6 +168,19 @@ async fn answer(State(state): State<Arc<OriginState>>, req: Request) -> Response
         *state.not_modified.lock().unwrap().entry(path).or_default() += 1;
         let mut r = Response::new(Body::empty());
         *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else if let Some(mut gate) = reply.gate.clone() {
+        let total = reply.body.len();
+        let (first, rest) = (reply.body.slice(..total / 2), reply.body.slice(total / 2..));
+        let rest = futures::stream::once(async move {
+            let _ = gate.wait_for(|open| *open).await;
+            rest
+        });
+        let stream = futures::stream::iter([first]).chain(rest).map(Ok::<_, std::io::Error>);
+        let mut r = Response::new(Body::from_stream(stream));
+        if !reply.chunked {
+            r.headers_mut().insert("content-length", HeaderValue::from(total));
+        }
         r
     } else if reply.chunked {
         let chunks: Vec<Result<Bytes, std::io::Error>> =
