@@ -17,7 +17,10 @@ use std::{
 
 use axum::{Router, extract::ConnectInfo};
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, header::CONNECTION};
+use http::{
+    HeaderValue, Request, Response, StatusCode,
+    header::{CONNECTION, CONTENT_TYPE},
+};
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
@@ -34,6 +37,14 @@ use tower::ServiceExt;
 
 use client_body::ClientBody;
 pub use limits::{FileBudget, raise_open_files_limit};
+
+/// Largest request head (request line and header section) read, in bytes; more is `431`. hyper's default
+/// (about 400 KiB) held that much per connection while a head arrived; nginx allows 4 × 8 KiB, Cloudflare
+/// 32 KiB of header fields.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// Longest request target, in bytes; longer is `414` (Cloudflare's limit on URLs is 16 KiB).
+pub const MAX_URI_BYTES: usize = 16 * 1024;
 
 /// The limits of one listener. Defaults follow nginx's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +94,8 @@ impl Listener {
     pub async fn serve(self, tcp: TcpListener, app: Router, shutdown: CancellationToken) {
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
+            .max_buf_size(MAX_HEAD_BYTES)
+            .max_header_size(MAX_HEAD_BYTES)
             .header_read_timeout(self.limits.header_timeout)
             .idle_timeout(self.limits.idle_timeout)
             .error_response(self.error_body);
@@ -111,7 +124,8 @@ impl Listener {
             let service = hyper::service::service_fn({
                 let app = app.clone();
                 let body_timeout = self.limits.body_timeout;
-                move |req| serve_request(app.clone(), peer, body_timeout, req)
+                let error_body = self.error_body;
+                move |req| serve_request(app.clone(), peer, body_timeout, error_body, req)
             });
             let conn = graceful.watch(http.serve_connection(TokioIo::new(Box::pin(io)), service));
             let name = self.name;
@@ -145,8 +159,17 @@ async fn serve_request(
     app: Router,
     peer: SocketAddr,
     body_timeout: Duration,
+    error_body: ErrorBody,
     req: Request<Incoming>,
 ) -> Result<Response<axum::body::Body>, Infallible> {
+    if target_len(req.uri()) > MAX_URI_BYTES {
+        let (content_type, body) = error_body(StatusCode::URI_TOO_LONG);
+        let mut response = Response::new(axum::body::Body::from(body));
+        *response.status_mut() = StatusCode::URI_TOO_LONG;
+        response.headers_mut().insert(CONTENT_TYPE, content_type);
+        response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+        return Ok(response);
+    }
     let (mut parts, body) = req.into_parts();
     let (body, progress) = ClientBody::new(body, body_timeout);
     parts.extensions.insert(ConnectInfo(peer));
@@ -156,6 +179,12 @@ async fn serve_request(
         response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
     }
     Ok(response)
+}
+
+/// The length of a request target, near enough (without the scheme's `://`).
+fn target_len(uri: &http::Uri) -> usize {
+    let pq = uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+    pq + uri.authority().map_or(0, |a| a.as_str().len()) + uri.scheme_str().map_or(0, str::len)
 }
 
 /// Answers a connection over the cap, and closes it. Bounded: a client that does not read is dropped.

@@ -40,6 +40,8 @@ pub enum ProxyError {
         BodyFault::Broken => "is malformed or was cut short",
     })]
     ClientBody(BodyFault),
+    #[error("not implemented: {0}")]
+    NotImplemented(&'static str),
     #[error("only-if-cached, and no stored response may answer")]
     NotCached,
     #[error("forwarding loop: {}", .0.as_str())]
@@ -65,6 +67,9 @@ impl ProxyError {
             }
             Self::BadOrigin(_) => (StatusCode::BAD_GATEWAY, "origin misconfigured".to_owned(), Upstream),
             Self::Origin(e) if e.timed_out() => (StatusCode::GATEWAY_TIMEOUT, "origin timed out".to_owned(), Upstream),
+            Self::Origin(OriginError::Invalid(_)) => {
+                (StatusCode::BAD_GATEWAY, "invalid origin response".to_owned(), Upstream)
+            }
             Self::Origin(OriginError::HeadTooLarge(_)) => {
                 (StatusCode::BAD_GATEWAY, "origin response head too large".to_owned(), Upstream)
             }
@@ -75,6 +80,7 @@ impl ProxyError {
             Self::ClientBody(BodyFault::Broken) => {
                 (StatusCode::BAD_REQUEST, "request body malformed or incomplete".to_owned(), Downstream)
             }
+            Self::NotImplemented(what) => (StatusCode::NOT_IMPLEMENTED, format!("not implemented: {what}"), Downstream),
             Self::NotCached => (StatusCode::GATEWAY_TIMEOUT, "not cached (only-if-cached)".to_owned(), Downstream),
             Self::LoopDetected(_) => (
                 StatusCode::LOOP_DETECTED,

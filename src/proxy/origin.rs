@@ -83,6 +83,14 @@ impl Origin {
     /// The origin's URI for a client's path and query.
     fn uri_for(&self, client: &Uri) -> Result<Uri, http::Error> {
         let pq = client.path_and_query().map_or("/", |pq| pq.as_str());
+        if pq == "*" {
+            // `OPTIONS *` asks about the server, not a path: no prefix (RFC 9112 §3.2.4).
+            return Uri::builder()
+                .scheme(self.scheme.clone())
+                .authority(self.authority.clone())
+                .path_and_query("*")
+                .build();
+        }
         Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
@@ -143,6 +151,8 @@ pub enum OriginError {
     Request(#[source] hyper_util::client::legacy::Error),
     #[error("the origin's response head has more than {MAX_ORIGIN_HEADER_LINES} field lines or is too large")]
     HeadTooLarge(#[source] hyper_util::client::legacy::Error),
+    #[error("the origin's response is not valid HTTP/1.1")]
+    Invalid(#[source] hyper_util::client::legacy::Error),
 }
 
 impl OriginError {
@@ -173,7 +183,7 @@ impl OriginError {
         match self {
             Self::Timeout(_) => true,
             Self::Connect(e) => is_timeout(e),
-            Self::Request(_) | Self::HeadTooLarge(_) => false,
+            Self::Request(_) | Self::HeadTooLarge(_) | Self::Invalid(_) => false,
         }
     }
 }
@@ -194,6 +204,11 @@ fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
 /// Most field lines accepted in an origin's response head. nginx accepts what fits its 4 or 8 KiB
 /// `proxy_buffer_size` (up to about 1,600 minimal lines); hyper's default is 100.
 pub const MAX_ORIGIN_HEADER_LINES: usize = 2048;
+
+/// Largest read buffer of an origin connection, in bytes: the most a response head may take (nginx's
+/// `proxy_buffer_size` is 4 or 8 KiB), and the most one read of its body holds while the client takes it.
+/// hyper's default, about 400 KiB, kept that much alive per connection streaming to a slow client.
+pub const MAX_ORIGIN_READ_BUFFER: usize = 64 * 1024;
 
 /// An origin's response body: it fails when its next piece takes longer than the read timeout.
 pub type OriginResponseBody = IdleTimeout<Incoming>;
@@ -223,6 +238,7 @@ impl OriginClient {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .http1_max_headers(MAX_ORIGIN_HEADER_LINES)
+            .http1_max_buf_size(MAX_ORIGIN_READ_BUFFER)
             .build(https);
         Ok(Self { client, response_timeout, read_timeout })
     }
@@ -234,13 +250,31 @@ impl OriginClient {
             Err(_) => return Err(OriginError::Timeout(self.response_timeout)),
             Ok(Err(e)) if e.is_connect() => return Err(OriginError::Connect(e)),
             Ok(Err(e)) if head_too_large(&e) => return Err(OriginError::HeadTooLarge(e)),
+            Ok(Err(e)) if invalid_head(&e) => return Err(OriginError::Invalid(e)),
             Ok(Err(e)) => return Err(OriginError::Request(e)),
             Ok(Ok(r)) => r,
         };
         let (mut head, body) = resp.into_parts();
+        if head.headers.contains_key(TRANSFER_ENCODING) {
+            // The body was framed by its transfer coding; a length beside it is wrong and must not be
+            // forwarded (RFC 9112 §6.3).
+            head.headers.remove(CONTENT_LENGTH);
+        }
         single_content_length(&mut head.headers);
         Ok(Response::from_parts(head, IdleTimeout::new(body, self.read_timeout)))
     }
+}
+
+/// Whether hyper refused a response head as malformed (bad syntax, conflicting lengths, ...).
+fn invalid_head(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_parse) {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// Whether hyper refused a response head for its size or number of lines.

@@ -45,6 +45,9 @@ impl<'a> Ctx<'a> {
         peer: SocketAddr,
         mut parts: request::Parts,
     ) -> Result<Ctx<'a>, (ProxyError, request::Parts)> {
+        if let Some(what) = not_implemented(&parts) {
+            return Err((ProxyError::NotImplemented(what), parts));
+        }
         let host = match request_host(&parts) {
             Ok(host) => host,
             Err(e) => return Err((e, parts)),
@@ -67,8 +70,13 @@ impl<'a> Ctx<'a> {
             return Err((ProxyError::LoopDetected(looped), parts));
         }
         if parts.uri.scheme().is_some() {
-            let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-            parts.uri = pq.parse().unwrap_or_default();
+            // An absolute-form target becomes origin form; an empty path is "/" (RFC 9112 §3.2.1), and the
+            // query stays (`http://host?q` is `/?q`).
+            let origin_form = match parts.uri.query() {
+                Some(q) => format!("{}?{q}", parts.uri.path()),
+                None => parts.uri.path().to_owned(),
+            };
+            parts.uri = origin_form.parse().unwrap_or_default();
         }
         let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let key = cache_key(&forwarded.host, pq, &keyed(&parts.headers));
@@ -118,8 +126,27 @@ fn request_host(parts: &request::Parts) -> Result<String, ProxyError> {
         (None, Some(h)) => h,
         (None, None) => return Err(ProxyError::MissingHost),
     };
-    let host = raw.trim_end_matches('.').to_ascii_lowercase();
+    // One trailing dot is the fully qualified form of the same name; more are not a name.
+    let host = raw.strip_suffix('.').unwrap_or(raw).to_ascii_lowercase();
+    if host.ends_with('.') {
+        return Err(ProxyError::BadHost("not uri-host [\":\" port]"));
+    }
     if host.is_empty() { Err(ProxyError::MissingHost) } else { Ok(host) }
+}
+
+/// What of the request this reverse proxy does not do, if anything: `CONNECT` (it is not a forward proxy),
+/// and transfer codings other than `chunked`, which it cannot undo or pass on (RFC 9112 §6.1: 501).
+fn not_implemented(parts: &request::Parts) -> Option<&'static str> {
+    if parts.method == http::Method::CONNECT {
+        return Some("CONNECT (this is a reverse proxy)");
+    }
+    let other_coding = parts
+        .headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+        .any(|coding| !coding.trim().eq_ignore_ascii_case("chunked"));
+    other_coding.then_some("a transfer coding other than chunked")
 }
 
 /// The host of a `Host` value, `uri-host [":" port]` (RFC 9110 §7.2, RFC 3986 §3.2.2): a reg-name or IPv4

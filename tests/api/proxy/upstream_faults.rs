@@ -137,3 +137,77 @@ async fn an_idempotent_request_is_sent_again_when_a_reused_connection_is_reset()
     assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
     assert_eq!(origin.connections.load(std::sync::atomic::Ordering::SeqCst), 1, "a POST was sent again");
 }
+
+#[tokio::test]
+async fn a_length_beside_a_transfer_coding_is_dropped_and_an_invalid_head_is_502_as_such() {
+    let origin = ScriptedOrigin::start(|_, mut conn| async move {
+        let head = read_request_head(&mut conn).await;
+        let reply: &[u8] = if head.starts_with("GET /both") {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\nCache-Control: no-store\r\n\r\n\
+              5\r\nhello\r\n0\r\n\r\n"
+        } else {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\nhello"
+        };
+        let _ = conn.write_all(reply).await;
+    })
+    .await;
+    let app = spawn_app().await;
+    app.zone_with_origin("coded.example", &origin.url).await;
+    let got = exchange(&app.proxy, b"GET /both HTTP/1.1\r\nHost: coded.example\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(got.status, 200);
+    assert!(got.all("content-length").is_empty(), "a length beside chunked was forwarded: {got:?}");
+    assert!(got.text().contains("hello"), "{got:?}");
+
+    let got = app.proxy_get("coded.example", "/conflict").await;
+    assert_eq!(got.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(got.text(), "invalid origin response\n");
+}
+
+#[tokio::test]
+async fn request_targets_and_methods_a_reverse_proxy_must_treat_with_care() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let origin = ScriptedOrigin::start(move |_, mut conn| {
+        let log = log.clone();
+        async move {
+            loop {
+                let head = read_request_head(&mut conn).await;
+                if head.is_empty() {
+                    return;
+                }
+                log.lock().unwrap().push(head.lines().next().unwrap_or_default().to_owned());
+                let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nCache-Control: no-store\r\n\r\nok";
+                if conn.write_all(reply).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    let app = spawn_app().await;
+    app.zone_with_origin("targets.example", &format!("{}/base", origin.url)).await;
+    let ask = |request: &'static str| {
+        let proxy = app.proxy.clone();
+        async move { exchange(&proxy, request.as_bytes()).await }
+    };
+    // An absolute-form target with a query and no path keeps its query.
+    assert_eq!(ask("GET http://targets.example?q=2 HTTP/1.1\r\nHost: targets.example\r\n\r\n").await.status, 200);
+    // `OPTIONS *` is about the server: no path prefix.
+    assert_eq!(ask("OPTIONS * HTTP/1.1\r\nHost: targets.example\r\n\r\n").await.status, 200);
+    assert_eq!(*seen.lock().unwrap(), ["GET /base/?q=2 HTTP/1.1", "OPTIONS * HTTP/1.1"]);
+
+    // Not a forward proxy; no transfer codings it cannot pass on; one trailing dot only.
+    let connect = ask("CONNECT targets.example:80 HTTP/1.1\r\nHost: targets.example:80\r\n\r\n").await;
+    assert_eq!(
+        (connect.status, connect.text().as_str()),
+        (501, "not implemented: CONNECT (this is a reverse proxy)\n")
+    );
+    let coded = ask(
+        "POST /up HTTP/1.1\r\nHost: targets.example\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(coded.status, 501);
+    assert_eq!(ask("GET / HTTP/1.1\r\nHost: targets.example..\r\n\r\n").await.status, 400);
+    assert_eq!(ask("GET / HTTP/1.1\r\nHost: targets.example.\r\nConnection: close\r\n\r\n").await.status, 200);
+    assert_eq!(seen.lock().unwrap().len(), 3, "{:?}", seen.lock().unwrap());
+}
