@@ -38,9 +38,10 @@ use tower::ServiceExt;
 use client_body::ClientBody;
 pub use limits::{FileBudget, raise_open_files_limit};
 
-/// Largest request head (request line and header section) read, in bytes; more is `431`. hyper's default
-/// (about 400 KiB) held that much per connection while a head arrived; nginx allows 4 × 8 KiB, Cloudflare
-/// 32 KiB of header fields.
+/// Largest request head (request line and header section) read, in bytes; more is `431`. Without it hyper
+/// read up to its buffer limit (about 400 KiB) per connection while a head arrived; nginx allows 4 × 8 KiB,
+/// Cloudflare 32 KiB of header fields. (hyper's `max_buf_size` would bound the head too, but it also caps
+/// the write buffer, and a response's head and body would no longer go out in one write.)
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// Longest request target, in bytes; longer is `414` (Cloudflare's limit on URLs is 16 KiB).
@@ -94,7 +95,6 @@ impl Listener {
     pub async fn serve(self, tcp: TcpListener, app: Router, shutdown: CancellationToken) {
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
-            .max_buf_size(MAX_HEAD_BYTES)
             .max_header_size(MAX_HEAD_BYTES)
             .header_read_timeout(self.limits.header_timeout)
             .idle_timeout(self.limits.idle_timeout)
