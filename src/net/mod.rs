@@ -47,6 +47,10 @@ pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Longest request target, in bytes; longer is `414` (Cloudflare's limit on URLs is 16 KiB).
 pub const MAX_URI_BYTES: usize = 16 * 1024;
 
+/// Connections over the cap answered `503` at once (each for at most a second); more are closed unanswered,
+/// so a flood cannot turn refusals into a file descriptor leak of its own.
+const MAX_REFUSING: usize = 64;
+
 /// The limits of one listener. Defaults follow nginx's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnLimits {
@@ -100,6 +104,7 @@ impl Listener {
             .idle_timeout(self.limits.idle_timeout)
             .error_response(self.error_body);
         let slots = Arc::new(Semaphore::new(self.limits.max_connections));
+        let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
         let graceful = GracefulShutdown::new();
         let mut refusals = RefusalLog::default();
         loop {
@@ -115,7 +120,14 @@ impl Listener {
             };
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 refusals.note(self.name, self.limits.max_connections);
-                tokio::spawn(refuse(stream, (self.error_body)(StatusCode::SERVICE_UNAVAILABLE)));
+                // Answered while few refusals are under way; past that, a flood is just closed.
+                if let Ok(refusing) = refusing.clone().try_acquire_owned() {
+                    let answer = (self.error_body)(StatusCode::SERVICE_UNAVAILABLE);
+                    tokio::spawn(async move {
+                        refuse(stream, answer).await;
+                        drop(refusing);
+                    });
+                }
                 continue;
             };
             let _ = stream.set_nodelay(true);
