@@ -90,10 +90,15 @@ pub struct Running {
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
     data: DataDir,
+    /// Held while this server runs: the data directory's `serve.lock`.
+    _lock: std::fs::File,
 }
 
 /// Opens the data directory and starts the API, the proxy and the background jobs.
 pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let lock = lock_data_dir(&config.data_dir)?;
     let data = DataDir::open(&config.data_dir).await?;
     // No write is in flight yet: any staging file is a leftover of a crash.
     let staged = LocalBodies::new(&config.data_dir.join("objects"))?
@@ -152,7 +157,35 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         error_body: proxy::listener_error_body,
     };
     tasks.spawn(listener.serve(proxy_listener, proxy::router(Arc::new(proxy)), shutdown.clone()));
-    Ok(Running { api_addr, proxy_addr, shutdown, tasks, data })
+    Ok(Running { api_addr, proxy_addr, shutdown, tasks, data, _lock: lock })
+}
+
+/// Takes the data directory's `serve.lock` (an exclusive `flock`, released when the process ends, however
+/// it ends), so that a second `serve` on the same directory refuses to start instead of deleting the first
+/// one's in-flight writes as crash leftovers. Admin commands do not take it: they work while `serve` runs.
+fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join("serve.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            anyhow::bail!(
+                "another cache-reserve serve is using the data directory {} (it holds {}); stop it first, or \
+                 give this one its own --data-dir",
+                dir.display(),
+                path.display()
+            );
+        }
+        return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+    }
+    Ok(file)
 }
 
 impl Running {

@@ -164,3 +164,23 @@ async fn wait_works_without_progress_fields() {
     assert_eq!(done["end_ts"], "2023-10-02T12:00:00.12345Z");
     assert_eq!(polls.load(Ordering::SeqCst), 3);
 }
+
+#[tokio::test]
+async fn a_second_serve_on_the_same_data_directory_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = ServerProcess::start(dir.path(), &[]);
+    let second = binary()
+        .args(["serve", "--api-listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("another cache-reserve serve is using the data directory"), "{err}");
+    // The first keeps serving.
+    let resp = http_client().get(format!("{}/user/tokens/verify", first.base)).send().await.unwrap();
+    assert_eq!(resp.status(), reqwest::StatusCode::BAD_REQUEST);
+    // Once it is gone, the directory can be served again.
+    first.kill();
+    ServerProcess::start(dir.path(), &[]).kill();
+}
