@@ -161,44 +161,32 @@ impl OriginError {
     /// a new connection.
     pub fn closed_early(&self) -> bool {
         let Self::Request(e) = self else { return false };
-        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-        while let Some(err) = cur {
-            if let Some(h) = err.downcast_ref::<hyper::Error>()
-                && (h.is_incomplete_message() || h.is_canceled())
-            {
-                return true;
-            }
-            if let Some(io) = err.downcast_ref::<std::io::Error>()
-                && matches!(io.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe)
-            {
-                return true;
-            }
-            cur = err.source();
-        }
-        false
+        any_cause(e, |err| {
+            err.downcast_ref::<hyper::Error>().is_some_and(|h| h.is_incomplete_message() || h.is_canceled())
+                || err.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                    matches!(io.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe)
+                })
+        })
     }
 
     /// Whether it timed out (connecting, or waiting for the response head).
     pub fn timed_out(&self) -> bool {
         match self {
             Self::Timeout(_) => true,
-            Self::Connect(e) => is_timeout(e),
+            Self::Connect(e) => any_cause(e, |err| {
+                err.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+            }),
             Self::Request(_) | Self::HeadTooLarge(_) | Self::Invalid(_) => false,
         }
     }
 }
 
-fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::TimedOut
-        {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
+/// Whether `e` or any error in its source chain satisfies `matches`.
+fn any_cause(
+    e: &(dyn std::error::Error + 'static),
+    matches: impl Fn(&(dyn std::error::Error + 'static)) -> bool,
+) -> bool {
+    std::iter::successors(Some(e), |err| err.source()).any(matches)
 }
 
 /// Most field lines accepted in an origin's response head. nginx accepts what fits its 4 or 8 KiB
@@ -267,26 +255,12 @@ impl OriginClient {
 
 /// Whether hyper refused a response head as malformed (bad syntax, conflicting lengths, ...).
 fn invalid_head(e: &hyper_util::client::legacy::Error) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if err.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_parse) {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
+    any_cause(e, |err| err.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_parse))
 }
 
 /// Whether hyper refused a response head for its size or number of lines.
 fn head_too_large(e: &hyper_util::client::legacy::Error) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if err.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_parse_too_large) {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
+    any_cause(e, |err| err.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_parse_too_large))
 }
 
 /// Makes `Content-Length` one value: a list (or several lines) of one same length becomes that length

@@ -243,20 +243,21 @@ async fn a_client_that_stops_reading_is_dropped_after_the_send_timeout() {
     assert!(got < size, "the whole body was delivered to a client that stopped reading ({got} bytes)");
 }
 
-fn client_body_errors(metrics: &str) -> f64 {
+/// A counter summed over every zone.
+fn total(metrics: &str, counter: &str) -> f64 {
     metrics
         .lines()
-        .filter(|l| l.starts_with("cache_reserve_client_body_errors_total"))
+        .filter(|l| l.starts_with(counter))
         .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
         .sum()
 }
 
+fn client_body_errors(metrics: &str) -> f64 {
+    total(metrics, "cache_reserve_client_body_errors_total")
+}
+
 fn origin_errors(metrics: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("cache_reserve_origin_errors_total"))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-        .sum()
+    total(metrics, "cache_reserve_origin_errors_total")
 }
 
 #[tokio::test]
