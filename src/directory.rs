@@ -1,23 +1,38 @@
 //! The zones the proxy routes by, held in memory: looked up by hostname on every request without a
-//! database read.
+//! database read, and kept in step with the store — and with every other node sharing it.
 //!
-//! Freshness: the API refreshes a zone here after each change it commits, before it answers, so a PATCH of
-//! the reserve setting or a Clear's POST is in force for every request that starts after the response. A
-//! background poll picks up changes made elsewhere (the admin commands, another node) within
-//! `refresh_interval`; a hostname not yet known is looked up in the store when first requested.
+//! **Change feed.** Every change to a zone gets the next store-wide revision; this node applies the zones
+//! changed after the last revision it saw ([`ControlStore::zone_changes`]), every `sync_interval` and at
+//! once when PostgreSQL announces a change. The cost of a sync is the number of changes, not of zones.
+//!
+//! **Fail closed.** The view may be used for reserve reads and writes only until `view_ttl` after the
+//! start of its last successful sync ([`ZoneDirectory::reserve_usable`]); a node cut off from the store
+//! stops using the reserve (the proxy keeps serving from the edge tier and the origin) instead of serving
+//! from a view that may predate a Clear or an `off`.
+//!
+//! **Acknowledged changes.** After this node commits a change to the reserve setting or a Clear, it
+//! installs the change here and then waits, before the API answers, until every other node that synced
+//! within `view_ttl` has applied it ([`ZoneDirectory::publish`]) — about a millisecond with PostgreSQL's
+//! notifications — or until `view_ttl` has passed, after which any node that had not applied it has
+//! stopped using its view. Either way, once the API answers, no node serves the reserve by the old
+//! setting or from a pre-Clear generation (SPEC §6.1). The argument needs no synchronized clocks: a
+//! node's view expires by its own monotonic clock, `view_ttl` after a moment that preceded the commit.
 
 use std::{
     collections::HashMap,
-    sync::{Arc, RwLock},
-    time::Duration,
+    sync::{Arc, Mutex, RwLock},
+    time::{Duration, Instant},
 };
 
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    domain::{Zone, ZoneId, ZoneName},
-    storage::{ControlStore, Page, StoreResult, ZoneFilter},
+    domain::{Zone, ZoneName},
+    storage::{ChangeSignals, ControlStore, StoreResult},
 };
+
+/// Zones read per page of the change feed.
+const FEED_PAGE: u32 = 1000;
 
 /// Puts `zone` in the table unless the table holds a newer revision; returns what the table holds.
 fn install(table: &mut HashMap<String, Arc<Zone>>, zone: Zone) -> Arc<Zone> {
@@ -32,16 +47,53 @@ fn install(table: &mut HashMap<String, Arc<Zone>>, zone: Zone) -> Arc<Zone> {
     slot.clone()
 }
 
+/// How the zone table keeps in step with the store.
+#[derive(Debug, Clone, Copy)]
+pub struct SyncConfig {
+    /// How often to read the change feed when not woken by a notification.
+    pub interval: Duration,
+    /// How long after the start of its last successful sync the view may be used for the reserve; also
+    /// the longest an acknowledged change waits for a silent node.
+    pub view_ttl: Duration,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self { interval: Duration::from_millis(250), view_ttl: Duration::from_secs(1) }
+    }
+}
+
+/// What this node has synced.
+#[derive(Debug, Default)]
+struct SyncState {
+    /// The highest revision applied from the feed.
+    revision: i64,
+    /// Until when the view may be used for the reserve.
+    valid_until: Option<Instant>,
+}
+
 /// The in-memory zone table; cheap to clone.
 #[derive(Clone)]
 pub struct ZoneDirectory {
     control: Arc<dyn ControlStore>,
     by_name: Arc<RwLock<HashMap<String, Arc<Zone>>>>,
+    /// This node's name in the store's node table.
+    node: Arc<str>,
+    config: SyncConfig,
+    state: Arc<Mutex<SyncState>>,
+    signals: Arc<ChangeSignals>,
 }
 
 impl ZoneDirectory {
-    pub fn new(control: Arc<dyn ControlStore>) -> Self {
-        Self { control, by_name: Arc::default() }
+    pub fn new(control: Arc<dyn ControlStore>, node: &str, config: SyncConfig, signals: Arc<ChangeSignals>) -> Self {
+        Self {
+            control,
+            by_name: Arc::default(),
+            node: node.into(),
+            config,
+            state: Arc::default(),
+            signals,
+        }
     }
 
     /// The zone named `host` (already lower-cased, without port), from memory, else from the store.
@@ -60,46 +112,101 @@ impl ZoneDirectory {
         self.by_name.read().expect("zone table lock").values().cloned().collect()
     }
 
-    /// Records that a Clear moved the zone to `generation`, without a store read (so it cannot fail after
-    /// the Clear committed).
-    pub fn raise_generation(&self, id: &ZoneId, generation: i64) {
-        let mut table = self.by_name.write().expect("zone table lock");
-        if let Some(slot) = table.values_mut().find(|z| z.id == *id)
-            && slot.generation < generation
-        {
-            *slot = Arc::new(Zone { generation, ..(**slot).clone() });
-        }
+    /// Whether the view is recent enough to decide reserve reads and writes by (see the module docs).
+    pub fn reserve_usable(&self) -> bool {
+        self.state.lock().expect("sync state lock").valid_until.is_some_and(|t| Instant::now() < t)
     }
 
     /// Installs `zone` as read from the store, unless a newer read of it is already installed (reads
-    /// race: a poll may finish after the API's refresh of a later change).
+    /// race: a sync may finish after the API's install of a later change).
     pub fn insert(&self, zone: Zone) -> Arc<Zone> {
         let mut table = self.by_name.write().expect("zone table lock");
         install(&mut table, zone)
     }
 
-    /// Brings every zone in the store up to date.
-    pub async fn reload(&self) -> StoreResult<()> {
-        let (zones, _) = self.control.list_zones(&ZoneFilter::default(), Page { page: 1, per_page: u32::MAX }).await?;
-        let mut table = self.by_name.write().expect("zone table lock");
-        for zone in zones {
-            install(&mut table, zone);
+    /// Installs a change this node committed, then waits until the other live nodes have applied it, or
+    /// until `view_ttl` has passed (see the module docs). A store failure while waiting ends the wait
+    /// early only by `view_ttl`, never by an error: the change is committed, and the API must say so.
+    pub async fn publish(&self, zone: Zone) {
+        let revision = zone.revision;
+        self.insert(zone);
+        let deadline = Instant::now() + self.config.view_ttl;
+        loop {
+            // Register interest before asking, so an acknowledgement between the two is not missed.
+            let acked = self.signals.syncs.notified();
+            match self.control.lagging_nodes(&self.node, revision, self.config.view_ttl).await {
+                Ok(0) => return,
+                Ok(n) => tracing::debug!(nodes = n, revision, "waiting for other nodes to apply a change"),
+                Err(e) => tracing::warn!(error = %e, "cannot ask which nodes applied a change; waiting out their views"),
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                tracing::warn!(revision, "other nodes did not acknowledge a change; their views have expired");
+                return;
+            }
+            // Notifications make this fast; the poll bounds it when they are not available.
+            let _ = tokio::time::timeout((deadline - now).min(Duration::from_millis(20)), acked).await;
         }
+    }
+
+    /// Applies every change since the last sync, records the sync in the store, and extends the view.
+    pub async fn sync(&self) -> StoreResult<()> {
+        let started = Instant::now();
+        let mut revision = self.state.lock().expect("sync state lock").revision;
+        loop {
+            let changes = self.control.zone_changes(revision, FEED_PAGE).await?;
+            let last_page = changes.len() < FEED_PAGE as usize;
+            {
+                let mut table = self.by_name.write().expect("zone table lock");
+                for zone in changes {
+                    revision = revision.max(zone.revision);
+                    install(&mut table, zone);
+                }
+            }
+            if last_page {
+                break;
+            }
+        }
+        self.control.record_sync(&self.node, revision).await?;
+        let mut state = self.state.lock().expect("sync state lock");
+        state.revision = state.revision.max(revision);
+        state.valid_until = Some(started + self.config.view_ttl);
         Ok(())
     }
 
-    /// Reloads every `interval` until `stop`.
-    pub async fn run(self, interval: Duration, stop: CancellationToken) {
+    /// Syncs every `interval`, and when woken by a notification, until `stop`.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut failing = false;
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
-                () = tokio::time::sleep(interval) => {}
+                () = tokio::time::sleep(self.config.interval) => {}
+                () = self.signals.zones.notified() => {}
             }
-            if let Err(e) = self.reload().await {
-                tracing::warn!(error = %e, "could not reload the zone table");
+            match self.sync().await {
+                Ok(()) if failing => {
+                    failing = false;
+                    tracing::info!("the control store is reachable again; the reserve is back in use");
+                }
+                Ok(()) => {}
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::warn!(error = %e, "cannot sync the zone table; the reserve is bypassed until it can");
+                }
+                Err(_) => {}
             }
         }
     }
+}
+
+/// A name for this node in leases and the node table: host name, process id and a random suffix, so a
+/// restarted process is a new node.
+pub fn node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim();
+    let mut random = [0u8; 4];
+    getrandom::fill(&mut random).expect("the operating system's random source failed");
+    format!("{}-{}-{}", if host.is_empty() { "node" } else { host }, std::process::id(), hex::encode(random))
 }
 
 #[cfg(test)]

@@ -1,39 +1,41 @@
-//! The composition root: opens the data directory, builds the backends, starts the API, the proxy and the
-//! background jobs,
-//! and shuts them down in order.
+//! The composition root: opens the backends, starts the API, the proxy and the background jobs, and shuts
+//! them down in order.
 
 use std::{
     net::SocketAddr,
-    path::{Path, PathBuf},
+    path::Path,
     sync::Arc,
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use anyhow::Context;
-use object_store::ObjectStore;
 use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     api::{self, AppState},
-    directory::ZoneDirectory,
+    directory::{SyncConfig, ZoneDirectory, node_name},
     jobs::{ReclaimConfig, Reclaimer, Retention, RetentionConfig},
     metrics::Metrics,
     net::{ConnLimits, FileBudget, Listener, raise_open_files_limit},
     proxy::{self, CdnId, Proxy, ProxyConfig},
     reserve::Reserve,
-    storage::{ControlStore, ObjectIndex, local_bodies::LocalBodies, sqlite::SqliteStore},
+    storage::{
+        ChangeSignals,
+        open::{StoreConfig, Stores},
+    },
 };
 
 /// Everything `serve` needs.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    pub data_dir: PathBuf,
+    /// Which backends, and the data directory of the embedded ones.
+    pub stores: StoreConfig,
     pub api_listen: SocketAddr,
     pub reclaim: ReclaimConfig,
     pub proxy: ProxyConfig,
-    /// How often the proxy re-reads the zone table (changes made by the API apply at once regardless).
-    pub zone_refresh: Duration,
+    /// How the zone table keeps in step with the store and the other nodes.
+    pub sync: SyncConfig,
     /// The proxy listener's connection cap and client timeouts.
     pub proxy_conns: ConnLimits,
     /// The API listener's.
@@ -41,43 +43,17 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
-    /// Defaults for everything but the data directory; both listeners on port 0 (tests).
-    pub fn ephemeral(data_dir: &Path) -> Self {
+    /// Defaults for everything but the backends; both listeners on port 0 (tests).
+    pub fn ephemeral(stores: StoreConfig) -> Self {
         Self {
-            data_dir: data_dir.to_owned(),
+            stores,
             api_listen: "127.0.0.1:0".parse().expect("a valid address"),
             reclaim: ReclaimConfig::default(),
             proxy: ProxyConfig { listen: "127.0.0.1:0".parse().expect("a valid address"), ..ProxyConfig::default() },
-            zone_refresh: Duration::from_secs(1),
+            sync: SyncConfig::default(),
             proxy_conns: ConnLimits::with_max_connections(10_000),
             api_conns: ConnLimits::with_max_connections(256),
         }
-    }
-}
-
-/// The data directory's stores, opened (and created on first use).
-#[derive(Clone)]
-pub struct DataDir {
-    pub store: SqliteStore,
-    pub blobs: Arc<dyn ObjectStore>,
-}
-
-impl DataDir {
-    /// Opens `dir`: `control.db` (SQLite, WAL) and `objects/` (bodies, fsynced), creating what is missing.
-    pub async fn open(dir: &Path) -> anyhow::Result<Self> {
-        let objects = dir.join("objects");
-        std::fs::create_dir_all(&objects).with_context(|| format!("cannot create data directory {}", dir.display()))?;
-        let store = SqliteStore::open(&dir.join("control.db"))
-            .await
-            .with_context(|| format!("cannot open the control store in {}", dir.display()))?;
-        let blobs = LocalBodies::new(&objects)
-            .with_context(|| format!("cannot open the object directory {}", objects.display()))?;
-        Ok(Self { store, blobs: Arc::new(blobs) })
-    }
-
-    /// The reserve over this data directory.
-    pub fn reserve(&self) -> Reserve {
-        Reserve::new(Arc::new(self.store.clone()) as Arc<dyn ObjectIndex>, self.blobs.clone())
     }
 }
 
@@ -87,35 +63,42 @@ pub struct Running {
     pub api_addr: SocketAddr,
     /// Where the proxy listens.
     pub proxy_addr: SocketAddr,
+    /// This node's name in the store (leases, syncs).
+    pub node: String,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
-    data: DataDir,
-    /// Held while this server runs: the data directory's `serve.lock`.
-    _lock: std::fs::File,
+    stores: Stores,
+    /// Held while this server runs: the data directory's `serve.lock`, when it has one.
+    _lock: Option<std::fs::File>,
 }
 
-/// Opens the data directory and starts the API, the proxy and the background jobs.
+/// Opens the backends and starts the API, the proxy and the background jobs.
 pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    let lock = lock_data_dir(&config.data_dir)?;
-    let data = DataDir::open(&config.data_dir).await?;
-    // No write is in flight yet: any staging file is a leftover of a crash.
-    let staged = LocalBodies::new(&config.data_dir.join("objects"))?
-        .remove_staging_files()
-        .context("cannot clean up interrupted writes in the object directory")?;
-    if staged > 0 {
-        tracing::info!(files = staged, "removed partial bodies of writes interrupted by a crash");
-    }
+    // Anything the body store finds half-written from before this moment is a crash's leftover.
+    let started = SystemTime::now();
+    let dir = &config.stores.data_dir;
+    let lock = if config.stores.uses_data_dir() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
+        Some(lock_data_dir(dir)?)
+    } else {
+        None
+    };
+    let stores = Stores::open(&config.stores).await?;
+    let node = node_name();
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    let control = Arc::new(data.store.clone()) as Arc<dyn ControlStore>;
-    let index = Arc::new(data.store.clone()) as Arc<dyn ObjectIndex>;
-    let reserve = data.reserve();
+    let control = stores.control();
+    let index = stores.index();
+    let reserve = Reserve::over(&stores);
 
-    let zones = ZoneDirectory::new(control.clone());
-    zones.reload().await.context("cannot read the zones")?;
-    tasks.spawn(zones.clone().run(config.zone_refresh, shutdown.clone()));
+    let signals = Arc::new(ChangeSignals::default());
+    {
+        let (sql, signals, stop) = (stores.sql.clone(), signals.clone(), shutdown.clone());
+        tasks.spawn(async move { sql.relay_notifications(signals, stop).await });
+    }
+    let zones = ZoneDirectory::new(control.clone(), &node, config.sync, signals);
+    zones.sync().await.context("cannot read the zones")?;
+    tasks.spawn(zones.clone().run(shutdown.clone()));
 
     let metrics = Arc::new(Metrics::new());
     let retention = Retention::new(
@@ -127,9 +110,9 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let access = retention.log.clone();
     tasks.spawn(retention.run(shutdown.clone()));
 
-    let reclaimer = Reclaimer::new(index.clone(), data.blobs.clone(), config.reclaim.clone());
+    let reclaimer = Reclaimer::new(index.clone(), stores.bodies.clone(), config.reclaim.clone(), node.clone());
     let state =
-        AppState { control, clear_started: reclaimer.waker(), zones: zones.clone(), metrics: metrics.clone(), index };
+        AppState { control: control.clone(), clear_started: reclaimer.waker(), zones: zones.clone(), metrics: metrics.clone(), index };
     tasks.spawn(reclaimer.run(shutdown.clone()));
 
     let api_listener = TcpListener::bind(config.api_listen)
@@ -149,7 +132,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         error_body: api::listener_error_body,
     };
     tasks.spawn(api.serve(api_listener, api::router(state), shutdown.clone()));
-    let cdn_id = CdnId::load_or_create(&config.data_dir)?;
+    let legacy_dir = config.stores.uses_data_dir().then_some(dir.as_path());
+    let cdn_id = CdnId::load_or_create(control.as_ref(), legacy_dir).await?;
     let proxy = Proxy::new(config.proxy.clone(), zones, reserve, metrics, access, cdn_id)?;
     let listener = Listener {
         name: "proxy",
@@ -157,7 +141,17 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         error_body: proxy::listener_error_body,
     };
     tasks.spawn(listener.serve(proxy_listener, proxy::router(Arc::new(proxy)), shutdown.clone()));
-    Ok(Running { api_addr, proxy_addr, shutdown, tasks, data, _lock: lock })
+
+    // Off the listening path: walking a large object directory must not delay start-up.
+    let bodies = stores.bodies.clone();
+    tasks.spawn(async move {
+        match bodies.recover(started).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(files = n, "removed partial bodies of writes interrupted by a crash"),
+            Err(e) => tracing::warn!(error = %e, "could not clean up writes interrupted by a crash"),
+        }
+    });
+    Ok(Running { api_addr, proxy_addr, node, shutdown, tasks, stores, _lock: lock })
 }
 
 /// Takes the data directory's `serve.lock` (an exclusive `flock`, released when the process ends, however
@@ -198,7 +192,7 @@ impl Running {
             tracing::warn!("shutdown deadline passed; stopping the remaining tasks");
             self.tasks.abort_all();
         }
-        self.data.store.close().await;
+        self.stores.close().await;
     }
 }
 

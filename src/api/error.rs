@@ -59,6 +59,8 @@ pub enum ApiError {
     Unparseable(StatusCode),
     /// The API's connection cap is reached (`503`, answered by the listener before reading the request).
     TooManyConnections,
+    /// The control store cannot be reached (`503`, retryable): nothing was changed.
+    Unavailable,
     /// Something failed inside; the cause was logged where it happened.
     Internal,
 }
@@ -160,6 +162,10 @@ impl ApiError {
             ApiError::TooManyConnections => {
                 (S::SERVICE_UNAVAILABLE, item(1015, "Too many connections to the API; retry shortly"))
             }
+            ApiError::Unavailable => (
+                S::SERVICE_UNAVAILABLE,
+                item(6015, "The control store is unavailable; nothing was changed. Retry shortly"),
+            ),
             ApiError::Internal => (S::INTERNAL_SERVER_ERROR, item(1000, "Internal server error")),
         }
     }
@@ -189,7 +195,13 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.parts().0;
-        (status, [(axum::http::header::CONTENT_TYPE, "application/json")], self.body()).into_response()
+        let mut response =
+            (status, [(axum::http::header::CONTENT_TYPE, "application/json")], self.body()).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // RFC 9110 §10.2.3: when to try again.
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 
@@ -207,6 +219,10 @@ pub fn listener_error_body(status: StatusCode) -> (axum::http::HeaderValue, axum
 impl From<StoreError> for ApiError {
     /// Storage failures are logged here, with their cause chain, and answered generically.
     fn from(e: StoreError) -> Self {
+        if let StoreError::Unavailable(_) = e {
+            tracing::warn!(error = ?e, "the control store is unavailable; answered 503");
+            return ApiError::Unavailable;
+        }
         tracing::error!(error = ?e, "storage failed while serving a request");
         ApiError::Internal
     }
@@ -261,6 +277,7 @@ mod tests {
             ApiError::Unparseable(StatusCode::URI_TOO_LONG),
             ApiError::Unparseable(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
             ApiError::TooManyConnections,
+            ApiError::Unavailable,
             ApiError::Internal,
         ];
         for e in all {
@@ -268,7 +285,7 @@ mod tests {
             assert!(item.code >= 1000, "{e:?}");
             // Rule violations must not be 409 or 5xx: Cloudflare's SDKs retry those.
             // Failures of this server (not of the request) are 5xx, so that clients retry them.
-            if e != ApiError::Internal && e != ApiError::TooManyConnections {
+            if ![ApiError::Internal, ApiError::TooManyConnections, ApiError::Unavailable].contains(&e) {
                 assert!(status.is_client_error() && status != StatusCode::CONFLICT, "{e:?}");
             }
         }

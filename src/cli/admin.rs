@@ -1,16 +1,16 @@
-//! Admin commands: work directly on the data directory (safe while the server runs: SQLite WAL).
+//! Admin commands: work directly on the control store (safe while servers run: SQLite WAL, or PostgreSQL).
 
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
 
-use super::{DataDirArg, duration};
+use super::{StoreArgs, duration};
 use crate::{
     domain::{
         Permission, Timestamp, TokenId, TokenScope, UserId, ZoneId, ZoneName, secret::Secret, secret::is_email_shaped,
     },
-    server::DataDir,
+    storage::{open::{ControlBackend, Stores}, sql},
     storage::{ControlStore, NewZone, Page, StoreError, StoredToken, StoredUser, ZoneFilter},
 };
 
@@ -24,12 +24,12 @@ pub enum ZoneCommand {
         #[arg(long, value_parser = parse_origin)]
         origin: Option<String>,
         #[command(flatten)]
-        data: DataDirArg,
+        data: StoreArgs,
     },
     /// List zones: id, name, reserve setting, origin.
     List {
         #[command(flatten)]
-        data: DataDirArg,
+        data: StoreArgs,
     },
     /// Change a zone's origin.
     SetOrigin {
@@ -39,7 +39,7 @@ pub enum ZoneCommand {
         #[arg(value_parser = parse_origin)]
         origin: String,
         #[command(flatten)]
-        data: DataDirArg,
+        data: StoreArgs,
     },
 }
 
@@ -60,19 +60,19 @@ pub enum TokenCommand {
         #[arg(long, value_parser = duration::parse)]
         expires_in: Option<Duration>,
         #[command(flatten)]
-        data: DataDirArg,
+        data: StoreArgs,
     },
     /// List tokens (never their secrets).
     List {
         #[command(flatten)]
-        data: DataDirArg,
+        data: StoreArgs,
     },
     /// Revoke a token by id; it stops working at once.
     Revoke {
         /// The token's id (from `token list`).
         id: String,
         #[command(flatten)]
-        data: DataDirArg,
+        data: StoreArgs,
     },
 }
 
@@ -84,8 +84,37 @@ pub enum UserCommand {
         #[arg(long)]
         email: String,
         #[command(flatten)]
-        data: DataDirArg,
+        data: StoreArgs,
     },
+}
+
+/// `cache-reserve migrate`.
+#[derive(clap::Args, Debug)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    data: StoreArgs,
+}
+
+impl MigrateArgs {
+    pub async fn run(self) -> anyhow::Result<()> {
+        let config = self.data.config();
+        match &config.control {
+            ControlBackend::Postgres { url } => {
+                let applied = sql::migrate_postgres(url, config.postgres_connect_timeout).await?;
+                println!("applied {applied} migration(s); the schema is up to date");
+            }
+            ControlBackend::Sqlite => {
+                Stores::open(&config).await?.close().await;
+                println!("the schema of {}/control.db is up to date", config.data_dir.display());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Opens the stores the flags name.
+async fn open(args: &StoreArgs) -> anyhow::Result<Stores> {
+    Stores::open(&args.config()).await
 }
 
 /// An origin URL: `http://` or `https://`, a host, optionally a port, nothing else.
@@ -115,27 +144,27 @@ impl ZoneCommand {
         match self {
             ZoneCommand::Create { name, origin, data } => {
                 let name = ZoneName::parse(&name)?;
-                let dir = DataDir::open(&data.data_dir).await?;
-                let new = NewZone { id: ZoneId::generate(), name, origin, now: Timestamp::now() };
-                let zone = dir.store.create_zone(new).await.map_err(|e| match e {
+                let dir = open(&data).await?;
+                let new = NewZone { id: ZoneId::generate(), name, origin };
+                let zone = dir.sql.create_zone(new).await.map_err(|e| match e {
                     StoreError::AlreadyExists(what) => anyhow::anyhow!("{what} already exists"),
                     other => other.into(),
                 })?;
                 println!("{}", zone.id);
             }
             ZoneCommand::List { data } => {
-                let dir = DataDir::open(&data.data_dir).await?;
+                let dir = open(&data).await?;
                 let (zones, _) =
-                    dir.store.list_zones(&ZoneFilter::default(), Page { page: 1, per_page: u32::MAX }).await?;
+                    dir.sql.list_zones(&ZoneFilter::default(), Page { page: 1, per_page: u32::MAX }).await?;
                 for z in zones {
                     let reserve = if z.reserve_on { "on" } else { "off" };
                     println!("{}\t{}\treserve={reserve}\torigin={}", z.id, z.name, z.origin.as_deref().unwrap_or("-"));
                 }
             }
             ZoneCommand::SetOrigin { zone, origin, data } => {
-                let dir = DataDir::open(&data.data_dir).await?;
-                let id = resolve_zone(&dir.store, &zone).await?;
-                dir.store.set_origin(&id, Some(origin), Timestamp::now()).await?;
+                let dir = open(&data).await?;
+                let id = resolve_zone(&dir.sql, &zone).await?;
+                dir.sql.set_origin(&id, Some(origin)).await?;
             }
         }
         Ok(())
@@ -149,13 +178,13 @@ impl TokenCommand {
                 if name.trim().is_empty() {
                     bail!("--name must not be empty");
                 }
-                let dir = DataDir::open(&data.data_dir).await?;
+                let dir = open(&data).await?;
                 let scope = if zones.is_empty() {
                     TokenScope::AllZones
                 } else {
                     let mut ids = Vec::new();
                     for z in &zones {
-                        ids.push(resolve_zone(&dir.store, z).await?);
+                        ids.push(resolve_zone(&dir.sql, z).await?);
                     }
                     TokenScope::Zones(ids)
                 };
@@ -163,7 +192,7 @@ impl TokenCommand {
                 permissions.dedup();
                 let secret = Secret::new_token();
                 let now = Timestamp::now();
-                dir.store
+                dir.sql
                     .create_token(StoredToken {
                         id: TokenId::generate(),
                         name,
@@ -178,9 +207,9 @@ impl TokenCommand {
                 println!("{}", secret.expose());
             }
             TokenCommand::List { data } => {
-                let dir = DataDir::open(&data.data_dir).await?;
+                let dir = open(&data).await?;
                 let now = Timestamp::now();
-                for t in dir.store.list_tokens().await? {
+                for t in dir.sql.list_tokens().await? {
                     let status = match (t.revoked_on, t.expires_on) {
                         (Some(_), _) => "revoked",
                         (None, Some(e)) if e <= now => "expired",
@@ -196,8 +225,8 @@ impl TokenCommand {
             }
             TokenCommand::Revoke { id, data } => {
                 let id = TokenId::parse(&id).map_err(|_| anyhow::anyhow!("{id:?} is not a token id"))?;
-                let dir = DataDir::open(&data.data_dir).await?;
-                dir.store.revoke_token(&id, Timestamp::now()).await.map_err(|e| match e {
+                let dir = open(&data).await?;
+                dir.sql.revoke_token(&id, Timestamp::now()).await.map_err(|e| match e {
                     StoreError::NotFound(_) => anyhow::anyhow!("no token {id}"),
                     other => other.into(),
                 })?;
@@ -215,11 +244,11 @@ impl UserCommand {
                 if !is_email_shaped(&email) {
                     bail!("{email:?} is not an e-mail address");
                 }
-                let dir = DataDir::open(&data.data_dir).await?;
+                let dir = open(&data).await?;
                 let key = Secret::new_global_key();
                 let user =
                     StoredUser { id: UserId::generate(), email, key_hash: key.hash(), created_on: Timestamp::now() };
-                dir.store.create_user(user).await.map_err(|e| match e {
+                dir.sql.create_user(user).await.map_err(|e| match e {
                     StoreError::AlreadyExists(what) => anyhow::anyhow!("{what} already exists"),
                     other => other.into(),
                 })?;

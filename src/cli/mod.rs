@@ -16,9 +16,14 @@ use clap::{Args, Parser, Subcommand};
 pub use client::ClientError;
 
 use crate::{
+    directory::SyncConfig,
     jobs::ReclaimConfig,
     proxy::ProxyConfig,
     server::{self, ServeConfig},
+    storage::{
+        bodies::s3::S3Location,
+        open::{BodyBackend, ControlBackend, StoreConfig, redact_password},
+    },
 };
 
 /// A self-hosted Cache Reserve with a Cloudflare v4-compatible control API.
@@ -33,15 +38,17 @@ pub struct Cli {
 pub enum Command {
     /// Run the server: the control API, the caching proxy, the Clear reclaimer and the retention sweeper.
     Serve(Box<ServeArgs>),
-    /// Create and list zones (works on the data directory, also while the server runs).
+    /// Create and list zones (works on the control store, also while servers run).
     #[command(subcommand)]
     Zone(admin::ZoneCommand),
-    /// Create, list and revoke API tokens (works on the data directory).
+    /// Create, list and revoke API tokens (works on the control store).
     #[command(subcommand)]
     Token(admin::TokenCommand),
-    /// Create users, whose global API key holds every permission (works on the data directory).
+    /// Create users, whose global API key holds every permission (works on the control store).
     #[command(subcommand)]
     User(admin::UserCommand),
+    /// Bring the control store's schema up to date (`serve` and the admin commands also do it on start).
+    Migrate(admin::MigrateArgs),
     /// Get or change a zone's Cache Reserve setting through the API.
     Reserve(client::ReserveArgs),
     /// Start a Cache Reserve Clear or show its status through the API.
@@ -51,18 +58,77 @@ pub enum Command {
     Stats(stats::StatsArgs),
 }
 
-/// Where the data directory is.
+/// Where the control state and the bodies are: the embedded default in the data directory, or the shared
+/// backends several nodes use at once.
 #[derive(Args, Debug, Clone)]
-pub struct DataDirArg {
-    /// Data directory: control store (control.db) and object bodies (objects/). Created on first use.
+pub struct StoreArgs {
+    /// Data directory of the embedded backends: control store (control.db) and object bodies (objects/).
+    /// Created on first use. Unused when both --control-store and --object-store are shared.
     #[arg(long, env = "CACHE_RESERVE_DATA_DIR", default_value = "./cache-reserve-data")]
     pub data_dir: PathBuf,
+    /// Control state and object index: `sqlite` (control.db in the data directory) or a PostgreSQL URL,
+    /// `postgres://user:password@host:port/database`, shared by every node.
+    #[arg(long, env = "CACHE_RESERVE_CONTROL_STORE", default_value = "sqlite", value_parser = parse_control_store)]
+    pub control_store: ControlBackend,
+    /// Object bodies: `local` (objects/ in the data directory) or `s3://bucket[/prefix]` on S3-compatible
+    /// storage, shared by every node. Credentials and region come from AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY and AWS_REGION.
+    #[arg(long, env = "CACHE_RESERVE_OBJECT_STORE", default_value = "local", value_parser = parse_object_store)]
+    pub object_store: ObjectStoreArg,
+    /// S3 endpoint for a service other than AWS, e.g. http://127.0.0.1:8333 (SeaweedFS), R2's or MinIO's
+    /// URL. Default: AWS_ENDPOINT, else AWS S3 itself.
+    #[arg(long, env = "CACHE_RESERVE_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// PostgreSQL connections per process.
+    #[arg(long, env = "CACHE_RESERVE_POSTGRES_CONNECTIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(2..=1000))]
+    pub postgres_connections: u32,
+}
+
+/// `--object-store`, before `--s3-endpoint` is joined to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectStoreArg {
+    Local,
+    S3(S3Location),
+}
+
+fn parse_control_store(s: &str) -> Result<ControlBackend, String> {
+    if s == "sqlite" {
+        return Ok(ControlBackend::Sqlite);
+    }
+    let url = url::Url::parse(s).map_err(|_| format!("{s:?}: expected `sqlite` or postgres://user:password@host/database"))?;
+    if !matches!(url.scheme(), "postgres" | "postgresql") || url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{}: expected `sqlite` or postgres://user:password@host/database", redact_password(s)));
+    }
+    Ok(ControlBackend::Postgres { url: s.to_owned() })
+}
+
+fn parse_object_store(s: &str) -> Result<ObjectStoreArg, String> {
+    if s == "local" {
+        return Ok(ObjectStoreArg::Local);
+    }
+    s.parse().map(ObjectStoreArg::S3).map_err(|e| format!("{e}; expected `local` or s3://bucket[/prefix]"))
+}
+
+impl StoreArgs {
+    /// The backends these flags name.
+    pub fn config(&self) -> StoreConfig {
+        let mut config = StoreConfig::embedded(&self.data_dir);
+        config.control = self.control_store.clone();
+        config.postgres_connections = self.postgres_connections;
+        config.bodies = match &self.object_store {
+            ObjectStoreArg::Local => BodyBackend::Local,
+            ObjectStoreArg::S3(location) => {
+                BodyBackend::S3 { location: location.clone(), endpoint: self.s3_endpoint.clone() }
+            }
+        };
+        config
+    }
 }
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     #[command(flatten)]
-    pub data: DataDirArg,
+    pub stores: StoreArgs,
     /// Address of the control API (port 0 picks a free port; the log line says which).
     #[arg(long, env = "CACHE_RESERVE_API_LISTEN", default_value = "127.0.0.1:8787")]
     pub api_listen: SocketAddr,
@@ -123,9 +189,19 @@ pub struct ServeArgs {
     /// From any other peer those fields are not believed, and the peer's address is the client's.
     #[arg(long = "trusted-proxy", value_name = "CIDR", env = "CACHE_RESERVE_TRUSTED_PROXIES", value_delimiter = ',', value_parser = net::parse)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// How often the proxy re-reads zones changed by admin commands or other nodes.
-    #[arg(long, env = "CACHE_RESERVE_ZONE_REFRESH", default_value = "1s", value_parser = duration::parse)]
-    pub zone_refresh: Duration,
+    /// How often to read the zone change feed (changes by admin commands or other nodes) when not told
+    /// at once: PostgreSQL announces changes, so this is the fallback there.
+    #[arg(long, alias = "zone-refresh", env = "CACHE_RESERVE_ZONE_SYNC_INTERVAL", default_value = "250ms", value_parser = limits::positive)]
+    pub zone_sync_interval: Duration,
+    /// How long this node may decide reserve reads and writes by its view of the zones after the view's
+    /// last successful sync; past it (the control store unreachable) the proxy bypasses the reserve. Also
+    /// the longest a setting change or Clear waits for another node to acknowledge it.
+    #[arg(long, env = "CACHE_RESERVE_ZONE_VIEW_TTL", default_value = "1s", value_parser = limits::positive)]
+    pub zone_view_ttl: Duration,
+    /// How long a node holds a Clear it is reclaiming without renewing it; another node takes the Clear over
+    /// this long after its holder dies.
+    #[arg(long, env = "CACHE_RESERVE_RECLAIM_LEASE", default_value = "30s", value_parser = limits::positive)]
+    pub reclaim_lease: Duration,
     #[command(flatten)]
     pub limits: limits::LimitArgs,
 }
@@ -138,6 +214,7 @@ impl Cli {
             Command::Zone(c) => c.run().await.map_err(CliError::Other),
             Command::Token(c) => c.run().await.map_err(CliError::Other),
             Command::User(c) => c.run().await.map_err(CliError::Other),
+            Command::Migrate(c) => c.run().await.map_err(CliError::Other),
             Command::Reserve(c) => c.run().await.map_err(CliError::Client),
             Command::Clear(c) => c.run().await.map_err(CliError::Client),
             Command::Stats(c) => c.run().await.map_err(CliError::Client),
@@ -165,10 +242,22 @@ impl CliError {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.zone_view_ttl > args.zone_sync_interval,
+        "--zone-view-ttl ({:?}) must be longer than --zone-sync-interval ({:?}), or the view expires between syncs",
+        args.zone_view_ttl,
+        args.zone_sync_interval
+    );
+    let stores = args.stores.config();
     let config = ServeConfig {
-        data_dir: args.data.data_dir.clone(),
+        stores: stores.clone(),
         api_listen: args.api_listen,
-        reclaim: ReclaimConfig { batch_size: args.reclaim_batch, pause: args.reclaim_pause, ..Default::default() },
+        reclaim: ReclaimConfig {
+            batch_size: args.reclaim_batch,
+            pause: args.reclaim_pause,
+            lease: args.reclaim_lease,
+            ..Default::default()
+        },
         proxy: ProxyConfig {
             listen: args.proxy_listen,
             edge_cache_bytes: args.edge_cache_bytes,
@@ -185,17 +274,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             honor_request_cache_control: args.honor_request_cache_control,
             trusted_proxies: args.trusted_proxies,
         },
-        zone_refresh: args.zone_refresh,
+        sync: SyncConfig { interval: args.zone_sync_interval, view_ttl: args.zone_view_ttl },
         proxy_conns: args.limits.limits(args.limits.max_connections as usize),
         api_conns: args.limits.limits(args.limits.api_max_connections as usize),
     };
     let stop = server::shutdown_signal()?;
     let running = server::start(config).await?;
     tracing::info!(
-        "cache-reserve listening on http://{} (API at /client/v4, metrics at /metrics), proxy on http://{}, data in {}",
+        "cache-reserve listening on http://{} (API at /client/v4, metrics at /metrics), proxy on http://{}, {}; node {}",
         running.api_addr,
         running.proxy_addr,
-        args.data.data_dir.display()
+        stores.describe(),
+        running.node
     );
     stop.await;
     tracing::info!("shutting down");

@@ -3,6 +3,7 @@
 pub mod access;
 pub mod clear;
 pub mod ids;
+pub mod rules;
 pub mod secret;
 pub mod timestamp;
 pub mod zone;

@@ -1,26 +1,26 @@
 //! The reclaimer: deletes the bodies of cleared generations in bounded batches, then completes the Clear.
 //!
-//! Each batch deletes bodies first and then forgets their index entries (a range, up to the batch's last
-//! entry) in one transaction, so the index itself is the persisted cursor: a crash replays at most one batch, and deleting an already-deleted body
-//! is success. When no entry of a cleared generation is left, a sweep of the zone's old `g{n}` prefixes
-//! removes bodies that were written but never indexed (a put cut short by a crash), and only then is the
-//! Clear marked `Completed`.
+//! Every node runs one; a Clear is worked by one node at a time, under a lease taken in the database
+//! ([`ObjectIndex::claim_clear`]). Each batch deletes bodies first and then forgets their index entries
+//! (a range, up to the batch's last entry) in one transaction that also extends the lease, so the index
+//! itself is the persisted cursor: a crash replays at most one batch, and deleting an already-deleted body
+//! is success. A node that stalls past its lease loses it to another node and cannot forget or complete
+//! anything afterwards (the lease's fencing token is checked in those transactions). When no entry of a
+//! cleared generation is left, a sweep of the zone's old generations removes bodies that were written but
+//! never indexed (a put cut short by a crash), and only then is the Clear marked `Completed`.
+//!
+//! A Clear whose batch fails (a body that cannot be deleted, say) is released with a backoff of its own and
+//! the node moves on to other Clears, so one stuck Clear never holds up another zone's.
 
 use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use futures::{StreamExt, TryStreamExt, stream};
-use object_store::{ObjectStore, path::Path};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::{
-    domain::Timestamp,
-    reserve::layout,
-    storage::{ObjectIndex, PendingClear, StoreError},
-};
+use crate::storage::{ClearLease, ObjectIndex, StoreError, bodies::BodyStore};
 
 /// Pacing of the reclaimer.
 #[derive(Debug, Clone)]
@@ -29,13 +29,21 @@ pub struct ReclaimConfig {
     pub batch_size: u32,
     /// Pause between batches (0 for none): lets a shared disk breathe.
     pub pause: Duration,
-    /// How often to look for work when not woken (another process may have started a Clear).
+    /// How often to look for work when not woken (another node may have started a Clear).
     pub poll_interval: Duration,
+    /// How long a node holds a Clear without renewing it (each batch renews it). After a node dies,
+    /// another takes its Clear over within this.
+    pub lease: Duration,
 }
 
 impl Default for ReclaimConfig {
     fn default() -> Self {
-        Self { batch_size: 1000, pause: Duration::ZERO, poll_interval: Duration::from_secs(2) }
+        Self {
+            batch_size: 1000,
+            pause: Duration::ZERO,
+            poll_interval: Duration::from_secs(2),
+            lease: Duration::from_secs(30),
+        }
     }
 }
 
@@ -44,6 +52,8 @@ impl Default for ReclaimConfig {
 pub enum Step {
     /// Did something; there may be more.
     Busy(BatchTimings),
+    /// A Clear's batch failed; it was released to back off, and other Clears may be due.
+    Failed,
     /// Nothing to do.
     Idle,
 }
@@ -61,7 +71,7 @@ pub struct BatchTimings {
 pub enum ReclaimError {
     #[error("object index failed")]
     Index(#[from] StoreError),
-    #[error("object store failed")]
+    #[error("body store failed")]
     Blob(#[from] object_store::Error),
 }
 
@@ -72,18 +82,25 @@ fn next_backoff(backoff: &mut Duration) -> Duration {
     now
 }
 
+/// How long a Clear waits after its `attempts`-th failure in a row: 1 s doubling to 5 minutes.
+pub fn clear_backoff(attempts: u32) -> Duration {
+    Duration::from_secs(1u64 << attempts.min(8)).min(Duration::from_secs(300))
+}
+
 /// Works every pending Clear to completion.
 #[derive(Clone)]
 pub struct Reclaimer {
     index: Arc<dyn ObjectIndex>,
-    blobs: Arc<dyn ObjectStore>,
+    bodies: Arc<dyn BodyStore>,
     config: ReclaimConfig,
+    /// This node's name in leases.
+    node: String,
     wake: Arc<Notify>,
 }
 
 impl Reclaimer {
-    pub fn new(index: Arc<dyn ObjectIndex>, blobs: Arc<dyn ObjectStore>, config: ReclaimConfig) -> Self {
-        Self { index, blobs, config, wake: Arc::new(Notify::new()) }
+    pub fn new(index: Arc<dyn ObjectIndex>, bodies: Arc<dyn BodyStore>, config: ReclaimConfig, node: String) -> Self {
+        Self { index, bodies, config, node, wake: Arc::new(Notify::new()) }
     }
 
     /// A handle that makes the reclaimer look for work at once (notify it after a Clear starts).
@@ -109,6 +126,7 @@ impl Reclaimer {
                     }
                     self.config.pause
                 }
+                Ok(Ok(Step::Failed)) => Duration::ZERO,
                 Ok(Ok(Step::Idle)) => {
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
@@ -132,62 +150,49 @@ impl Reclaimer {
         }
     }
 
-    /// One bounded unit of work on the oldest pending Clear.
+    /// One bounded unit of work on the Clear this node should work next. Errors of the claim itself (the
+    /// database unreachable) are returned; a failure while working a claimed Clear releases it to back
+    /// off ([`Step::Failed`]).
     pub async fn step(&self) -> Result<Step, ReclaimError> {
-        let Some(clear) = self.index.pending_clears().await?.into_iter().next() else {
+        let Some(lease) = self.index.claim_clear(&self.node, self.config.lease).await? else {
             return Ok(Step::Idle);
         };
+        match self.work(&lease).await {
+            Ok(timings) => Ok(Step::Busy(timings)),
+            Err(ReclaimError::Index(StoreError::LeaseLost)) => {
+                tracing::warn!(zone = %lease.clear.zone_id, clear = lease.clear.clear_id, "lost the lease on a clear to another node");
+                Ok(Step::Failed)
+            }
+            Err(e) => {
+                let wait = clear_backoff(lease.attempts);
+                tracing::warn!(
+                    zone = %lease.clear.zone_id, clear = lease.clear.clear_id, error = ?e,
+                    "a reclaim batch failed; retrying this clear in {wait:?}, others go first"
+                );
+                self.index.release_clear(&lease, wait, &format!("{e:?}")).await?;
+                Ok(Step::Failed)
+            }
+        }
+    }
+
+    async fn work(&self, lease: &ClearLease) -> Result<BatchTimings, ReclaimError> {
+        let clear = &lease.clear;
         let started = Instant::now();
         let batch = self.index.bodies_below(&clear.zone_id, clear.target_generation, self.config.batch_size).await?;
         let find = started.elapsed();
-        if batch.is_empty() {
-            self.sweep_unindexed(&clear).await?;
-            self.index.complete_clear(&clear, Timestamp::now()).await?;
+        let Some(last) = batch.last() else {
+            let swept = self.bodies.sweep_below(&clear.zone_id, clear.target_generation).await?;
+            if swept > 0 {
+                tracing::info!(zone = %clear.zone_id, count = swept, "deleted unindexed bodies");
+            }
+            self.index.complete_clear(lease).await?;
             tracing::info!(zone = %clear.zone_id, clear = clear.clear_id, "cache reserve clear completed");
-            return Ok(Step::Busy(BatchTimings { find, ..Default::default() }));
-        }
-        let paths: Vec<Path> = batch.iter().map(|b| Path::from(b.blob.as_str())).collect();
-        self.delete_all(paths).await?;
+            return Ok(BatchTimings { find, ..Default::default() });
+        };
+        self.bodies.delete_many(batch.iter().map(|b| b.blob.clone()).collect()).await?;
         let delete_bodies = started.elapsed() - find;
-        let last = batch.last().expect("batch is not empty");
-        self.index.forget_through(&clear.zone_id, clear.target_generation, last).await?;
+        self.index.forget_through(lease, last, self.config.lease).await?;
         let forget = started.elapsed() - find - delete_bodies;
-        Ok(Step::Busy(BatchTimings { objects: batch.len(), find, delete_bodies, forget }))
-    }
-
-    /// Deletes bodies left in the zone's cleared generations that no index entry pointed to.
-    async fn sweep_unindexed(&self, clear: &PendingClear) -> Result<(), ReclaimError> {
-        let listing = self.blobs.list_with_delimiter(Some(&layout::zone_prefix(&clear.zone_id))).await?;
-        for generation_dir in listing.common_prefixes {
-            let cleared = generation_dir
-                .filename()
-                .and_then(layout::parse_generation_segment)
-                .is_some_and(|g| g < clear.target_generation);
-            if !cleared {
-                continue;
-            }
-            let leftovers: Vec<Path> =
-                self.blobs.list(Some(&generation_dir)).map_ok(|m| m.location).try_collect().await?;
-            if !leftovers.is_empty() {
-                tracing::info!(zone = %clear.zone_id, count = leftovers.len(), "deleting unindexed bodies");
-            }
-            self.delete_all(leftovers).await?;
-        }
-        Ok(())
-    }
-
-    /// Deletes bodies concurrently; one already gone counts as deleted.
-    async fn delete_all(&self, paths: Vec<Path>) -> Result<(), ReclaimError> {
-        if paths.is_empty() {
-            return Ok(());
-        }
-        let mut results = self.blobs.delete_stream(stream::iter(paths.into_iter().map(Ok)).boxed());
-        while let Some(r) = results.next().await {
-            match r {
-                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
+        Ok(BatchTimings { objects: batch.len(), find, delete_bodies, forget })
     }
 }

@@ -6,10 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, header::CONTENT_LENGTH, request, response};
 
-use crate::{
-    domain::Zone,
-    http_cache::{CacheRules, NotStorable, StoredResponse, date},
-};
+use crate::http_cache::{CacheRules, NotStorable, StoredResponse, date};
 
 /// The limits admission applies.
 #[derive(Debug, Clone)]
@@ -50,11 +47,12 @@ pub struct Admission {
     pub length: Option<u64>,
 }
 
-/// Judges an origin response to `request` (a GET), received between `request_time` and `response_time`.
+/// Judges an origin response to `request` (a GET), received between `request_time` and `response_time`, for
+/// a zone whose reserve may (`use_reserve`) or may not be written now.
 pub fn admit(
     request: &request::Parts,
     head: &response::Parts,
-    zone: &Zone,
+    use_reserve: bool,
     limits: &Limits,
     rules: &CacheRules,
     request_time: SystemTime,
@@ -66,7 +64,7 @@ pub fn admit(
     let edge = stored.is_ok() && limits.edge_max > 0 && length.is_none_or(|n| n <= limits.edge_max);
     let reserve = match &stored {
         Err(why) => Err(ReserveSkip::NotStorable(*why)),
-        Ok(_) if !zone.reserve_on => Err(ReserveSkip::Off),
+        Ok(_) if !use_reserve => Err(ReserveSkip::Off),
         Ok(s) if s.freshness().explicit_ttl(date::unix_millis(response_time)) < limits.reserve_min_ttl => {
             Err(ReserveSkip::ShortLived)
         }
@@ -105,7 +103,7 @@ mod tests {
         }
         let limits = Limits { edge_max: 1000, reserve_min_ttl: Duration::from_secs(36_000), reserve_max: 5000 };
         let now = SystemTime::now();
-        admit(&req, &resp.into_parts().0, &Zone::example(1, 1, reserve_on), &limits, &CacheRules::default(), now, now)
+        admit(&req, &resp.into_parts().0, reserve_on, &limits, &CacheRules::default(), now, now)
     }
 
     #[test]

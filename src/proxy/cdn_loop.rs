@@ -4,57 +4,52 @@
 //! is refused, as is one that has passed through more than [`MAX_HOPS`] CDNs, so a loop through several
 //! installations ends too.
 
-use std::{io::Write, path::Path};
+use std::path::Path;
 
 use anyhow::Context;
 use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::storage::ControlStore;
 
 /// Most cdn-ids a request may already carry in `CDN-Loop` (this cache's would be one more). Cloudflare, Fastly
 /// and Akamai each add one or a few per pass; sixteen is far beyond any legitimate chain, and small enough
 /// that a loop through installations that do not know each other stops after a few hops each.
 pub const MAX_HOPS: usize = 16;
 
-/// The file in the data directory that keeps this installation's cdn-id.
-const FILE: &str = "cdn-id";
+/// The file in which earlier versions kept the cdn-id in the data directory; it is carried over.
+const LEGACY_FILE: &str = "cdn-id";
+
+/// The control store's key for the cdn-id.
+const KEY: &str = "cdn_id";
 
 const CDN_LOOP: HeaderName = HeaderName::from_static("cdn-loop");
 
 /// This installation's cdn-id (RFC 8586 §2, a pseudonym): `cache-reserve-` and 16 random hex digits, made on
-/// first start and kept in the data directory, so it survives restarts.
+/// first start and kept in the control store, so it survives restarts and every node sharing the store
+/// uses the same one (a request that passes through two nodes of one installation has looped).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CdnId(String);
 
 impl CdnId {
-    /// Reads the cdn-id kept in `data_dir`, making (and durably writing) one on first use.
-    pub fn load_or_create(data_dir: &Path) -> anyhow::Result<Self> {
-        let path = data_dir.join(FILE);
-        match std::fs::read_to_string(&path) {
-            Ok(kept) => {
-                let id = kept.trim();
-                anyhow::ensure!(
-                    !id.is_empty() && id.bytes().all(is_tchar),
-                    "{} does not hold a cdn-id (a token); remove it to make a new one",
-                    path.display()
-                );
-                return Ok(Self(id.to_owned()));
+    /// Reads the cdn-id kept in the control store, making one on first use (or taking the one an earlier
+    /// version kept in `legacy_dir`).
+    pub async fn load_or_create(control: &dyn ControlStore, legacy_dir: Option<&Path>) -> anyhow::Result<Self> {
+        let legacy = legacy_dir.map(|d| d.join(LEGACY_FILE));
+        let proposed = match legacy.as_ref().map(std::fs::read_to_string) {
+            Some(Ok(kept)) => kept.trim().to_owned(),
+            _ => {
+                let mut random = [0u8; 8];
+                getrandom::fill(&mut random).expect("the operating system's random source failed");
+                format!("cache-reserve-{}", hex::encode(random))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-        }
-        let mut random = [0u8; 8];
-        getrandom::fill(&mut random).expect("the operating system's random source failed");
-        let id = Self(format!("cache-reserve-{}", hex::encode(random)));
-        // Staged, synced and renamed, so a crash leaves the old state or the whole id.
-        let staged = data_dir.join(format!("{FILE}.tmp"));
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&staged)?;
-            f.write_all(format!("{}\n", id.0).as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&staged, &path)?;
-            std::fs::File::open(data_dir)?.sync_all()
         };
-        write().with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(id)
+        let id = control.installation_value(KEY, &proposed).await.context("cannot read the cdn-id")?;
+        anyhow::ensure!(
+            !id.is_empty() && id.bytes().all(is_tchar),
+            "the control store's cdn-id {id:?} is not a token (RFC 8586); delete the `cdn_id` row of the meta table \
+             to make a new one"
+        );
+        Ok(Self(id))
     }
 
     pub fn as_str(&self) -> &str {
@@ -154,14 +149,17 @@ mod tests {
         assert_eq!(enter(&mut h.clone(), &CdnId("another".into())), Err(Looped::TooManyHops));
     }
 
-    #[test]
-    fn the_cdn_id_is_made_once_and_kept() {
+    #[tokio::test]
+    async fn the_cdn_id_is_made_once_kept_in_the_store_and_carried_over_from_the_data_directory() {
         let dir = tempfile::tempdir().unwrap();
-        let first = CdnId::load_or_create(dir.path()).unwrap();
+        let store = crate::storage::sql::SqlStore::open_sqlite(&dir.path().join("a.db")).await.unwrap();
+        let first = CdnId::load_or_create(&store, Some(dir.path())).await.unwrap();
         assert!(first.as_str().starts_with("cache-reserve-") && first.as_str().len() == 30, "{first:?}");
-        assert_eq!(CdnId::load_or_create(dir.path()).unwrap(), first);
-        assert_ne!(CdnId::load_or_create(tempfile::tempdir().unwrap().path()).unwrap(), first);
-        std::fs::write(dir.path().join(FILE), "not a token\n").unwrap();
-        assert!(CdnId::load_or_create(dir.path()).is_err());
+        assert_eq!(CdnId::load_or_create(&store, None).await.unwrap(), first);
+        let other = crate::storage::sql::SqlStore::open_sqlite(&dir.path().join("b.db")).await.unwrap();
+        assert_ne!(CdnId::load_or_create(&other, None).await.unwrap(), first);
+        std::fs::write(dir.path().join(LEGACY_FILE), "cache-reserve-0123456789abcdef\n").unwrap();
+        let upgraded = crate::storage::sql::SqlStore::open_sqlite(&dir.path().join("c.db")).await.unwrap();
+        assert_eq!(CdnId::load_or_create(&upgraded, Some(dir.path())).await.unwrap().as_str(), "cache-reserve-0123456789abcdef");
     }
 }

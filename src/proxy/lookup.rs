@@ -51,7 +51,7 @@ impl Ctx<'_> {
             }
         }
         self.counters.edge_misses.increment(1);
-        if !self.zone.reserve_on {
+        if !self.use_reserve {
             return None;
         }
         let found = self.reserve_lookup(now).await;

@@ -27,7 +27,7 @@ use super::{
 use crate::{
     http_cache::{Reuse, StoredResponse, codec, invalidation},
     metrics::CacheStatus,
-    reserve::layout,
+    reserve::key_hash,
     storage::IndexEntry,
 };
 
@@ -184,7 +184,7 @@ impl Ctx<'_> {
     /// Writes a refreshed stored response over a reserve object's metadata, if it is still that object.
     async fn refresh_reserve(&self, entry: &IndexEntry, fresh: &Arc<StoredResponse>) {
         let p = self.proxy;
-        if !self.zone.reserve_on {
+        if !self.use_reserve {
             p.index_cache.forget(&self.key);
             return;
         }
@@ -294,7 +294,7 @@ impl Ctx<'_> {
         let p = self.proxy;
         let (mut head, body) = resp.into_parts();
         strip_hop_by_hop(&mut head.headers);
-        let admission = admit::admit(&self.as_get(), &head, &self.zone, &p.limits, &p.rules, sent, SystemTime::now());
+        let admission = admit::admit(&self.as_get(), &head, self.use_reserve, &p.limits, &p.rules, sent, SystemTime::now());
         let Ok(stored) = admission.stored else {
             let response = respond::from_origin(head, Body::new(body), &self.parts);
             return Answer { status: CacheStatus::Bypass, tag: ReserveTag::Bypass, response };
@@ -309,7 +309,7 @@ impl Ctx<'_> {
         let edge = buf.map(|buf| EdgeFill {
             tier: p.edge.clone(),
             key: self.key.clone(),
-            key_hash: layout::key_hash(&self.key),
+            key_hash: key_hash(&self.key),
             generation: self.zone.generation,
             stored: stored.clone(),
             invalidations: p.invalidations.clone(),

@@ -34,6 +34,9 @@ pub struct Ctx<'a> {
     pub(super) seen: Epoch,
     /// The client asked to switch protocols (`Upgrade`, a hop-by-hop field, removed from `parts`).
     pub(super) upgrade: bool,
+    /// Whether this request may read and write the reserve: the zone's setting is `on`, this node's view
+    /// of it is recent (see [`crate::directory`]), and the reserve's storage has not just failed.
+    pub(super) use_reserve: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -83,7 +86,8 @@ impl<'a> Ctx<'a> {
         let counters = proxy.metrics.zone(&zone);
         let origin = zone.origin.as_deref().and_then(Origin::parse);
         let seen = proxy.invalidations.epoch(&key).await;
-        Ok(Ctx { proxy, zone, counters, forwarded, origin, parts, key, seen, upgrade })
+        let use_reserve = zone.reserve_on && proxy.directory.reserve_usable() && proxy.reserve.available();
+        Ok(Ctx { proxy, zone, counters, forwarded, origin, parts, key, seen, upgrade, use_reserve })
     }
 
     /// The request as the cache asks the origin for it and judges what comes back: a `HEAD` becomes a

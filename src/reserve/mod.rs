@@ -1,30 +1,37 @@
-//! The reserve: a zone's persistent objects. Bodies go to an object store under a path that names the
+//! The reserve: a zone's persistent objects. Bodies go to a body store under a location that names the
 //! zone's generation; the index makes an object visible only once its body is durable, and only while its
 //! generation is the zone's current one.
 
-pub mod layout;
+mod health;
 mod upload;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{StreamExt, stream};
-use object_store::{GetResult, ObjectStore, ObjectStoreExt, PutPayload, path::Path};
+use object_store::GetResult;
+use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
+pub use health::Health;
 pub use upload::{Upload, memory_bound as upload_memory_bound};
 
 use crate::{
     domain::{Timestamp, ZoneId},
-    storage::{Access, IndexEntry, ObjectIndex, RecordOutcome, StoreError, Usage},
+    storage::{Access, IndexEntry, ObjectIndex, RecordOutcome, StoreError, Usage, bodies::BodyStore, open::Stores},
 };
+
+/// SHA-256 of a cache key, hex: the index's key for an object.
+pub fn key_hash(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
 
 /// What went wrong in the reserve.
 #[derive(Debug, thiserror::Error)]
 pub enum ReserveError {
     #[error("object index failed")]
     Index(#[from] StoreError),
-    #[error("object store failed")]
+    #[error("body store failed")]
     Blob(#[from] object_store::Error),
     #[error("no such zone")]
     NoZone,
@@ -76,17 +83,60 @@ struct GroupCommit {
     commit: tokio::sync::Mutex<()>,
 }
 
-/// Objects of zones, over an index and an object store.
+impl ReserveError {
+    /// A backend could not be reached (as opposed to a missing zone or a short body).
+    fn is_outage(&self) -> bool {
+        match self {
+            ReserveError::Index(StoreError::Unavailable(_)) => true,
+            ReserveError::Blob(object_store::Error::NotFound { .. }) => false,
+            ReserveError::Blob(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Objects of zones, over an index and a body store.
 #[derive(Clone)]
 pub struct Reserve {
     index: Arc<dyn ObjectIndex>,
-    blobs: Arc<dyn ObjectStore>,
+    bodies: Arc<dyn BodyStore>,
     group: Arc<GroupCommit>,
+    health: Arc<Health>,
 }
 
 impl Reserve {
-    pub fn new(index: Arc<dyn ObjectIndex>, blobs: Arc<dyn ObjectStore>) -> Self {
-        Self { index, blobs, group: Arc::default() }
+    pub fn new(index: Arc<dyn ObjectIndex>, bodies: Arc<dyn BodyStore>) -> Self {
+        Self { index, bodies, group: Arc::default(), health: Arc::default() }
+    }
+
+    /// The reserve over opened backends.
+    pub fn over(stores: &Stores) -> Self {
+        Self::new(stores.index(), stores.bodies.clone())
+    }
+
+    /// Whether to use the reserve now: `false` for a short while after a backend failed as unreachable,
+    /// so that during an outage requests go to the origin at once instead of each waiting out timeouts.
+    pub fn available(&self) -> bool {
+        self.health.available()
+    }
+
+    /// Notes a body store failure for [`Reserve::available`].
+    fn observe_blob(&self, e: object_store::Error) -> ReserveError {
+        let e = ReserveError::Blob(e);
+        if e.is_outage() {
+            self.health.failed();
+        }
+        e
+    }
+
+    /// Notes the outcome of an operation for [`Reserve::available`].
+    fn observe<T>(&self, r: Result<T, ReserveError>) -> Result<T, ReserveError> {
+        if let Err(e) = &r
+            && e.is_outage()
+        {
+            self.health.failed();
+        }
+        r
     }
 
     /// Stores `body` under `key` for the zone, replacing any object of that key.
@@ -102,19 +152,24 @@ impl Reserve {
     /// Stores several objects of one zone: bodies written concurrently, then recorded in one index
     /// transaction (one commit for the lot). Same guarantees as [`Reserve::put`]; outcomes in order.
     pub async fn put_many(&self, zone: &ZoneId, objects: Vec<NewObject>) -> Result<Vec<PutOutcome>, ReserveError> {
+        let r = self.put_many_unobserved(zone, objects).await;
+        self.observe(r)
+    }
+
+    async fn put_many_unobserved(&self, zone: &ZoneId, objects: Vec<NewObject>) -> Result<Vec<PutOutcome>, ReserveError> {
         let generation = self.index.current_generation(zone).await?.ok_or(ReserveError::NoZone)?;
         let written: Vec<Result<IndexEntry, object_store::Error>> = stream::iter(objects)
             .map(|o| async move {
-                let key_hash = layout::key_hash(&o.key);
-                let blob = layout::blob_path(zone, generation, &key_hash);
+                let key_hash = key_hash(&o.key);
+                let blob = self.bodies.new_location(zone, generation, &key_hash);
                 let size = o.body.len() as u64;
-                self.blobs.put(&blob, PutPayload::from_bytes(o.body)).await?;
+                self.bodies.put(&blob, o.body).await?;
                 Ok(IndexEntry {
                     zone_id: zone.clone(),
                     generation,
                     key_hash,
                     key: o.key,
-                    blob: blob.to_string(),
+                    blob,
                     size,
                     meta: o.meta,
                     stored_on: Timestamp::now(),
@@ -196,6 +251,9 @@ impl Reserve {
                 }
             }
             Err(e) => {
+                if e.is_outage() {
+                    self.health.failed();
+                }
                 tracing::warn!(error = %e, objects = entries.len(), "recording a batch of reserve writes failed");
                 for waiter in waiters {
                     let _ = waiter.send(Err(ReserveError::BatchFailed));
@@ -219,18 +277,19 @@ impl Reserve {
 
     /// The index entry of `key` in the zone's current generation, without reading the body.
     pub async fn find(&self, zone: &ZoneId, key: &str) -> Result<Option<IndexEntry>, ReserveError> {
-        let entry = self.index.lookup(zone, &layout::key_hash(key)).await?;
+        let entry = self.index.lookup(zone, &key_hash(key)).await.map_err(ReserveError::from);
         // A SHA-256 collision would name another key's body: never serve it.
-        Ok(entry.filter(|e| e.key == key))
+        Ok(self.observe(entry)?.filter(|e| e.key == key))
     }
 
     /// Opens the body of a found entry. `None` if it is gone or is not the size the index recorded (lost or
     /// damaged outside our control, or replaced or cleared since it was found); the index entry is then
     /// removed if it still names that body, so the object becomes a plain miss everywhere.
     pub async fn open(&self, entry: &IndexEntry) -> Result<Option<GetResult>, ReserveError> {
-        match self.blobs.get(&Path::from(entry.blob.as_str())).await {
-            Ok(r) if r.meta.size == entry.size => Ok(Some(r)),
-            Ok(r) => {
+        let opened = self.bodies.open(&entry.blob).await.map_err(ReserveError::from);
+        match self.observe(opened)? {
+            Some(r) if r.meta.size == entry.size => Ok(Some(r)),
+            Some(r) => {
                 tracing::warn!(
                     blob = %entry.blob, recorded = entry.size, found = r.meta.size,
                     "a reserve body has the wrong size; dropping the object"
@@ -238,11 +297,10 @@ impl Reserve {
                 self.heal(entry).await?;
                 Ok(None)
             }
-            Err(object_store::Error::NotFound { .. }) => {
+            None => {
                 self.heal(entry).await?;
                 Ok(None)
             }
-            Err(e) => Err(e.into()),
         }
     }
 
@@ -295,7 +353,7 @@ impl Reserve {
 
     /// Deletes the object stored under `key`, if any. Returns whether there was one.
     pub async fn delete(&self, zone: &ZoneId, key: &str) -> Result<bool, ReserveError> {
-        match self.index.remove(zone, &layout::key_hash(key)).await? {
+        match self.index.remove(zone, &key_hash(key)).await? {
             Some(entry) => {
                 self.delete_blobs(std::iter::once(entry.blob.as_str())).await;
                 Ok(true)
@@ -311,13 +369,9 @@ impl Reserve {
 
     /// Best-effort delete of bodies no index entry points to; a leftover is swept by the next Clear.
     async fn delete_blobs<'a>(&self, paths: impl Iterator<Item = &'a str>) {
-        let paths: Vec<_> = paths.map(|p| Ok(Path::from(p))).collect();
-        let mut results = self.blobs.delete_stream(stream::iter(paths).boxed());
-        while let Some(r) = results.next().await {
-            match r {
-                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => tracing::warn!(error = %e, "could not delete an unreferenced body"),
-            }
+        let paths: Vec<String> = paths.map(str::to_owned).collect();
+        if let Err(e) = self.bodies.delete_many(paths).await {
+            tracing::warn!(error = %e, "could not delete an unreferenced body");
         }
     }
 }

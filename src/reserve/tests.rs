@@ -1,4 +1,5 @@
-//! Reserve tests over a real SQLite index and a real local object store.
+//! Reserve tests over real backends: SQLite and local disk, and (when the test servers are set up, see
+//! [`crate::storage::testing`]) PostgreSQL and S3.
 
 use std::sync::Arc;
 
@@ -6,39 +7,86 @@ use super::*;
 use crate::{
     domain::{ZoneId, ZoneName},
     jobs::{ReclaimConfig, Reclaimer},
-    storage::{ControlStore, NewZone, local_bodies::LocalBodies, sqlite::SqliteStore},
+    storage::{
+        ControlStore, NewZone,
+        open::Stores,
+        sql::SqlStore,
+        testing::{Backend, SharedEnv, shared_required},
+    },
 };
 
 struct Fixture {
     _dir: tempfile::TempDir,
-    store: SqliteStore,
+    stores: Stores,
+    store: SqlStore,
     reserve: Reserve,
     reclaimer: Reclaimer,
-    objects_dir: std::path::PathBuf,
 }
 
-async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("control.db")).await.unwrap();
-    let objects_dir = dir.path().join("objects");
-    std::fs::create_dir_all(&objects_dir).unwrap();
-    let blobs: Arc<dyn ObjectStore> = Arc::new(LocalBodies::new(&objects_dir).unwrap());
-    let index: Arc<dyn ObjectIndex> = Arc::new(store.clone());
-    let reserve = Reserve::new(index.clone(), blobs.clone());
-    let reclaimer = Reclaimer::new(index, blobs, ReclaimConfig { batch_size: 3, ..Default::default() });
-    Fixture { _dir: dir, store, reserve, reclaimer, objects_dir }
+impl Fixture {
+    async fn new(backend: Backend) -> Option<Self> {
+        if backend == Backend::Shared && SharedEnv::from_env().is_none() {
+            assert!(!shared_required(), "the shared test backends are not set up");
+            eprintln!("skipped: the shared test backends are not set up (bash scripts/services.sh start)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let stores = Stores::open(&backend.fresh(dir.path()).await.unwrap()).await.unwrap();
+        let reserve = Reserve::over(&stores);
+        let reclaimer = Reclaimer::new(
+            stores.index(),
+            stores.bodies.clone(),
+            ReclaimConfig { batch_size: 3, ..Default::default() },
+            "test-node".into(),
+        );
+        Some(Self { _dir: dir, store: stores.sql.clone(), stores, reserve, reclaimer })
+    }
+
+    async fn bodies(&self) -> u64 {
+        self.stores.bodies.count(None).await.unwrap()
+    }
 }
+
+/// Generates each case on the embedded and on the shared backends.
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::Fixture::new(super::Backend::Embedded).await.unwrap()).await;
+                }
+            )*
+        }
+        mod shared {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    if let Some(f) = super::Fixture::new(super::Backend::Shared).await {
+                        super::$case(f).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    put_get_replace_delete_and_usage,
+    clear_hides_at_once_and_reclaim_deletes_everything_old_and_nothing_new,
+    put_many_records_a_batch_and_the_last_write_of_a_key_wins,
+    concurrent_streamed_uploads_are_recorded_together_and_whole,
+    nothing_is_recorded_once_the_reserve_is_off_and_a_missing_or_damaged_body_heals_the_index,
+    a_short_upload_commits_nothing,
+    a_record_whose_outcome_is_unknown_keeps_its_body,
+    a_clear_whose_bodies_cannot_be_deleted_backs_off_without_blocking_another,
+);
 
 /// A zone with its reserve on (the index records writes only then).
 async fn new_zone(f: &Fixture) -> ZoneId {
     let id = ZoneId::generate();
     f.store
-        .create_zone(NewZone {
-            id: id.clone(),
-            name: ZoneName::parse("example.com").unwrap(),
-            origin: None,
-            now: Timestamp::now(),
-        })
+        .create_zone(NewZone { id: id.clone(), name: ZoneName::parse(&format!("{id}.example.com")).unwrap(), origin: None })
         .await
         .unwrap();
     set_reserve(f, &id, true).await;
@@ -46,53 +94,35 @@ async fn new_zone(f: &Fixture) -> ZoneId {
 }
 
 async fn set_reserve(f: &Fixture, zone: &ZoneId, on: bool) {
-    let outcome = f.store.set_reserve(zone, on, Timestamp::now()).await.unwrap();
+    let outcome = f.store.set_reserve(zone, on).await.unwrap();
     assert!(matches!(outcome, crate::storage::SetReserveOutcome::Changed(_)));
 }
 
-fn files_under(dir: &std::path::Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .map(|e| {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() { files_under(&e.path()) } else { 1 }
-        })
-        .sum()
-}
-
-#[tokio::test]
-async fn put_get_replace_delete_and_usage() {
-    let f = fixture().await;
+async fn put_get_replace_delete_and_usage(f: Fixture) {
     let z = new_zone(&f).await;
     assert_eq!(f.reserve.put(&z, "k", b"m1".to_vec(), Bytes::from_static(b"one")).await.unwrap(), PutOutcome::Stored);
     f.reserve.put(&z, "k", b"m2".to_vec(), Bytes::from_static(b"second")).await.unwrap();
     let got = f.reserve.get(&z, "k").await.unwrap().unwrap();
     assert_eq!((got.meta.as_slice(), got.body.as_ref()), (&b"m2"[..], &b"second"[..]));
     assert_eq!(f.reserve.usage(&z).await.unwrap(), Usage { objects: 1, bytes: 6 });
-    assert_eq!(files_under(&f.objects_dir), 1, "the replaced body is deleted");
+    assert_eq!(f.bodies().await, 1, "the replaced body is deleted");
     assert!(f.reserve.delete(&z, "k").await.unwrap());
     assert!(f.reserve.get(&z, "k").await.unwrap().is_none());
     assert_eq!(f.reserve.usage(&z).await.unwrap(), Usage::default());
-    assert_eq!(files_under(&f.objects_dir), 0);
+    assert_eq!(f.bodies().await, 0);
 }
 
-#[tokio::test]
-async fn clear_hides_at_once_and_reclaim_deletes_everything_old_and_nothing_new() {
-    let f = fixture().await;
+async fn clear_hides_at_once_and_reclaim_deletes_everything_old_and_nothing_new(f: Fixture) {
     let z = new_zone(&f).await;
     for i in 0..10 {
         f.reserve.put(&z, &format!("old{i}"), vec![], Bytes::from(vec![1u8; 100])).await.unwrap();
     }
     // An unindexed body in the old generation, as a crash between body write and index record leaves.
-    let orphan = layout::blob_path(&z, 1, &layout::key_hash("orphan"));
-    std::fs::create_dir_all(f.objects_dir.join(orphan.to_string()).parent().unwrap()).unwrap();
-    std::fs::write(f.objects_dir.join(orphan.to_string()), b"x").unwrap();
+    let orphan = f.stores.bodies.new_location(&z, 1, &key_hash("orphan"));
+    f.stores.bodies.put(&orphan, Bytes::from_static(b"x")).await.unwrap();
 
     set_reserve(&f, &z, false).await;
-    let crate::storage::StartClearOutcome::Started(op) = f.store.start_clear(&z, Timestamp::now()).await.unwrap()
-    else {
+    let crate::storage::StartClearOutcome::Started { op, .. } = f.store.start_clear(&z).await.unwrap() else {
         panic!()
     };
     assert_eq!(op.progress.objects_total, 10);
@@ -112,16 +142,14 @@ async fn clear_hides_at_once_and_reclaim_deletes_everything_old_and_nothing_new(
     assert!(steps >= 4, "batches of 3 over 10 objects, then completion: {steps}");
     let done = f.store.latest_clear(&z).await.unwrap().unwrap();
     assert_eq!((done.progress.objects_deleted(), done.progress.objects_remaining), (10, 0));
-    assert_eq!(files_under(&f.objects_dir), 0, "every old body is gone, the orphan included");
+    assert_eq!(f.bodies().await, 0, "every old body is gone, the orphan included");
     set_reserve(&f, &z, true).await;
     f.reserve.put(&z, "new", vec![], Bytes::from_static(b"fresh")).await.unwrap();
     assert_eq!(f.reserve.get(&z, "new").await.unwrap().unwrap().body.as_ref(), b"fresh");
     assert_eq!(f.reserve.usage(&z).await.unwrap(), Usage { objects: 1, bytes: 5 });
 }
 
-#[tokio::test]
-async fn put_many_records_a_batch_and_the_last_write_of_a_key_wins() {
-    let f = fixture().await;
+async fn put_many_records_a_batch_and_the_last_write_of_a_key_wins(f: Fixture) {
     let z = new_zone(&f).await;
     let objects = (0..20)
         .map(|i| NewObject { key: format!("k{}", i % 10), meta: vec![], body: Bytes::from(format!("body{i}")) })
@@ -133,13 +161,11 @@ async fn put_many_records_a_batch_and_the_last_write_of_a_key_wins() {
         assert_eq!(got.body, Bytes::from(format!("body{}", i + 10)));
     }
     assert_eq!(f.reserve.usage(&z).await.unwrap().objects, 10);
-    assert_eq!(files_under(&f.objects_dir), 10, "replaced bodies are deleted");
+    assert_eq!(f.bodies().await, 10, "replaced bodies are deleted");
     assert!(matches!(f.reserve.put_many(&ZoneId::generate(), vec![]).await, Err(ReserveError::NoZone)));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_streamed_uploads_are_recorded_together_and_whole() {
-    let f = fixture().await;
+async fn concurrent_streamed_uploads_are_recorded_together_and_whole(f: Fixture) {
     let zone = new_zone(&f).await;
     // Small (buffered) and large (multipart) bodies, written in chunks from many tasks at once.
     let sizes = [10usize, 3000, 2 * 1024 * 1024 + 17];
@@ -167,46 +193,41 @@ async fn concurrent_streamed_uploads_are_recorded_together_and_whole() {
     assert_eq!(f.reserve.usage(&zone).await.unwrap().objects, 30);
 }
 
-#[tokio::test]
-async fn nothing_is_recorded_once_the_reserve_is_off_and_a_missing_or_damaged_body_heals_the_index() {
-    let f = fixture().await;
+async fn nothing_is_recorded_once_the_reserve_is_off_and_a_missing_or_damaged_body_heals_the_index(f: Fixture) {
     let z = new_zone(&f).await;
     // A write that began while on and finishes after `off` committed: refused by the store itself.
     let mut up = f.reserve.begin_upload(&z, 1, "racing", vec![], 5).await.unwrap();
     up.write(Bytes::from_static(b"hello")).await.unwrap();
     set_reserve(&f, &z, false).await;
     assert_eq!(up.finish().await.unwrap(), PutOutcome::ReserveOff);
-    assert_eq!(files_under(&f.objects_dir), 0);
+    assert_eq!(f.bodies().await, 0);
     set_reserve(&f, &z, true).await;
 
     for (key, damage) in [("gone", None), ("short", Some(&b"hel"[..]))] {
         f.reserve.put(&z, key, vec![], Bytes::from_static(b"hello")).await.unwrap();
         let entry = f.reserve.find(&z, key).await.unwrap().unwrap();
-        let path = f.objects_dir.join(&entry.blob);
         match damage {
-            None => std::fs::remove_file(&path).unwrap(),
-            Some(bytes) => std::fs::write(&path, bytes).unwrap(),
+            None => f.stores.bodies.delete_many(vec![entry.blob.clone()]).await.unwrap(),
+            Some(bytes) => f.stores.bodies.put(&entry.blob, Bytes::from_static(bytes)).await.unwrap(),
         }
         assert!(f.reserve.open(&entry).await.unwrap().is_none(), "{key}");
         assert!(f.reserve.find(&z, key).await.unwrap().is_none(), "{key}: the index still names it");
     }
     assert_eq!(f.reserve.usage(&z).await.unwrap(), Usage::default());
-    assert_eq!(files_under(&f.objects_dir), 0, "the damaged body is deleted");
+    assert_eq!(f.bodies().await, 0, "the damaged body is deleted");
 }
 
-#[tokio::test]
-async fn a_short_upload_commits_nothing() {
-    let f = fixture().await;
+async fn a_short_upload_commits_nothing(f: Fixture) {
     let zone = new_zone(&f).await;
     let mut up = f.reserve.begin_upload(&zone, 1, "short", vec![], 100).await.unwrap();
     up.write(Bytes::from_static(b"only part")).await.unwrap();
     assert!(matches!(up.finish().await, Err(ReserveError::Incomplete { expected: 100, got: 9 })));
     assert!(f.reserve.get(&zone, "short").await.unwrap().is_none());
-    assert_eq!(files_under(&f.objects_dir), 0);
+    assert_eq!(f.bodies().await, 0);
 }
 
 /// An index whose record commits but then reports an error, as when the connection fails after COMMIT.
-struct LostAck(SqliteStore);
+struct LostAck(SqlStore);
 
 #[async_trait::async_trait]
 impl ObjectIndex for LostAck {
@@ -238,8 +259,12 @@ impl ObjectIndex for LostAck {
     async fn evict_idle(&self, before: Timestamp, limit: u32) -> crate::storage::StoreResult<Vec<IndexEntry>> {
         self.0.evict_idle(before, limit).await
     }
-    async fn pending_clears(&self) -> crate::storage::StoreResult<Vec<crate::storage::PendingClear>> {
-        self.0.pending_clears().await
+    async fn claim_clear(
+        &self,
+        node: &str,
+        lease: std::time::Duration,
+    ) -> crate::storage::StoreResult<Option<crate::storage::ClearLease>> {
+        self.0.claim_clear(node, lease).await
     }
     async fn bodies_below(
         &self,
@@ -251,29 +276,91 @@ impl ObjectIndex for LostAck {
     }
     async fn forget_through(
         &self,
-        z: &ZoneId,
-        below: i64,
+        lease: &crate::storage::ClearLease,
         last: &crate::storage::BodyRef,
+        extend: std::time::Duration,
     ) -> crate::storage::StoreResult<()> {
-        self.0.forget_through(z, below, last).await
+        self.0.forget_through(lease, last, extend).await
     }
-    async fn complete_clear(
+    async fn complete_clear(&self, lease: &crate::storage::ClearLease) -> crate::storage::StoreResult<()> {
+        self.0.complete_clear(lease).await
+    }
+    async fn release_clear(
         &self,
-        c: &crate::storage::PendingClear,
-        now: Timestamp,
+        lease: &crate::storage::ClearLease,
+        retry_after: std::time::Duration,
+        error: &str,
     ) -> crate::storage::StoreResult<()> {
-        self.0.complete_clear(c, now).await
+        self.0.release_clear(lease, retry_after, error).await
     }
 }
 
-#[tokio::test]
-async fn a_record_whose_outcome_is_unknown_keeps_its_body() {
-    let f = fixture().await;
+async fn a_record_whose_outcome_is_unknown_keeps_its_body(f: Fixture) {
     let z = new_zone(&f).await;
-    let blobs: Arc<dyn ObjectStore> = Arc::new(LocalBodies::new(&f.objects_dir).unwrap());
-    let lossy = Reserve::new(Arc::new(LostAck(f.store.clone())), blobs);
+    let lossy = Reserve::new(Arc::new(LostAck(f.store.clone())), f.stores.bodies.clone());
     assert!(lossy.put(&z, "k", vec![], Bytes::from_static(b"committed")).await.is_err());
     // The commit landed: the index names the body, and the body must still be there to serve.
     let got = f.reserve.get(&z, "k").await.unwrap().expect("the index entry");
     assert_eq!(got.body.as_ref(), b"committed");
+}
+
+/// A body store whose deletes fail for one zone: that zone's Clear cannot finish.
+struct UndeletableFor(Arc<dyn crate::storage::bodies::BodyStore>, ZoneId);
+
+#[async_trait::async_trait]
+impl crate::storage::bodies::BodyStore for UndeletableFor {
+    fn new_location(&self, zone: &ZoneId, generation: i64, key_hash: &str) -> String {
+        self.0.new_location(zone, generation, key_hash)
+    }
+    async fn put(&self, location: &str, body: Bytes) -> Result<(), object_store::Error> {
+        self.0.put(location, body).await
+    }
+    async fn put_multipart(&self, location: &str) -> Result<Box<dyn object_store::MultipartUpload>, object_store::Error> {
+        self.0.put_multipart(location).await
+    }
+    async fn open(&self, location: &str) -> Result<Option<GetResult>, object_store::Error> {
+        self.0.open(location).await
+    }
+    async fn delete_many(&self, locations: Vec<String>) -> Result<(), object_store::Error> {
+        if locations.iter().any(|l| l.starts_with(self.1.as_str())) {
+            return Err(object_store::Error::Generic { store: "test", source: "permission denied".into() });
+        }
+        self.0.delete_many(locations).await
+    }
+    async fn sweep_below(&self, zone: &ZoneId, below: i64) -> Result<u64, object_store::Error> {
+        self.0.sweep_below(zone, below).await
+    }
+    async fn recover(&self, before: std::time::SystemTime) -> Result<u64, object_store::Error> {
+        self.0.recover(before).await
+    }
+    async fn count(&self, zone: Option<&ZoneId>) -> Result<u64, object_store::Error> {
+        self.0.count(zone).await
+    }
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+}
+
+/// One Clear whose bodies cannot be deleted (verified to stop every zone's Clear before leases and
+/// per-Clear backoff): it is released to back off, and a younger Clear of another zone completes.
+async fn a_clear_whose_bodies_cannot_be_deleted_backs_off_without_blocking_another(f: Fixture) {
+    let stuck = new_zone(&f).await;
+    let fine = new_zone(&f).await;
+    for z in [&stuck, &fine] {
+        f.reserve.put(z, "k", vec![], Bytes::from_static(b"body")).await.unwrap();
+        set_reserve(&f, z, false).await;
+        f.store.start_clear(z).await.unwrap();
+    }
+    let bodies = Arc::new(UndeletableFor(f.stores.bodies.clone(), stuck.clone()));
+    let reclaimer = Reclaimer::new(f.stores.index(), bodies, ReclaimConfig::default(), "n".into());
+    for _ in 0..10 {
+        if f.store.latest_clear(&fine).await.unwrap().unwrap().end_ts.is_some() {
+            break;
+        }
+        reclaimer.step().await.unwrap();
+    }
+    assert!(f.store.latest_clear(&fine).await.unwrap().unwrap().end_ts.is_some(), "the other zone's Clear finished");
+    let held = f.store.latest_clear(&stuck).await.unwrap().unwrap();
+    assert!(held.end_ts.is_none() && held.progress.objects_remaining == 1);
+    assert_eq!(reclaimer.step().await.unwrap(), crate::jobs::reclaim::Step::Idle, "the stuck one is backing off");
 }

@@ -1,24 +1,25 @@
 //! A streamed write into the reserve: the body arrives in chunks (from the origin, while it is being sent
 //! to the client) and becomes visible only when it is complete, durable and recorded in the index.
 //!
-//! Small bodies are gathered in memory and written with one put; larger ones go through a multipart
-//! upload, so memory stays bounded by the part size whatever the object size. Both are atomic in the
-//! object store: on local disk the file is written under a staging name and renamed into place; on S3 the
-//! object appears when the multipart upload completes. A crash before that leaves no visible object.
+//! Bodies up to the part size are gathered in memory and written with one put (one S3 `PUT`, no multipart
+//! round trips); larger ones go through a multipart upload, so memory stays bounded by the parts in flight
+//! whatever the object size. Both are atomic in the body store: on local disk the file is written under a
+//! staging name and renamed into place; on S3 the object appears when the upload completes. A crash before
+//! that leaves no visible object.
 
 use bytes::{Bytes, BytesMut};
-use object_store::{ObjectStoreExt, PutPayload, WriteMultipart, path::Path};
+use object_store::WriteMultipart;
 
-use super::{PutOutcome, Reserve, ReserveError, layout};
+use super::{PutOutcome, Reserve, ReserveError, key_hash};
 use crate::{
     domain::{Timestamp, ZoneId},
     storage::IndexEntry,
 };
 
-/// Bodies up to this size are gathered in memory and written at once.
-const BUFFERED_MAX: u64 = 1024 * 1024;
 /// Part size of multipart uploads (S3's minimum is 5 MiB for every part but the last).
 const PART_SIZE: usize = 8 * 1024 * 1024;
+/// Bodies up to this size are gathered in memory and written at once.
+const BUFFERED_MAX: u64 = PART_SIZE as u64;
 /// Parts being written at once.
 const PARTS_IN_FLIGHT: usize = 2;
 
@@ -37,7 +38,6 @@ enum Sink {
 pub struct Upload {
     reserve: Reserve,
     entry: IndexEntry,
-    blob: Path,
     sink: Sink,
     written: u64,
 }
@@ -51,12 +51,12 @@ impl Upload {
         meta: Vec<u8>,
         size: u64,
     ) -> Result<Self, ReserveError> {
-        let key_hash = layout::key_hash(key);
-        let blob = layout::blob_path(zone, generation, &key_hash);
+        let key_hash = key_hash(key);
+        let blob = reserve.bodies.new_location(zone, generation, &key_hash);
         let sink = if size <= BUFFERED_MAX {
             Sink::Buffered(BytesMut::with_capacity(usize::try_from(size).unwrap_or(0)))
         } else {
-            let upload = reserve.blobs.put_multipart(&blob).await?;
+            let upload = reserve.bodies.put_multipart(&blob).await.map_err(|e| reserve.observe_blob(e))?;
             Sink::Multipart(WriteMultipart::new_with_chunk_size(upload, PART_SIZE))
         };
         let entry = IndexEntry {
@@ -64,12 +64,12 @@ impl Upload {
             generation,
             key_hash,
             key: key.to_owned(),
-            blob: blob.to_string(),
+            blob,
             size,
             meta,
             stored_on: Timestamp::now(),
         };
-        Ok(Self { reserve, entry, blob, sink, written: 0 })
+        Ok(Self { reserve, entry, sink, written: 0 })
     }
 
     /// Appends a chunk of the body.
@@ -78,7 +78,7 @@ impl Upload {
         match &mut self.sink {
             Sink::Buffered(buf) => buf.extend_from_slice(&chunk),
             Sink::Multipart(w) => {
-                w.wait_for_capacity(PARTS_IN_FLIGHT).await?;
+                w.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(|e| self.reserve.observe_blob(e))?;
                 w.put(chunk);
             }
         }
@@ -93,14 +93,11 @@ impl Upload {
             self.abort().await;
             return Err(ReserveError::Incomplete { expected, got });
         }
-        match self.sink {
-            Sink::Buffered(buf) => {
-                self.reserve.blobs.put(&self.blob, PutPayload::from_bytes(buf.freeze())).await?;
-            }
-            Sink::Multipart(w) => {
-                w.finish().await?;
-            }
-        }
+        let written = match self.sink {
+            Sink::Buffered(buf) => self.reserve.bodies.put(&self.entry.blob, buf.freeze()).await,
+            Sink::Multipart(w) => w.finish().await.map(|_| ()),
+        };
+        written.map_err(|e| self.reserve.observe_blob(e))?;
         self.entry.stored_on = Timestamp::now();
         self.reserve.record_grouped(self.entry).await
     }

@@ -1,10 +1,20 @@
-//! Storage traits: the control state (zones, credentials, settings, Clear operations) and the object index.
+//! Storage traits: the control state (zones, credentials, settings, Clear operations, the nodes sharing them)
+//! and the object index; object bodies are behind [`bodies::BodyStore`].
 //!
-//! Backends implement these traits; nothing above this layer names a database. Object bodies live in an
-//! [`object_store::ObjectStore`], addressed by the paths this index records.
+//! Backends implement these traits; nothing above this layer names a database. Two backends share one
+//! implementation ([`sql::SqlStore`]): SQLite (embedded, one writer) and PostgreSQL (any number of nodes).
+//! Each method's doc says what it guarantees under concurrency from several nodes; the backend enforces it
+//! (SQLite by its single writer, PostgreSQL by row locks taken in one fixed order — zones by id, then
+//! Clears, then objects by key, then per-generation counts — and bounded retries of serialization
+//! failures and deadlocks). Times that other nodes compare (settings, Clears, leases, node syncs) come from
+//! the database's clock, never a node's.
 
-pub mod local_bodies;
-pub mod sqlite;
+pub mod bodies;
+pub mod open;
+pub mod sql;
+pub mod testing;
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -21,6 +31,14 @@ pub enum StoreError {
     /// The thing to change does not exist.
     #[error("{0} not found")]
     NotFound(String),
+    /// The backend cannot be reached or is shutting down: nothing was changed that a retry would repeat
+    /// wrongly, and a retry later may succeed (the API answers 503).
+    #[error("storage backend unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The Clear's reclaim lease was taken over by another node (this one stalled past the lease): the
+    /// change was refused, and this node must stop working that Clear.
+    #[error("the clear's lease was lost to another node")]
+    LeaseLost,
     /// The backend failed.
     #[error("storage backend failed")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -28,13 +46,22 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Wake-ups pushed by a backend that can announce changes (PostgreSQL `NOTIFY`); see
+/// [`sql::SqlStore::relay_notifications`].
+#[derive(Debug, Default)]
+pub struct ChangeSignals {
+    /// Another node changed a zone: sync now.
+    pub zones: tokio::sync::Notify,
+    /// A node recorded a sync: acknowledgements may have arrived.
+    pub syncs: tokio::sync::Notify,
+}
+
 /// A zone to create.
 #[derive(Debug, Clone)]
 pub struct NewZone {
     pub id: ZoneId,
     pub name: ZoneName,
     pub origin: Option<String>,
-    pub now: Timestamp,
 }
 
 /// A page of a listing, 1-based.
@@ -63,8 +90,9 @@ pub enum SetReserveOutcome {
 /// Outcome of asking to start a Clear.
 #[derive(Debug, Clone)]
 pub enum StartClearOutcome {
-    /// A new operation was recorded and the zone's generation bumped, in one transaction.
-    Started(ClearOperation),
+    /// A new operation was recorded and the zone's generation bumped, in one transaction; `zone` is the
+    /// zone as that transaction left it.
+    Started { op: ClearOperation, zone: Zone },
     /// A Clear is already running: it is returned unchanged.
     AlreadyRunning(ClearOperation),
     /// The reserve is on (Cloudflare 1152).
@@ -100,11 +128,18 @@ pub struct StoredUser {
     pub created_on: Timestamp,
 }
 
-/// Zones, settings, Clear operations and credentials.
+/// Zones, settings, Clear operations, credentials, and the nodes that share them.
+///
+/// Every change to a zone (create, origin, setting, Clear) gives it the next value of one store-wide
+/// revision counter, assigned under a lock held to commit: revisions become visible in increasing order,
+/// so a reader that has seen revision `r` has seen every change up to `r` ([`ControlStore::zone_changes`]).
 #[async_trait]
 pub trait ControlStore: Send + Sync + 'static {
     /// The installation's one account id, created with the store.
     async fn account_id(&self) -> StoreResult<String>;
+    /// A value of the installation kept under `key`, set to `default` on first use (one winner when nodes
+    /// race). Used for identities every node must share, e.g. the `CDN-Loop` id.
+    async fn installation_value(&self, key: &str, default: &str) -> StoreResult<String>;
 
     /// Creates a zone at generation 1 with the reserve off. A taken name is `AlreadyExists`.
     async fn create_zone(&self, zone: NewZone) -> StoreResult<Zone>;
@@ -112,17 +147,31 @@ pub trait ControlStore: Send + Sync + 'static {
     async fn zone_by_name(&self, name: &ZoneName) -> StoreResult<Option<Zone>>;
     /// A page of zones ordered by name, and the total number matching.
     async fn list_zones(&self, filter: &ZoneFilter, page: Page) -> StoreResult<(Vec<Zone>, u64)>;
+    /// Zones changed after revision `after`, in revision order, at most `limit`: a change feed whose cost
+    /// is the number of changes, not of zones. `after = 0` lists every zone.
+    async fn zone_changes(&self, after: i64, limit: u32) -> StoreResult<Vec<Zone>>;
     /// Sets a zone's origin URL.
-    async fn set_origin(&self, id: &ZoneId, origin: Option<String>, now: Timestamp) -> StoreResult<Zone>;
+    async fn set_origin(&self, id: &ZoneId, origin: Option<String>) -> StoreResult<Zone>;
 
-    /// Turns the reserve on or off; turning it on is refused while a Clear is in progress.
-    async fn set_reserve(&self, id: &ZoneId, on: bool, now: Timestamp) -> StoreResult<SetReserveOutcome>;
+    /// Turns the reserve on or off, by [`crate::domain::rules::decide_set_reserve`]. Atomic with
+    /// [`ControlStore::start_clear`] across nodes: of a concurrent `on` and Clear, exactly one succeeds
+    /// (the zone row is locked for both).
+    async fn set_reserve(&self, id: &ZoneId, on: bool) -> StoreResult<SetReserveOutcome>;
 
-    /// Starts a Clear: in one transaction, checks the setting and any running Clear, bumps the zone's
-    /// generation and records the operation with the counts it must delete. Cost independent of object count.
-    async fn start_clear(&self, id: &ZoneId, now: Timestamp) -> StoreResult<StartClearOutcome>;
+    /// Starts a Clear, by [`crate::domain::rules::decide_start_clear`]: in one transaction, with the zone
+    /// locked, bumps the zone's generation and records the operation with the counts it must delete
+    /// (read after every write racing it has committed or been refused). `start_ts` is the database's
+    /// clock. Cost independent of object count.
+    async fn start_clear(&self, id: &ZoneId) -> StoreResult<StartClearOutcome>;
     /// The zone's latest Clear, with current progress.
     async fn latest_clear(&self, id: &ZoneId) -> StoreResult<Option<ClearOperation>>;
+
+    /// Records that `node` has applied every zone change up to `seen_revision` (and is alive), at the
+    /// database's clock. Nodes not heard from for a day are forgotten.
+    async fn record_sync(&self, node: &str, seen_revision: i64) -> StoreResult<()>;
+    /// How many nodes other than `node`, heard from within `window`, have not yet applied revision
+    /// `revision`. A node silent for longer has stopped using its view of the zones by itself.
+    async fn lagging_nodes(&self, node: &str, revision: i64, window: Duration) -> StoreResult<u64>;
 
     async fn create_token(&self, token: StoredToken) -> StoreResult<()>;
     async fn token_by_hash(&self, hash: &SecretHash) -> StoreResult<Option<StoredToken>>;
@@ -198,14 +247,27 @@ pub struct PendingClear {
     pub target_generation: i64,
 }
 
+/// A node's claim on working one Clear, until `until` on the database's clock. `token` fences it: each
+/// claim gets a higher one, and a change made with an older token is refused ([`StoreError::LeaseLost`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClearLease {
+    pub clear: PendingClear,
+    pub node: String,
+    pub token: i64,
+    /// Failed attempts since the last batch that made progress (for the caller's backoff).
+    pub attempts: u32,
+}
+
 /// The object index: which objects each zone stores, in which generation, where their bodies are.
 #[async_trait]
 pub trait ObjectIndex: Send + Sync + 'static {
     /// The zone's current generation, or `None` if there is no such zone.
     async fn current_generation(&self, zone: &ZoneId) -> StoreResult<Option<i64>>;
-    /// Records objects, in one transaction, each only if its `generation` is still its zone's current
-    /// one and the zone's reserve is on (checked in that same transaction, so a write racing `off` or a
-    /// Clear is never recorded after either commits). Returns one outcome per entry, in order.
+    /// Records objects, in one transaction, each only if [`crate::domain::rules::decide_record`] allows it
+    /// against its zone's current generation and setting, read with the zones locked against change (in
+    /// id order) until commit: a write racing `off` or a Clear, on any node, is never recorded after either
+    /// commits, so nothing lands in a cleared generation after the Clear counted it. Returns one outcome
+    /// per entry, in order.
     async fn record_batch(&self, entries: &[IndexEntry]) -> StoreResult<Vec<RecordOutcome>>;
     /// The entry for a key in the zone's current generation.
     async fn lookup(&self, zone: &ZoneId, key_hash: &str) -> StoreResult<Option<IndexEntry>>;
@@ -226,22 +288,32 @@ pub trait ObjectIndex: Send + Sync + 'static {
         blob: &str,
         meta: &[u8],
     ) -> StoreResult<bool>;
-    /// Records when objects were last read, in one transaction. Never moves a time backwards; entries
-    /// gone meanwhile are skipped.
+    /// Records when objects were last read, in one transaction, in key order (two nodes flushing at once
+    /// never deadlock). Never moves a time backwards; entries gone meanwhile are skipped.
     async fn record_access(&self, accesses: &[Access]) -> StoreResult<()>;
     /// Forgets up to `limit` entries of current generations last read before `before`, least recently
-    /// read first, adjusting the counts; returns them so their bodies can be deleted.
+    /// read first, adjusting the counts by what was actually deleted; returns them so their bodies can be
+    /// deleted. Entries another node is evicting at the same moment are skipped, not waited for.
     async fn evict_idle(&self, before: Timestamp, limit: u32) -> StoreResult<Vec<IndexEntry>>;
 
-    /// Clears not yet completed, oldest first.
-    async fn pending_clears(&self) -> StoreResult<Vec<PendingClear>>;
+    /// Claims the Clear that `node` should work next, for `lease` (database clock): the oldest one due
+    /// (not backing off after a failure) that no other node holds a live lease on — or the one `node`
+    /// already holds. Several nodes therefore work different Clears, and a dead node's Clear is taken over
+    /// once its lease runs out. `None` when there is nothing to do.
+    async fn claim_clear(&self, node: &str, lease: Duration) -> StoreResult<Option<ClearLease>>;
     /// The first `limit` bodies of the zone in generations below `below`, in (generation, key hash) order.
     async fn bodies_below(&self, zone: &ZoneId, below: i64, limit: u32) -> StoreResult<Vec<BodyRef>>;
-    /// Forgets every entry of the zone in generations below `below`, in order up to and including `last`
-    /// (a cursor from [`ObjectIndex::bodies_below`]), adjusting the per-generation counts. Generations
-    /// below the current one receive no new entries, so this range is exactly the bodies listed up to
-    /// `last`. Forgetting again is harmless.
-    async fn forget_through(&self, zone: &ZoneId, below: i64, last: &BodyRef) -> StoreResult<()>;
-    /// Marks a Clear completed, with `end_ts = now`. Idempotent.
-    async fn complete_clear(&self, clear: &PendingClear, now: Timestamp) -> StoreResult<()>;
+    /// Forgets every entry of the Clear's zone in generations below its target, in order up to and
+    /// including `last` (a cursor from [`ObjectIndex::bodies_below`]), subtracting from the per-generation
+    /// counts exactly what was deleted (so two reclaimers never subtract twice), and extends the lease by
+    /// `lease`. Refused with [`StoreError::LeaseLost`] unless `lease` is still the live one. Forgetting
+    /// again is harmless.
+    async fn forget_through(&self, lease: &ClearLease, last: &BodyRef, extend: Duration) -> StoreResult<()>;
+    /// Marks the Clear completed, with `end_ts` from the database's clock (never before `start_ts`), and
+    /// drops its lease. Refused with [`StoreError::LeaseLost`] unless `lease` is still the live one.
+    /// Idempotent.
+    async fn complete_clear(&self, lease: &ClearLease) -> StoreResult<()>;
+    /// Gives up the lease after a failed attempt: the Clear is not retried (by any node) for `retry_after`,
+    /// so that other Clears go first; `error` is kept for operators. A lost lease is ignored.
+    async fn release_clear(&self, lease: &ClearLease, retry_after: Duration, error: &str) -> StoreResult<()>;
 }

@@ -52,10 +52,10 @@ pub fn parse_on_off(value: Option<&serde_json::Value>, setting: &'static str) ->
 impl AppState {
     /// Turns a zone's reserve on or off; on is refused (1153) while a Clear runs.
     pub async fn set_reserve(&self, zone: &ZoneId, on: bool) -> Result<Zone, ApiError> {
-        match self.control.set_reserve(zone, on, Timestamp::now()).await? {
+        match self.control.set_reserve(zone, on).await? {
             SetReserveOutcome::Changed(z) => {
-                // In force for the proxy before the caller hears back.
-                self.zones.insert(z.clone());
+                // In force for this node's proxy, and every other node's, before the caller hears back.
+                self.zones.publish(z.clone()).await;
                 Ok(z)
             }
             SetReserveOutcome::ClearInProgress => Err(ApiError::ClearInProgress),

@@ -81,18 +81,16 @@ async fn start(
     let zone = state.zone_for(&caller.0, &zone, Access::SettingsWrite).await?;
     // Any JSON value, or nothing, is accepted; the body is otherwise unused.
     body.json::<serde_json::Value>()?;
-    match state.control.start_clear(&zone.id, Timestamp::now()).await? {
-        StartClearOutcome::Started(op) => {
-            // Every pre-clear copy, in the edge tier too, is a miss from here on.
-            state.zones.raise_generation(&zone.id, op.target_generation);
+    match state.control.start_clear(&zone.id).await? {
+        StartClearOutcome::Started { op, zone } => {
+            // Every pre-clear copy, in the edge tier too, is a miss from here on, on every node.
+            state.zones.publish(zone.clone()).await;
             tracing::info!(zone = %zone.id, objects = op.progress.objects_total, "cache reserve clear started");
             state.clear_started.notify_one();
             Ok(Envelope::ok(op.into()))
         }
-        StartClearOutcome::AlreadyRunning(op) => {
-            state.zones.raise_generation(&zone.id, op.target_generation);
-            Ok(Envelope::ok(op.into()))
-        }
+        // Published by the request that started it.
+        StartClearOutcome::AlreadyRunning(op) => Ok(Envelope::ok(op.into())),
         StartClearOutcome::ReserveOn => Err(ApiError::ReserveOn),
     }
 }

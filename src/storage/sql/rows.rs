@@ -1,13 +1,13 @@
-//! Row ↔ domain conversions for the SQLite backend.
+//! Row ↔ domain conversions for the SQL backends.
 
-use sqlx::{Row, sqlite::SqliteRow};
+use sqlx::{Row, any::AnyRow};
 
 use crate::{
     domain::{
         ClearOperation, ClearProgress, Permission, Timestamp, TokenId, TokenScope, UserId, Zone, ZoneId, ZoneName,
         secret::SecretHash,
     },
-    storage::{IndexEntry, StoreError, StoreResult, StoredToken, StoredUser},
+    storage::{IndexEntry, PendingClear, StoreError, StoreResult, StoredToken, StoredUser},
 };
 
 /// A stored value that no longer parses: the database was edited or corrupted.
@@ -27,7 +27,7 @@ fn count(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-pub(super) fn zone(r: &SqliteRow) -> StoreResult<Zone> {
+pub(super) fn zone(r: &AnyRow) -> StoreResult<Zone> {
     Ok(Zone {
         id: ZoneId::parse(r.get("id")).map_err(|_| corrupt("zone id"))?,
         name: ZoneName::parse(r.get("name")).map_err(|_| corrupt("zone name"))?,
@@ -42,7 +42,7 @@ pub(super) fn zone(r: &SqliteRow) -> StoreResult<Zone> {
 }
 
 /// A `clears` row joined with `remaining_objects` / `remaining_bytes`.
-pub(super) fn clear(r: &SqliteRow) -> StoreResult<ClearOperation> {
+pub(super) fn clear(r: &AnyRow) -> StoreResult<ClearOperation> {
     Ok(ClearOperation {
         id: r.get("id"),
         zone_id: ZoneId::parse(r.get("zone_id")).map_err(|_| corrupt("zone id"))?,
@@ -59,7 +59,7 @@ pub(super) fn clear(r: &SqliteRow) -> StoreResult<ClearOperation> {
     })
 }
 
-pub(super) fn token(r: &SqliteRow) -> StoreResult<StoredToken> {
+pub(super) fn token(r: &AnyRow) -> StoreResult<StoredToken> {
     let permissions = r
         .get::<String, _>("permissions")
         .split(',')
@@ -86,7 +86,7 @@ pub(super) fn token(r: &SqliteRow) -> StoreResult<StoredToken> {
     })
 }
 
-pub(super) fn user(r: &SqliteRow) -> StoreResult<StoredUser> {
+pub(super) fn user(r: &AnyRow) -> StoreResult<StoredUser> {
     Ok(StoredUser {
         id: UserId::parse(r.get("id")).map_err(|_| corrupt("user id"))?,
         email: r.get("email"),
@@ -95,7 +95,15 @@ pub(super) fn user(r: &SqliteRow) -> StoreResult<StoredUser> {
     })
 }
 
-pub(super) fn entry(r: &SqliteRow) -> StoreResult<IndexEntry> {
+pub(super) fn pending_clear(r: &AnyRow) -> StoreResult<PendingClear> {
+    Ok(PendingClear {
+        clear_id: r.get("id"),
+        zone_id: ZoneId::parse(r.get("zone_id")).map_err(|_| corrupt("zone id"))?,
+        target_generation: r.get("target_generation"),
+    })
+}
+
+pub(super) fn entry(r: &AnyRow) -> StoreResult<IndexEntry> {
     Ok(IndexEntry {
         zone_id: ZoneId::parse(r.get("zone_id")).map_err(|_| corrupt("zone id"))?,
         generation: r.get("generation"),

@@ -5,29 +5,23 @@
 //! superseded body can be deleted without touching the one that replaced it.
 
 use object_store::path::Path;
-use sha2::{Digest, Sha256};
 
 use crate::domain::ZoneId;
 
-/// SHA-256 of a cache key, hex.
-pub fn key_hash(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
-}
-
 /// A fresh location for one write of a key.
-pub fn blob_path(zone: &ZoneId, generation: i64, key_hash: &str) -> Path {
+pub(super) fn blob_path(zone: &ZoneId, generation: i64, key_hash: &str) -> Path {
     let mut write_id = [0u8; 8];
     getrandom::fill(&mut write_id).expect("the operating system's random source failed");
-    Path::from(format!("{zone}/g{generation}/{}/{key_hash}.{}", &key_hash[..2], hex::encode(write_id)))
+    Path::from(format!("{zone}/g{generation}/{}/{key_hash}.{}", key_hash.get(..2).unwrap_or("00"), hex::encode(write_id)))
 }
 
 /// The prefix holding every body of a zone.
-pub fn zone_prefix(zone: &ZoneId) -> Path {
+pub(super) fn zone_prefix(zone: &ZoneId) -> Path {
     Path::from(zone.as_str())
 }
 
 /// The generation a `g{n}` path segment names.
-pub fn parse_generation_segment(segment: &str) -> Option<i64> {
+pub(super) fn parse_generation_segment(segment: &str) -> Option<i64> {
     segment.strip_prefix('g')?.parse().ok()
 }
 
@@ -38,7 +32,7 @@ mod tests {
     #[test]
     fn paths_name_zone_and_generation_and_differ_per_write() {
         let z = ZoneId::generate();
-        let h = key_hash("https://example.com/a");
+        let h = crate::reserve::key_hash("https://example.com/a");
         let a = blob_path(&z, 7, &h);
         let b = blob_path(&z, 7, &h);
         assert_ne!(a, b);

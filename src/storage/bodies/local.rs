@@ -1,4 +1,4 @@
-//! Object bodies on local disk: object_store's `LocalFileSystem` (atomic, fsynced writes), with deletes
+//! Bodies on local disk: object_store's `LocalFileSystem` (atomic, fsynced writes), with deletes
 //! batched into blocking tasks.
 //!
 //! `LocalFileSystem` sends every delete to the blocking pool on its own; on a fast disk the hand-off costs
@@ -10,6 +10,7 @@ use std::{
     fmt,
     path::{Path as FsPath, PathBuf},
     sync::Arc,
+    time::SystemTime,
 };
 
 use async_trait::async_trait;
@@ -42,24 +43,37 @@ impl LocalBodies {
     }
 
     /// Removes the staging files of writes a crash cut short (`{name}#{digits}`: object_store's staging
-    /// names, which its listings skip, so nothing else would ever find them). Call before any write
-    /// starts. Returns how many were removed.
-    pub fn remove_staging_files(&self) -> std::io::Result<usize> {
-        fn walk(dir: &FsPath, removed: &mut usize) -> std::io::Result<()> {
-            for entry in std::fs::read_dir(dir)? {
+    /// names, which its listings skip, so nothing else would ever find them) last modified before
+    /// `before` — the start of this process, so that writes in progress now are left alone and this can
+    /// run while the server serves. Returns how many were removed.
+    pub fn remove_staging_files(&self, before: SystemTime) -> std::io::Result<usize> {
+        fn walk(dir: &FsPath, before: SystemTime, removed: &mut usize) -> std::io::Result<()> {
+            let entries = match std::fs::read_dir(dir) {
+                Ok(entries) => entries,
+                // Emptied and removed by a delete meanwhile.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
                 let entry = entry?;
                 let path = entry.path();
-                if entry.file_type()?.is_dir() {
-                    walk(&path, removed)?;
-                } else if is_staging_name(&entry.file_name().to_string_lossy()) {
-                    std::fs::remove_file(&path)?;
-                    *removed += 1;
+                let Ok(kind) = entry.file_type() else { continue };
+                if kind.is_dir() {
+                    walk(&path, before, removed)?;
+                } else if is_staging_name(&entry.file_name().to_string_lossy())
+                    && entry.metadata().and_then(|m| m.modified()).is_ok_and(|m| m < before)
+                {
+                    match std::fs::remove_file(&path) {
+                        Ok(()) => *removed += 1,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e),
+                    }
                 }
             }
             Ok(())
         }
         let mut removed = 0;
-        walk(&self.root, &mut removed)?;
+        walk(&self.root, before, &mut removed)?;
         Ok(removed)
     }
 }
@@ -222,7 +236,17 @@ mod tests {
         bodies.put(&kept, PutPayload::from_static(b"whole")).await.unwrap();
         let staged = dir.path().join("z/g1/ab/abce.0012#3");
         std::fs::write(&staged, b"part").unwrap();
-        assert_eq!(bodies.remove_staging_files().unwrap(), 1);
+        let started = SystemTime::now() + std::time::Duration::from_secs(1);
+        let in_flight = dir.path().join("z/g1/ab/abcf.0013#4");
+        std::fs::write(&in_flight, b"part").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&in_flight)
+            .unwrap()
+            .set_modified(started + std::time::Duration::from_secs(1))
+            .unwrap();
+        assert_eq!(bodies.remove_staging_files(started).unwrap(), 1);
+        assert!(in_flight.exists(), "a write begun after the start is left alone");
         assert!(!staged.exists());
         assert_eq!(bodies.get(&kept).await.unwrap().bytes().await.unwrap().as_ref(), b"whole");
         assert!(!is_staging_name("abcd.0011") && !is_staging_name("a#") && !is_staging_name("a#1x"));

@@ -1,0 +1,154 @@
+//! Object bodies: the narrow interface the reserve and the jobs use ([`BodyStore`]), so that none of them
+//! knows a path layout or a storage service; and its implementation over object_store, on local disk
+//! ([`local::LocalBodies`]) or on S3-compatible storage ([`s3::open`]).
+//!
+//! A body is written once under a location of its own (a new one per write), so a replaced or superseded
+//! body can be deleted without touching the one that replaced it; the location names the zone's generation,
+//! so a Clear's leftovers are found by generation without the index ([`BodyStore::sweep_below`]).
+
+mod layout;
+pub mod local;
+pub mod s3;
+
+use std::{fmt, sync::Arc, time::SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt, stream};
+use object_store::{GetResult, MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload, path::Path};
+
+use crate::domain::ZoneId;
+
+/// What went wrong in a body store (object_store's error: `NotFound`, or a failure of the disk or the
+/// service after its own retries).
+pub type BodyError = object_store::Error;
+
+/// Where the reserve keeps object bodies.
+#[async_trait]
+pub trait BodyStore: Send + Sync + 'static {
+    /// A new location for one write of the body of `key_hash` in the zone's `generation`; every call
+    /// returns a different one.
+    fn new_location(&self, zone: &ZoneId, generation: i64, key_hash: &str) -> String;
+    /// Writes a whole body at once (one `PUT` on S3; staged, fsynced and renamed on disk): when it returns
+    /// the body is durable and complete, and before, nothing is visible.
+    async fn put(&self, location: &str, body: Bytes) -> Result<(), BodyError>;
+    /// Starts a streamed write of a large body (S3 multipart upload); nothing is visible until it completes.
+    async fn put_multipart(&self, location: &str) -> Result<Box<dyn MultipartUpload>, BodyError>;
+    /// Opens a body for reading; `None` when there is none at `location`.
+    async fn open(&self, location: &str) -> Result<Option<GetResult>, BodyError>;
+    /// Deletes bodies (S3: `DeleteObjects`, 1,000 keys a request, 20 requests in flight); one already gone
+    /// counts as deleted. Fails with the first body that could not be deleted.
+    async fn delete_many(&self, locations: Vec<String>) -> Result<(), BodyError>;
+    /// Deletes every body the zone has in generations below `below`: once a Clear has forgotten its
+    /// index entries, what is left there was never indexed (a write a crash cut short). Returns how many.
+    async fn sweep_below(&self, zone: &ZoneId, below: i64) -> Result<u64, BodyError>;
+    /// Removes what writes cut short by a crash left behind, if this store can leave anything (partial
+    /// files on disk; on S3 an abandoned multipart upload is invisible and the bucket's lifecycle rule
+    /// removes it). Only what was written before `before`, so it may run while new writes do. Returns how
+    /// many were removed.
+    async fn recover(&self, before: SystemTime) -> Result<u64, BodyError>;
+    /// Bodies stored for the zone (all zones when `None`), by listing: for tests and tools, not hot paths.
+    async fn count(&self, zone: Option<&ZoneId>) -> Result<u64, BodyError>;
+    /// Where the bodies are, for logs and errors: `/var/lib/x/objects`, `s3://bucket/prefix`.
+    fn describe(&self) -> String;
+}
+
+/// A [`BodyStore`] over an object_store backend.
+pub struct ObjectBodies {
+    store: Arc<dyn ObjectStore>,
+    /// Set on local disk: where partial files are cleaned up.
+    local: Option<local::LocalBodies>,
+    description: String,
+}
+
+impl fmt::Debug for ObjectBodies {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ObjectBodies({})", self.description)
+    }
+}
+
+impl ObjectBodies {
+    /// Bodies under the directory `root`, which must exist; writes are fsynced before they return.
+    pub fn local(root: &std::path::Path) -> Result<Self, BodyError> {
+        let local = local::LocalBodies::new(root)?;
+        Ok(Self { store: Arc::new(local.clone()), local: Some(local), description: root.display().to_string() })
+    }
+
+    /// Bodies in any object_store backend (S3; object_store's `InMemory` in tests).
+    pub fn remote(store: Arc<dyn ObjectStore>, description: String) -> Self {
+        Self { store, local: None, description }
+    }
+}
+
+#[async_trait]
+impl BodyStore for ObjectBodies {
+    fn new_location(&self, zone: &ZoneId, generation: i64, key_hash: &str) -> String {
+        layout::blob_path(zone, generation, key_hash).to_string()
+    }
+
+    async fn put(&self, location: &str, body: Bytes) -> Result<(), BodyError> {
+        self.store.put(&Path::from(location), PutPayload::from_bytes(body)).await.map(|_| ())
+    }
+
+    async fn put_multipart(&self, location: &str) -> Result<Box<dyn MultipartUpload>, BodyError> {
+        self.store.put_multipart(&Path::from(location)).await
+    }
+
+    async fn open(&self, location: &str) -> Result<Option<GetResult>, BodyError> {
+        match self.store.get(&Path::from(location)).await {
+            Ok(r) => Ok(Some(r)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn delete_many(&self, locations: Vec<String>) -> Result<(), BodyError> {
+        if locations.is_empty() {
+            return Ok(());
+        }
+        let paths = stream::iter(locations.into_iter().map(|l| Ok(Path::from(l)))).boxed();
+        let mut results = self.store.delete_stream(paths);
+        while let Some(r) = results.next().await {
+            match r {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    async fn sweep_below(&self, zone: &ZoneId, below: i64) -> Result<u64, BodyError> {
+        let listing = self.store.list_with_delimiter(Some(&layout::zone_prefix(zone))).await?;
+        let mut deleted = 0;
+        for generation_dir in listing.common_prefixes {
+            let cleared =
+                generation_dir.filename().and_then(layout::parse_generation_segment).is_some_and(|g| g < below);
+            if !cleared {
+                continue;
+            }
+            let leftovers: Vec<String> =
+                self.store.list(Some(&generation_dir)).map_ok(|m| m.location.to_string()).try_collect().await?;
+            deleted += leftovers.len() as u64;
+            self.delete_many(leftovers).await?;
+        }
+        Ok(deleted)
+    }
+
+    async fn recover(&self, before: SystemTime) -> Result<u64, BodyError> {
+        let Some(local) = self.local.clone() else { return Ok(0) };
+        let removed = tokio::task::spawn_blocking(move || local.remove_staging_files(before))
+            .await
+            .map_err(|e| object_store::Error::Generic { store: "LocalBodies", source: Box::new(e) })?
+            .map_err(|e| object_store::Error::Generic { store: "LocalBodies", source: Box::new(e) })?;
+        Ok(removed as u64)
+    }
+
+    async fn count(&self, zone: Option<&ZoneId>) -> Result<u64, BodyError> {
+        let prefix = zone.map(layout::zone_prefix);
+        self.store.list(prefix.as_ref()).try_fold(0, |n, _| async move { Ok(n + 1) }).await
+    }
+
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+}
