@@ -22,7 +22,7 @@ use crate::{
     reserve::Reserve,
     storage::{
         ChangeSignals,
-        open::{StoreConfig, Stores},
+        open::{ControlBackend, StoreConfig, Stores},
     },
 };
 
@@ -84,6 +84,10 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         None
     };
     let stores = Stores::open(&config.stores).await?;
+    if config.stores.control == ControlBackend::Sqlite {
+        // The data directory is locked: no other server uses this store, so no lease is held by a live one.
+        stores.sql.release_all_leases().await.context("cannot release the leases of a previous run")?;
+    }
     let node = node_name();
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();

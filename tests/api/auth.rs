@@ -97,7 +97,7 @@ async fn unknown_revoked_and_expired_tokens_are_10000() {
     let id = verify["result"]["id"].as_str().unwrap().to_owned();
     assert_eq!(verify["result"]["status"], "active");
     use cache_reserve::storage::ControlStore;
-    app.data.store.revoke_token(&cache_reserve::domain::TokenId::parse(&id).unwrap(), Timestamp::now()).await.unwrap();
+    app.data.sql.revoke_token(&cache_reserve::domain::TokenId::parse(&id).unwrap(), Timestamp::now()).await.unwrap();
     fails(app.get(&path, &token).send().await.unwrap(), 403, 10000).await;
     fails(app.get("/user/tokens/verify", &token).send().await.unwrap(), 403, 10000).await;
 }
@@ -169,12 +169,12 @@ async fn verify_wants_a_token() {
 #[tokio::test]
 async fn a_credential_in_the_query_string_never_reaches_the_log() {
     // The real binary at debug level, its log in a file.
-    let dir = tempfile::tempdir().unwrap();
-    let log_path = dir.path().join("serve.log");
-    let data = dir.path().join("data");
-    let mut server = binary()
-        .args(["serve", "--api-listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
+    let stores = TestStores::fresh().await;
+    let log_path = stores.dir.path().join("serve.log");
+    let mut command = binary();
+    stores.apply(&mut command);
+    let mut server = command
+        .args(["serve", "--api-listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0"])
         .env("RUST_LOG", "debug")
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log_path).unwrap())

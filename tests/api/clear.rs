@@ -14,6 +14,7 @@ async fn slow_app() -> TestApp {
         batch_size: 1,
         pause: Duration::from_millis(100),
         poll_interval: Duration::from_millis(50),
+        ..Default::default()
     })
     .await
 }
@@ -124,20 +125,20 @@ async fn logically_instant_hides_every_old_object_before_deleting_any() {
         batch_size: 1,
         pause: Duration::from_secs(3600),
         poll_interval: Duration::from_secs(3600),
+        ..Default::default()
     })
     .await;
     let z = app.zone("example.com").await;
     let t = app.admin_token().await;
     app.fill(&z, "old", 300, 64).await;
-    let objects = app.dir.path().join("objects");
-    let before = files_under(&objects);
+    let before = app.data.bodies(None).await;
     assert_eq!(before, 300);
     ok(app.post(&clear_path(&z), &t).send().await.unwrap()).await;
     let reserve = app.data.reserve();
     for i in 0..300 {
         assert!(reserve.get(&z, &format!("old{i}")).await.unwrap().is_none(), "old{i} still served");
     }
-    assert!(files_under(&objects) >= 299, "POST must not do the deleting itself");
+    assert!(app.data.bodies(None).await >= 299, "POST must not do the deleting itself");
     assert_eq!(reserve.usage(&z).await.unwrap().objects, 0);
 }
 
@@ -183,9 +184,9 @@ async fn progress_is_visible_and_completion_is_physical() {
     for i in 0..3 {
         assert!(reserve.get(&other, &format!("keep{i}")).await.unwrap().is_some());
     }
-    // Only the other zone's 3 objects are left on disk.
-    assert_eq!(files_under(&app.dir.path().join("objects").join(z.as_str())), 0);
-    assert_eq!(files_under(&app.dir.path().join("objects")), 3);
+    // Only the other zone's 3 objects are left stored.
+    assert_eq!(app.data.bodies(Some(&z)).await, 0);
+    assert_eq!(app.data.bodies(None).await, 3);
     // Objects stored after the Clear are the zone's new contents.
     app.fill(&z, "new", 4, 10).await;
     for i in 0..4 {

@@ -4,15 +4,15 @@ use std::process::Output;
 
 use crate::helpers::*;
 
-fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
+fn run(stores: &TestStores, args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut cmd = binary();
+    stores.apply(&mut cmd);
     cmd.args(args);
     for var in [
         "CLOUDFLARE_API_TOKEN",
         "CLOUDFLARE_EMAIL",
         "CLOUDFLARE_API_KEY",
         "CLOUDFLARE_BASE_URL",
-        "CACHE_RESERVE_DATA_DIR",
     ] {
         cmd.env_remove(var);
     }
@@ -29,19 +29,20 @@ fn stdout(o: &Output) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn walkthrough_from_zone_to_completed_clear() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().to_str().unwrap();
-    let server = ServerProcess::start(dir.path(), &[]);
+    let stores = TestStores::fresh().await;
+    let d = stores.dir.path().to_str().unwrap();
+    let server = ServerProcess::start(&stores, &[]);
 
     // Admin commands while the server runs; each prints only what a script needs.
     let zone =
-        stdout(&run(&["zone", "create", "example.com", "--origin", "http://127.0.0.1:9000", "--data-dir", d], &[]));
+        stdout(&run(&stores, &["zone", "create", "example.com", "--origin", "http://127.0.0.1:9000", "--data-dir", d], &[]));
     let zone = zone.trim();
     assert!(cache_reserve::domain::ZoneId::parse(zone).is_ok(), "{zone:?}");
-    let dup = run(&["zone", "create", "EXAMPLE.com", "--data-dir", d], &[]);
+    let dup = run(&stores, &["zone", "create", "EXAMPLE.com", "--data-dir", d], &[]);
     assert!(!dup.status.success());
     assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
     let token = stdout(&run(
+        &stores,
         &[
             "token",
             "create",
@@ -58,58 +59,60 @@ async fn walkthrough_from_zone_to_completed_clear() {
     ));
     let token = token.trim();
     assert_eq!(token.len(), 43);
-    let listed = stdout(&run(&["zone", "list", "--data-dir", d], &[]));
+    let listed = stdout(&run(&stores, &["zone", "list", "--data-dir", d], &[]));
     assert!(listed.contains("example.com") && listed.contains("reserve=off"));
 
     let env = [("CLOUDFLARE_BASE_URL", server.base.as_str()), ("CLOUDFLARE_API_TOKEN", token)];
-    let on = stdout(&run(&["reserve", "on", "example.com"], &env));
+    let on = stdout(&run(&stores, &["reserve", "on", "example.com"], &env));
     assert!(on.contains("\"value\": \"on\""), "{on}");
     // A refused Clear exits non-zero with Cloudflare's code and message.
-    let refused = run(&["clear", "start", zone], &env);
+    let refused = run(&stores, &["clear", "start", zone], &env);
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("error 1152: Turn off Cache Reserve sync"));
-    stdout(&run(&["reserve", "off", zone], &env));
-    let done = stdout(&run(&["clear", "start", "example.com", "--wait", "--interval", "50ms"], &env));
+    stdout(&run(&stores, &["reserve", "off", zone], &env));
+    let done = stdout(&run(&stores, &["clear", "start", "example.com", "--wait", "--interval", "50ms"], &env));
     let done: serde_json::Value = serde_json::from_str(&done).unwrap();
     assert_eq!(done["state"], "Completed");
     assert!(done["end_ts"].is_string());
-    let status: serde_json::Value = serde_json::from_str(&stdout(&run(&["clear", "status", zone], &env))).unwrap();
+    let status: serde_json::Value = serde_json::from_str(&stdout(&run(&stores, &["clear", "status", zone], &env))).unwrap();
     assert_eq!(status["start_ts"], done["start_ts"]);
 
     // A global key works the same way.
-    let key = stdout(&run(&["user", "create", "--email", "ops@example.com", "--data-dir", d], &[]));
+    let key = stdout(&run(&stores, &["user", "create", "--email", "ops@example.com", "--data-dir", d], &[]));
     let env_key = [
         ("CLOUDFLARE_BASE_URL", server.base.as_str()),
         ("CLOUDFLARE_EMAIL", "ops@example.com"),
         ("CLOUDFLARE_API_KEY", key.trim()),
     ];
-    assert!(stdout(&run(&["reserve", "get", zone], &env_key)).contains("\"value\": \"off\""));
+    assert!(stdout(&run(&stores, &["reserve", "get", zone], &env_key)).contains("\"value\": \"off\""));
 
     // Revoked tokens stop working at once.
-    let id = stdout(&run(&["token", "list", "--data-dir", d], &[])).split('\t').next().unwrap().to_owned();
-    stdout(&run(&["token", "revoke", &id, "--data-dir", d], &[]));
-    assert!(stdout(&run(&["token", "list", "--data-dir", d], &[])).contains("revoked"));
-    let denied = run(&["reserve", "get", zone], &env);
+    let id = stdout(&run(&stores, &["token", "list", "--data-dir", d], &[])).split('\t').next().unwrap().to_owned();
+    stdout(&run(&stores, &["token", "revoke", &id, "--data-dir", d], &[]));
+    assert!(stdout(&run(&stores, &["token", "list", "--data-dir", d], &[])).contains("revoked"));
+    let denied = run(&stores, &["reserve", "get", zone], &env);
     assert!(String::from_utf8_lossy(&denied.stderr).contains("error 10000: Authentication error"));
 }
 
-#[test]
-fn bad_arguments_are_explained() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().to_str().unwrap();
-    let bad_perm = run(&["token", "create", "--name", "x", "--permission", "Zone Admin", "--data-dir", d], &[]);
+#[tokio::test]
+async fn bad_arguments_are_explained() {
+    let stores = TestStores::fresh().await;
+    let d = stores.dir.path().to_str().unwrap();
+    let bad_perm = run(&stores, &["token", "create", "--name", "x", "--permission", "Zone Admin", "--data-dir", d], &[]);
     assert!(!bad_perm.status.success());
     assert!(String::from_utf8_lossy(&bad_perm.stderr).contains("Zone Settings Write"));
     let bad_zone = run(
+        &stores,
         &["token", "create", "--name", "x", "--permission", "zone_read", "--zone", "nope.example", "--data-dir", d],
         &[],
     );
     assert!(String::from_utf8_lossy(&bad_zone.stderr).contains("no zone"));
-    let bad_name = run(&["zone", "create", "bad name", "--data-dir", d], &[]);
+    let bad_name = run(&stores, &["zone", "create", "bad name", "--data-dir", d], &[]);
     assert!(String::from_utf8_lossy(&bad_name.stderr).contains("invalid zone name"));
-    let no_creds = run(&["clear", "status", "example.com"], &[("CLOUDFLARE_BASE_URL", "http://127.0.0.1:9")]);
+    let no_creds = run(&stores, &["clear", "status", "example.com"], &[("CLOUDFLARE_BASE_URL", "http://127.0.0.1:9")]);
     assert!(String::from_utf8_lossy(&no_creds.stderr).contains("CLOUDFLARE_API_TOKEN"));
     let unreachable = run(
+        &stores,
         &["clear", "status", "example.com"],
         &[("CLOUDFLARE_BASE_URL", "http://127.0.0.1:9"), ("CLOUDFLARE_API_TOKEN", "x")],
     );
@@ -151,8 +154,10 @@ async fn wait_works_without_progress_fields() {
     let base = format!("http://{}/client/v4", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
+    let stores = TestStores::fresh_of(cache_reserve::storage::testing::Backend::Embedded).await;
     let out = tokio::task::spawn_blocking(move || {
         run(
+            &stores,
             &["clear", "start", "023e105f4ecef8ad9ca31a8372d0c353", "--wait", "--interval", "20ms"],
             &[("CLOUDFLARE_BASE_URL", base.as_str()), ("CLOUDFLARE_API_TOKEN", "t")],
         )
@@ -167,13 +172,12 @@ async fn wait_works_without_progress_fields() {
 
 #[tokio::test]
 async fn a_second_serve_on_the_same_data_directory_refuses_to_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let first = ServerProcess::start(dir.path(), &[]);
-    let second = binary()
-        .args(["serve", "--api-listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    // The embedded backends whatever the suite's: shared ones are meant for several servers.
+    let stores = TestStores::fresh_of(cache_reserve::storage::testing::Backend::Embedded).await;
+    let first = ServerProcess::start(&stores, &[]);
+    let mut second = binary();
+    stores.apply(&mut second);
+    let second = second.args(["serve", "--api-listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0"]).output().unwrap();
     assert!(!second.status.success());
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(err.contains("another cache-reserve serve is using the data directory"), "{err}");
@@ -182,5 +186,5 @@ async fn a_second_serve_on_the_same_data_directory_refuses_to_start() {
     assert_eq!(resp.status(), reqwest::StatusCode::BAD_REQUEST);
     // Once it is gone, the directory can be served again.
     first.kill();
-    ServerProcess::start(dir.path(), &[]).kill();
+    ServerProcess::start(&stores, &[]).kill();
 }

@@ -4,7 +4,6 @@ use std::time::{Duration, Instant};
 
 use cache_reserve::{
     domain::{Permission, TokenScope, ZoneId},
-    server::DataDir,
     storage::ControlStore,
 };
 use serde_json::Value;
@@ -16,19 +15,19 @@ async fn status(base: &str, zone: &ZoneId, token: &str) -> Value {
     ok(r).await["result"].clone()
 }
 
-async fn seeded(objects: usize) -> (tempfile::TempDir, ZoneId, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let data = DataDir::open(dir.path()).await.unwrap();
+async fn seeded(objects: usize) -> (TestStores, ZoneId, String) {
+    let stores = TestStores::fresh().await;
+    let data = stores.open().await;
     let zone = create_zone(&data, "example.com").await;
     let token = create_token(&data, &[Permission::ZoneSettingsWrite], TokenScope::AllZones, None).await;
     fill(&data, &zone, "old", objects, 4096).await;
-    data.store.close().await;
-    (dir, zone, token)
+    data.close().await;
+    (stores, zone, token)
 }
 
-/// After restart: the Clear completes, and no pre-clear object is readable or on disk.
-async fn restart_and_check(dir: &std::path::Path, zone: &ZoneId, token: &str, old: usize) {
-    let server = ServerProcess::start(dir, &[]);
+/// After restart: the Clear completes, and no pre-clear object is readable or stored.
+async fn restart_and_check(stores: &TestStores, zone: &ZoneId, token: &str, old: usize) {
+    let server = ServerProcess::start(stores, &[]);
     let deadline = Instant::now() + Duration::from_secs(120);
     let done = loop {
         let s = status(&server.base, zone, token).await;
@@ -40,19 +39,22 @@ async fn restart_and_check(dir: &std::path::Path, zone: &ZoneId, token: &str, ol
     };
     assert_eq!(done["progress"]["objects_deleted"], old as u64, "{done}");
     assert_eq!(done["progress"]["objects_remaining"], 0);
-    let data = DataDir::open(dir).await.unwrap();
+    let data = stores.open().await;
     let reserve = data.reserve();
     for i in 0..old {
         assert!(reserve.get(zone, &format!("old{i}")).await.unwrap().is_none(), "old{i} readable");
     }
-    assert_eq!(files_under(&dir.join("objects")), 0, "a pre-clear body remains on disk");
+    assert_eq!(data.bodies(None).await, 0, "a pre-clear body remains stored");
     server.terminate();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_reclaim_then_restart_completes() {
-    let (dir, zone, token) = seeded(300).await;
-    let server = ServerProcess::start(dir.path(), &["--reclaim-batch", "10", "--reclaim-pause", "100ms"]);
+    let (stores, zone, token) = seeded(300).await;
+    // A short lease: with shared backends the restarted server is another node, which takes the Clear over
+    // only once the killed one's lease has run out.
+    let server =
+        ServerProcess::start(&stores, &["--reclaim-batch", "10", "--reclaim-pause", "100ms", "--reclaim-lease", "2s"]);
     let started = http_client()
         .post(format!("{}{}", server.base, clear_path(&zone)))
         .bearer_auth(&token)
@@ -63,8 +65,8 @@ async fn sigkill_mid_reclaim_then_restart_completes() {
     let started = ok(started).await["result"].clone();
     assert_eq!(started["state"], "In-progress");
 
-    // A write racing the Clear, from another process on the same data directory: refused (the reserve is off).
-    let data = DataDir::open(dir.path()).await.unwrap();
+    // A write racing the Clear, from another process on the same stores: refused (the reserve is off).
+    let data = stores.open().await;
     let late = data.reserve().put(&zone, "late", vec![], bytes::Bytes::from_static(b"late")).await.unwrap();
     assert_eq!(late, cache_reserve::reserve::PutOutcome::ReserveOff);
 
@@ -82,34 +84,35 @@ async fn sigkill_mid_reclaim_then_restart_completes() {
     server.kill();
 
     // Killed mid-reclaim: still In-progress, and no pre-clear object is readable even now.
-    let op = data.store.latest_clear(&zone).await.unwrap().unwrap();
+    let op = data.sql.latest_clear(&zone).await.unwrap().unwrap();
     assert!(op.end_ts.is_none());
     assert!(op.progress.objects_remaining > 0);
     let reserve = data.reserve();
     for i in 0..300 {
         assert!(reserve.get(&zone, &format!("old{i}")).await.unwrap().is_none());
     }
-    data.store.close().await;
+    data.close().await;
 
-    restart_and_check(dir.path(), &zone, &token, 300).await;
+    restart_and_check(&stores, &zone, &token, 300).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_right_after_post_then_restart_completes() {
-    let (dir, zone, token) = seeded(20).await;
+    let (stores, zone, token) = seeded(20).await;
     // The reclaimer would wait an hour between batches: the kill lands before almost anything is deleted.
-    let server = ServerProcess::start(dir.path(), &["--reclaim-batch", "1", "--reclaim-pause", "3600s"]);
+    let server =
+        ServerProcess::start(&stores, &["--reclaim-batch", "1", "--reclaim-pause", "3600s", "--reclaim-lease", "2s"]);
     let r =
         http_client().post(format!("{}{}", server.base, clear_path(&zone))).bearer_auth(&token).send().await.unwrap();
     ok(r).await;
     server.kill();
-    restart_and_check(dir.path(), &zone, &token, 20).await;
+    restart_and_check(&stores, &zone, &token, 20).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_shuts_down_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start(dir.path(), &[]);
+    let stores = TestStores::fresh().await;
+    let server = ServerProcess::start(&stores, &[]);
     let status = server.terminate();
     assert!(status.success(), "{status:?}");
 }

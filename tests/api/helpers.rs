@@ -1,7 +1,10 @@
-//! `spawn_app()`: a server on port 0 with a fresh data directory, plus helpers to seed and call it.
+//! `spawn_app()`: a server on port 0 with fresh backends, plus helpers to seed and call it.
+//!
+//! The backends are the embedded ones (a fresh data directory), or, with `CACHE_RESERVE_TEST_BACKEND=shared`,
+//! a fresh PostgreSQL database and S3 prefix on the servers `scripts/services.sh` starts
+//! (see `cache_reserve::storage::testing`).
 
 use std::{
-    path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -10,18 +13,102 @@ use bytes::Bytes;
 use cache_reserve::{
     domain::{Permission, Timestamp, TokenId, TokenScope, UserId, ZoneId, ZoneName, secret::Secret},
     jobs::ReclaimConfig,
-    server::{self, DataDir, Running, ServeConfig},
-    storage::{ControlStore, NewZone, StoredToken, StoredUser},
+    reserve::Reserve,
+    server::{self, Running, ServeConfig},
+    storage::{
+        ControlStore, NewZone, StoredToken, StoredUser,
+        open::{BodyBackend, ControlBackend, StoreConfig, Stores},
+        testing::Backend,
+    },
 };
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::Value;
+
+/// Fresh backends of the kind `CACHE_RESERVE_TEST_BACKEND` names, for one test.
+pub struct TestStores {
+    /// The data directory (the embedded backends' home; empty for the shared ones).
+    pub dir: tempfile::TempDir,
+    pub config: StoreConfig,
+}
+
+impl TestStores {
+    pub async fn fresh() -> Self {
+        Self::fresh_of(Backend::from_env()).await
+    }
+
+    pub async fn fresh_of(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = backend.fresh(dir.path()).await.unwrap();
+        Self { dir, config }
+    }
+
+    /// Opens them, as another process (an admin command, another node) would.
+    pub async fn open(&self) -> Stores {
+        Stores::open(&self.config).await.unwrap()
+    }
+
+    pub fn is_shared(&self) -> bool {
+        self.config.is_shared()
+    }
+
+    /// Points a `cache-reserve` command at them (through the environment, as an operator would).
+    pub fn apply(&self, command: &mut Command) {
+        command.env("CACHE_RESERVE_DATA_DIR", self.dir.path());
+        match &self.config.control {
+            ControlBackend::Sqlite => command.env("CACHE_RESERVE_CONTROL_STORE", "sqlite"),
+            ControlBackend::Postgres { url } => command.env("CACHE_RESERVE_CONTROL_STORE", url),
+        };
+        match &self.config.bodies {
+            BodyBackend::Local => {
+                command.env("CACHE_RESERVE_OBJECT_STORE", "local").env_remove("CACHE_RESERVE_S3_ENDPOINT");
+            }
+            BodyBackend::S3 { location, endpoint } => {
+                command.env("CACHE_RESERVE_OBJECT_STORE", location.to_string());
+                if let Some(e) = endpoint {
+                    command.env("CACHE_RESERVE_S3_ENDPOINT", e);
+                }
+            }
+        }
+    }
+}
+
+/// What tests do with opened stores.
+pub trait StoresExt {
+    fn reserve(&self) -> Reserve;
+    /// Bodies stored (for the zone, or in all), by listing the body store.
+    async fn bodies(&self, zone: Option<&ZoneId>) -> u64;
+}
+
+impl StoresExt for Stores {
+    fn reserve(&self) -> Reserve {
+        Reserve::over(self)
+    }
+
+    async fn bodies(&self, zone: Option<&ZoneId>) -> u64 {
+        self.bodies.count(zone).await.unwrap()
+    }
+}
+
+/// Waits (up to 30 s) until the body store holds `n` bodies in all: start-up clean-up runs in the
+/// background.
+pub async fn wait_bodies(stores: &Stores, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = stores.bodies(None).await;
+        if got == n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{got} bodies stored, expected {n}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 pub struct TestApp {
     pub base: String,
     /// The proxy's address, `http://127.0.0.1:PORT`.
     pub proxy: String,
-    pub data: DataDir,
-    pub dir: tempfile::TempDir,
+    pub data: Stores,
+    pub stores: TestStores,
     pub http: reqwest::Client,
     /// Held so the server runs as long as the app: dropping it stops the server's tasks.
     _running: Running,
@@ -37,15 +124,15 @@ pub async fn spawn_app_with(reclaim: ReclaimConfig) -> TestApp {
 
 /// A server with defaults changed by `configure`.
 pub async fn spawn_configured(configure: impl FnOnce(&mut ServeConfig)) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = ServeConfig::ephemeral(dir.path());
+    let stores = TestStores::fresh().await;
+    let mut config = ServeConfig::ephemeral(stores.config.clone());
     config.reclaim.poll_interval = Duration::from_millis(50);
     configure(&mut config);
     let running = server::start(config).await.unwrap();
     let base = format!("http://{}/client/v4", running.api_addr);
     let proxy = format!("http://{}", running.proxy_addr);
-    let data = DataDir::open(dir.path()).await.unwrap();
-    TestApp { base, proxy, data, dir, http: http_client(), _running: running }
+    let data = stores.open().await;
+    TestApp { base, proxy, data, stores, http: http_client(), _running: running }
 }
 
 impl TestApp {
@@ -68,7 +155,7 @@ impl TestApp {
     pub async fn user(&self, email: &str) -> String {
         let key = Secret::new_global_key();
         self.data
-            .store
+            .sql
             .create_user(StoredUser {
                 id: UserId::generate(),
                 email: email.into(),
@@ -121,28 +208,20 @@ pub fn http_client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
-pub async fn create_zone(data: &DataDir, name: &str) -> ZoneId {
+pub async fn create_zone(data: &Stores, name: &str) -> ZoneId {
     let id = ZoneId::generate();
-    data.store
-        .create_zone(NewZone {
-            id: id.clone(),
-            name: ZoneName::parse(name).unwrap(),
-            origin: None,
-            now: Timestamp::now(),
-        })
-        .await
-        .unwrap();
+    data.sql.create_zone(NewZone { id: id.clone(), name: ZoneName::parse(name).unwrap(), origin: None }).await.unwrap();
     id
 }
 
 pub async fn create_token(
-    data: &DataDir,
+    data: &Stores,
     permissions: &[Permission],
     scope: TokenScope,
     expires_on: Option<Timestamp>,
 ) -> String {
     let secret = Secret::new_token();
-    data.store
+    data.sql
         .create_token(StoredToken {
             id: TokenId::generate(),
             name: "test".into(),
@@ -160,16 +239,16 @@ pub async fn create_token(
 
 /// Stores `n` objects of `size` bytes in the zone's reserve, turning it on for the writes (the reserve takes
 /// writes only while on) and back to what it was.
-pub async fn fill(data: &DataDir, zone: &ZoneId, prefix: &str, n: usize, size: usize) {
-    let was_on = data.store.zone(zone).await.unwrap().unwrap().reserve_on;
-    data.store.set_reserve(zone, true, Timestamp::now()).await.unwrap();
+pub async fn fill(data: &Stores, zone: &ZoneId, prefix: &str, n: usize, size: usize) {
+    let was_on = data.sql.zone(zone).await.unwrap().unwrap().reserve_on;
+    data.sql.set_reserve(zone, true).await.unwrap();
     let reserve = data.reserve();
     for i in 0..n {
         let body = Bytes::from(format!("{prefix}{i}:").into_bytes().into_iter().cycle().take(size).collect::<Vec<_>>());
         let outcome = reserve.put(zone, &format!("{prefix}{i}"), vec![], body).await.unwrap();
         assert_eq!(outcome, cache_reserve::reserve::PutOutcome::Stored);
     }
-    data.store.set_reserve(zone, was_on, Timestamp::now()).await.unwrap();
+    data.sql.set_reserve(zone, was_on).await.unwrap();
 }
 
 pub fn clear_path(zone: &ZoneId) -> String {
@@ -207,17 +286,6 @@ pub async fn fails(resp: Response, status: u16, code: u64) -> Value {
     body
 }
 
-/// Files (not directories) under `dir`, recursively; 0 if it does not exist.
-pub fn files_under(dir: &std::path::Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    entries
-        .map(|e| {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() { files_under(&e.path()) } else { 1 }
-        })
-        .sum()
-}
-
 /// The real binary.
 pub fn binary() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cache-reserve"))
@@ -232,16 +300,16 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
-        Self::start_with(data_dir, extra, |_| {})
+    pub fn start(stores: &TestStores, extra: &[&str]) -> Self {
+        Self::start_with(stores, extra, |_| {})
     }
 
     /// Like [`Self::start`], with the command changed by `configure` before it is spawned.
-    pub fn start_with(data_dir: &Path, extra: &[&str], configure: impl FnOnce(&mut Command)) -> Self {
+    pub fn start_with(stores: &TestStores, extra: &[&str], configure: impl FnOnce(&mut Command)) -> Self {
         let mut command = binary();
+        stores.apply(&mut command);
         command
-            .args(["serve", "--api-listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
+            .args(["serve", "--api-listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0"])
             .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())

@@ -267,8 +267,8 @@ async fn the_open_files_soft_limit_is_raised_to_the_hard_limit_at_start() {
     assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut ours) }, 0);
     let low = 256.min(ours.rlim_max);
     assert!(ours.rlim_max > low, "the hard limit ({}) leaves nothing to raise", ours.rlim_max);
-    let dir = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start_with(dir.path(), &[], |command| {
+    let stores = TestStores::fresh().await;
+    let server = ServerProcess::start_with(&stores, &[], |command| {
         use std::os::unix::process::CommandExt;
         // SAFETY: setrlimit is async-signal-safe, and nothing else runs between fork and exec.
         unsafe {

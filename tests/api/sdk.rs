@@ -5,7 +5,6 @@ use std::process::Command;
 
 use cache_reserve::{
     domain::{Permission, TokenScope},
-    server::DataDir,
     storage::ControlStore,
 };
 
@@ -18,15 +17,15 @@ async fn cloudflare_python_sdk_drives_the_server() {
         eprintln!("skipped: set CACHE_RESERVE_SDK_PYTHON to a python with cloudflare==5.9.0");
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let data = DataDir::open(dir.path()).await.unwrap();
+    let stores = TestStores::fresh().await;
+    let data = stores.open().await;
     let zone = create_zone(&data, "sdk.example").await;
     let write =
         create_token(&data, &[Permission::ZoneSettingsWrite], TokenScope::Zones(vec![zone.clone()]), None).await;
     let read =
         create_token(&data, &[Permission::ZoneSettingsRead, Permission::ZoneRead], TokenScope::AllZones, None).await;
     let key = cache_reserve::domain::secret::Secret::new_global_key();
-    data.store
+    data.sql
         .create_user(cache_reserve::storage::StoredUser {
             id: cache_reserve::domain::UserId::generate(),
             email: "sdk@example.com".into(),
@@ -36,10 +35,10 @@ async fn cloudflare_python_sdk_drives_the_server() {
         .await
         .unwrap();
     fill(&data, &zone, "obj", 50, 512).await;
-    data.store.close().await;
+    data.close().await;
 
     // Paced so the first Clear is still running when the script checks 1153 (50 objects, ~1 s).
-    let server = ServerProcess::start(dir.path(), &["--reclaim-batch", "5", "--reclaim-pause", "100ms"]);
+    let server = ServerProcess::start(&stores, &["--reclaim-batch", "5", "--reclaim-pause", "100ms"]);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/conformance.py");
     let out = Command::new(python)
         .args([script, &server.base, "sdk.example", &write, &read, "sdk@example.com", key.expose()])

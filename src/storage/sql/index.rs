@@ -133,6 +133,17 @@ async fn upsert(
 }
 
 impl SqlStore {
+    /// Drops every Clear's lease. Only for a store no other node uses (the embedded one, whose data
+    /// directory `serve` holds locked): a restarted server then resumes a Clear at once instead of waiting
+    /// for the lease of the process it replaces to run out.
+    pub async fn release_all_leases(&self) -> StoreResult<()> {
+        sqlx::query("UPDATE clears SET lease_owner = NULL, lease_until = NULL WHERE end_ts IS NULL")
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     async fn record_batch_once(&self, entries: &[IndexEntry]) -> StoreResult<Vec<RecordOutcome>> {
         let d = self.dialect;
         let mut tx = self.begin_write().await?;

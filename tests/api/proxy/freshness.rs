@@ -117,7 +117,7 @@ async fn objects_unread_for_the_retention_period_are_evicted_and_read_ones_kept(
     }
     assert!(!app.reserve_has(&zone, host, "/idle").await, "/idle was not evicted");
     assert!(app.reserve_has(&zone, host, "/busy").await, "/busy was evicted although read");
-    assert_eq!(files_under(&app.dir.path().join("objects")), 1, "the evicted body is still on disk");
+    assert_eq!(app.data.bodies(None).await, 1, "the evicted body is still stored");
     let metrics = app.metrics().await;
     assert_eq!(sample(&metrics, &format!("cache_reserve_evicted_objects_total{{zone=\"{host}\"}}")), 1.0);
 }

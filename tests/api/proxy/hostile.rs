@@ -278,7 +278,7 @@ async fn cdn_loop_carries_this_installation_s_id_appended() {
     let app = spawn_impatient().await;
     let origin = RawOrigin::start().await;
     app.zone_with_origin("chain.example", &origin.url).await;
-    let ours = std::fs::read_to_string(app.dir.path().join("cdn-id")).unwrap().trim().to_owned();
+    let ours = app.data.sql.installation_value("cdn_id", "unset").await.unwrap();
     assert!(ours.starts_with("cache-reserve-"), "{ours}");
     let addr = addr(&app);
     let two_lines = b"GET /chain HTTP/1.1\r\nHost: chain.example\r\nCDN-Loop: cloudflare\r\nCDN-Loop: Fastly\r\n\r\n";

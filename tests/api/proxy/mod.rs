@@ -16,8 +16,8 @@ mod upstream_faults;
 
 use axum::http::HeaderMap;
 use bytes::Bytes;
-use cache_reserve::domain::{Permission, Timestamp, TokenScope, ZoneId, ZoneName};
-use cache_reserve::server::DataDir;
+use cache_reserve::domain::{Permission, TokenScope, ZoneId, ZoneName};
+use cache_reserve::storage::open::Stores;
 use cache_reserve::storage::{ControlStore, NewZone};
 use reqwest::StatusCode;
 
@@ -84,13 +84,8 @@ impl TestApp {
     pub async fn zone_with_origin(&self, name: &str, origin: &str) -> ZoneId {
         let id = ZoneId::generate();
         self.data
-            .store
-            .create_zone(NewZone {
-                id: id.clone(),
-                name: ZoneName::parse(name).unwrap(),
-                origin: Some(origin.to_owned()),
-                now: Timestamp::now(),
-            })
+            .sql
+            .create_zone(NewZone { id: id.clone(), name: ZoneName::parse(name).unwrap(), origin: Some(origin.to_owned()) })
             .await
             .unwrap();
         id
@@ -130,7 +125,7 @@ impl TestApp {
 }
 
 /// Waits (up to 30 s) until the reserve in `data` holds the object for `host` + `path`.
-pub async fn wait_stored(data: &DataDir, zone: &ZoneId, host: &str, path: &str) {
+pub async fn wait_stored(data: &Stores, zone: &ZoneId, host: &str, path: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while data.reserve().find(zone, &format!("{host}{path}")).await.unwrap().is_none() {
         assert!(std::time::Instant::now() < deadline, "{host}{path} never reached the reserve");
@@ -138,23 +133,23 @@ pub async fn wait_stored(data: &DataDir, zone: &ZoneId, host: &str, path: &str) 
     }
 }
 
-/// A data directory for the real binary: one zone `host` in front of `origin`, and a token that may
-/// change its settings.
+/// Backends for the real binary: one zone `host` in front of `origin`, and a token that may change its
+/// settings.
 pub struct Seeded {
-    pub dir: tempfile::TempDir,
-    pub data: DataDir,
+    pub stores: TestStores,
+    pub data: Stores,
     pub zone: ZoneId,
     pub token: String,
 }
 
 impl Seeded {
     pub async fn new(host: &str, origin: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let data = DataDir::open(dir.path()).await.unwrap();
+        let stores = TestStores::fresh().await;
+        let data = stores.open().await;
         let zone = create_zone(&data, host).await;
-        data.store.set_origin(&zone, Some(origin.to_owned()), Timestamp::now()).await.unwrap();
+        data.sql.set_origin(&zone, Some(origin.to_owned())).await.unwrap();
         let token = create_token(&data, &[Permission::ZoneSettingsWrite], TokenScope::AllZones, None).await;
-        Self { dir, data, zone, token }
+        Self { stores, data, zone, token }
     }
 
     /// Turns the reserve on through the API of `server`.

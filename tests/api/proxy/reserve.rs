@@ -103,7 +103,7 @@ async fn clear_during_traffic(configure: fn(&mut cache_reserve::server::ServeCon
         assert!(body.starts_with("v2 "), "a pre-clear body was served after the POST returned: {body}");
     }
     app.wait_completed(&zone, &token).await;
-    assert_eq!(files_under(&app.dir.path().join("objects")), 0, "cleared bodies left on disk");
+    assert_eq!(app.data.bodies(None).await, 0, "cleared bodies left stored");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,14 +165,14 @@ async fn reserve_objects_survive_a_restart() {
     let host = "restart.example";
     let seeded = Seeded::new(host, &origin.url).await;
 
-    let server = ServerProcess::start(seeded.dir.path(), &[]);
+    let server = ServerProcess::start(&seeded.stores, &[]);
     seeded.reserve_on(&server).await;
     origin.set("/persist", Reply::ok("kept across restarts", LONG));
     assert_eq!(ProxyClient::new(&server.proxy).get(host, "/persist").await.cache(), "MISS");
     wait_stored(&seeded.data, &seeded.zone, host, "/persist").await;
     assert!(server.terminate().success());
 
-    let server = ServerProcess::start(seeded.dir.path(), &[]);
+    let server = ServerProcess::start(&seeded.stores, &[]);
     let got = ProxyClient::new(&server.proxy).get(host, "/persist").await;
     assert_eq!((got.cache(), got.reserve(), got.text().as_str()), ("HIT", "HIT", "kept across restarts"));
     assert_eq!(origin.hits("/persist"), 1);
@@ -199,10 +199,9 @@ async fn a_missing_or_damaged_reserve_body_is_a_miss_that_heals_the_index() {
         let zone = zone.clone();
         async move { data.reserve().find(&zone, &key).await.unwrap().unwrap().blob }
     };
-    let objects = app.dir.path().join("objects");
-    std::fs::write(objects.join(blob("/truncated").await), &body[..1000]).unwrap();
-    std::fs::remove_file(objects.join(blob("/gone").await)).unwrap();
-    std::fs::remove_file(objects.join(blob("/head").await)).unwrap();
+    let bodies = app.data.bodies.clone();
+    bodies.put(&blob("/truncated").await, Bytes::copy_from_slice(&body[..1000])).await.unwrap();
+    bodies.delete_many(vec![blob("/gone").await, blob("/head").await]).await.unwrap();
     // Never a short body under the stored length: a miss, fetched whole.
     for path in ["/truncated", "/gone"] {
         let got = app.proxy_get(host, path).await;
