@@ -1,12 +1,13 @@
 //! Clear benchmarks (numbers in BENCHMARKS.md):
 //!
 //! ```text
-//! cargo bench --bench clear -- post-latency [--objects N] [--objects-dir DIR]
+//! cargo bench --bench clear -- post-latency [--objects N] [--objects-dir DIR] [--backend shared]
 //! cargo bench --bench clear -- reclaim [--objects N] [--dir DIR]
 //! cargo bench --bench clear -- startup [--objects N] [--objects-dir DIR]
 //! ```
 //!
-//! Each compares within one run (this machine is shared and noisy) and prints Markdown rows.
+//! Each compares within one run (this machine is shared and noisy) and prints Markdown rows. `--backend shared`
+//! runs on PostgreSQL and S3 (the servers `scripts/services.sh start` runs, from its environment file).
 
 use std::{
     path::{Path, PathBuf},
@@ -23,28 +24,48 @@ use cache_reserve::{
         reclaim::{BatchTimings, Step},
     },
     reserve::{NewObject, Reserve},
-    server::{self, DataDir, ServeConfig},
-    storage::{ControlStore, NewZone, StoredToken},
+    server::{self, ServeConfig},
+    storage::{
+        ControlStore, NewZone, StoredToken,
+        bodies::ObjectBodies,
+        open::{ControlBackend, StoreConfig, Stores},
+        testing::Backend,
+    },
 };
 use object_store::local::LocalFileSystem;
+use sqlx::{Connection, Executor};
 
 struct Args {
     scenario: String,
     objects: usize,
     dir: PathBuf,
     objects_dir: Option<PathBuf>,
+    backend: Backend,
 }
 
 fn args() -> Args {
     let mut it = std::env::args().skip(1).filter(|a| a != "--bench");
     let scenario = it.next().unwrap_or_else(|| "post-latency".into());
-    let mut a = Args { scenario, objects: 0, dir: PathBuf::from("target/bench-data"), objects_dir: None };
+    let mut a = Args {
+        scenario,
+        objects: 0,
+        dir: PathBuf::from("target/bench-data"),
+        objects_dir: None,
+        backend: Backend::Embedded,
+    };
     while let Some(flag) = it.next() {
         let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
         match flag.as_str() {
             "--objects" => a.objects = value.parse().expect("--objects N"),
             "--dir" => a.dir = value.into(),
             "--objects-dir" => a.objects_dir = Some(value.into()),
+            "--backend" => {
+                a.backend = match value.as_str() {
+                    "embedded" => Backend::Embedded,
+                    "shared" => Backend::Shared,
+                    other => panic!("--backend embedded|shared, not {other}"),
+                }
+            }
             other => panic!("unknown flag {other}"),
         }
     }
@@ -65,17 +86,17 @@ fn fresh_dir(base: &Path, name: &str, objects_dir: Option<&Path>) -> PathBuf {
     dir
 }
 
-async fn zone(data: &DataDir, name: &str) -> ZoneId {
+async fn zone(data: &Stores, name: &str) -> ZoneId {
     let id = ZoneId::generate();
-    let new = NewZone { id: id.clone(), name: ZoneName::parse(name).unwrap(), origin: None, now: Timestamp::now() };
-    data.store.create_zone(new).await.unwrap();
+    let new = NewZone { id: id.clone(), name: ZoneName::parse(name).unwrap(), origin: None };
+    data.sql.create_zone(new).await.unwrap();
     id
 }
 
-async fn token(data: &DataDir) -> String {
+async fn token(data: &Stores) -> String {
     let secret = Secret::new_token();
     let now = Timestamp::now();
-    data.store
+    data.sql
         .create_token(StoredToken {
             id: TokenId::generate(),
             name: "bench".into(),
@@ -91,14 +112,19 @@ async fn token(data: &DataDir) -> String {
     secret.expose().to_owned()
 }
 
-/// Stores `n` objects of `size` bytes, in batches, without fsync per body (one `sync` at the end).
-async fn seed(data: &DataDir, dir: &Path, zone: &ZoneId, n: usize, size: usize) {
-    let blobs = LocalFileSystem::new_with_prefix(dir.join("objects")).unwrap().with_fsync(false);
-    let reserve = Reserve::new(Arc::new(data.store.clone()), Arc::new(blobs));
+/// Stores `n` objects of `size` bytes, in batches; on local disk without fsync per body (one `sync` at the
+/// end).
+async fn seed(data: &Stores, config: &StoreConfig, zone: &ZoneId, n: usize, size: usize) {
+    let reserve = if config.is_shared() {
+        Reserve::over(data)
+    } else {
+        let blobs = LocalFileSystem::new_with_prefix(config.data_dir.join("objects")).unwrap().with_fsync(false);
+        Reserve::new(data.index(), Arc::new(ObjectBodies::remote(Arc::new(blobs), "bench".into())))
+    };
     let body = Bytes::from(vec![b'x'; size]);
     let started = Instant::now();
     // The reserve records writes only while on; a Clear then needs it off.
-    data.store.set_reserve(zone, true, Timestamp::now()).await.unwrap();
+    data.sql.set_reserve(zone, true).await.unwrap();
     for chunk in (0..n).collect::<Vec<_>>().chunks(5000) {
         let objects = chunk
             .iter()
@@ -106,9 +132,39 @@ async fn seed(data: &DataDir, dir: &Path, zone: &ZoneId, n: usize, size: usize) 
             .collect();
         reserve.put_many(zone, objects).await.unwrap();
     }
-    data.store.set_reserve(zone, false, Timestamp::now()).await.unwrap();
+    data.sql.set_reserve(zone, false).await.unwrap();
     Command::new("sync").status().unwrap();
     eprintln!("seeded {n} objects of {size} B in {:.1?}", started.elapsed());
+}
+
+/// Index entries for `n` objects of `size` bytes without their bodies, straight into PostgreSQL in one
+/// statement (a POST's cost depends on the index only; a million S3 PUTs would take an hour here).
+async fn seed_index_only(config: &StoreConfig, zone: &ZoneId, n: usize, size: usize) {
+    let ControlBackend::Postgres { url } = &config.control else { panic!("index-only seeding is for PostgreSQL") };
+    let started = Instant::now();
+    let mut db = sqlx::PgConnection::connect(url).await.unwrap();
+    db.execute(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO objects (zone_id, generation, key_hash, cache_key, blob, size, meta, stored_on, last_access)
+         SELECT '{zone}', 1, md5(i::text) || md5((i + 1)::text), 'https://bench/' || i, '{zone}/g1/none/' || i,
+                {size}, ''::bytea, 0, 0
+         FROM generate_series(1, {n}) AS i;
+         INSERT INTO generations (zone_id, generation, objects, bytes) VALUES ('{zone}', 1, {n}, {bytes})
+         ON CONFLICT (zone_id, generation) DO UPDATE SET objects = generations.objects + {n},
+                                                          bytes = generations.bytes + {bytes};
+         ANALYZE objects;",
+        bytes = n * size
+    )))
+    .await
+    .unwrap();
+    eprintln!("seeded {n} index entries in {:.1?}", started.elapsed());
+}
+
+/// Fresh stores of the benchmark's backend, named `name` (embedded: a directory under --dir).
+async fn fresh_stores(a: &Args, name: &str) -> StoreConfig {
+    match a.backend {
+        Backend::Embedded => StoreConfig::embedded(fresh_dir(&a.dir, name, a.objects_dir.as_deref())),
+        Backend::Shared => a.backend.fresh(&fresh_dir(&a.dir, name, None)).await.unwrap(),
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -137,8 +193,8 @@ async fn post(http: &reqwest::Client, base: &str, zone: &ZoneId, token: &str) ->
 /// on the big zone itself, then on 200 more small zones while the big zone's reclaim runs.
 async fn post_latency(a: &Args) {
     let n = if a.objects == 0 { 10_000 } else { a.objects };
-    let dir = fresh_dir(&a.dir, &format!("post-latency-{n}"), a.objects_dir.as_deref());
-    let data = DataDir::open(&dir).await.unwrap();
+    let config = fresh_stores(a, &format!("post-latency-{n}")).await;
+    let data = Stores::open(&config).await.unwrap();
     let big = zone(&data, "big.example").await;
     let mut probes = Vec::new();
     for i in 0..400 {
@@ -147,10 +203,14 @@ async fn post_latency(a: &Args) {
         probes.push(z);
     }
     let token = token(&data).await;
-    seed(&data, &dir, &big, n, 4096).await;
-    data.store.close().await;
+    if config.is_shared() {
+        seed_index_only(&config, &big, n, 4096).await;
+    } else {
+        seed(&data, &config, &big, n, 4096).await;
+    }
+    data.close().await;
 
-    let running = server::start(ServeConfig::ephemeral(&dir)).await.unwrap();
+    let running = server::start(ServeConfig::ephemeral(config)).await.unwrap();
     let base = format!("http://{}/client/v4", running.api_addr);
     let http = reqwest::Client::new();
     for _ in 0..50 {
@@ -186,10 +246,10 @@ async fn post_latency(a: &Args) {
     running.shutdown(Duration::from_secs(600)).await;
 }
 
-async fn seed_quiet(data: &DataDir, z: &ZoneId) {
-    data.store.set_reserve(z, true, Timestamp::now()).await.unwrap();
-    data.reserve().put(z, "https://probe/", vec![], Bytes::from_static(b"probe")).await.unwrap();
-    data.store.set_reserve(z, false, Timestamp::now()).await.unwrap();
+async fn seed_quiet(data: &Stores, z: &ZoneId) {
+    data.sql.set_reserve(z, true).await.unwrap();
+    Reserve::over(data).put(z, "https://probe/", vec![], Bytes::from_static(b"probe")).await.unwrap();
+    data.sql.set_reserve(z, false).await.unwrap();
 }
 
 /// Reclaim of `objects` 4 KiB objects against `rm -rf` of as many 4 KiB files, same disk, same run.
@@ -209,10 +269,10 @@ async fn reclaim(a: &Args) {
             }
             std::fs::write(d.join(i.to_string()), &body).unwrap();
         }
-        let dir = fresh_dir(&base, "data", None);
-        let data = DataDir::open(&dir).await.unwrap();
+        let config = StoreConfig::embedded(fresh_dir(&base, "data", None));
+        let data = Stores::open(&config).await.unwrap();
         let z = zone(&data, "example.com").await;
-        seed(&data, &dir, &z, n, 4096).await;
+        seed(&data, &config, &z, n, 4096).await;
         tokio::time::sleep(Duration::from_secs(3)).await;
 
         let rm = || {
@@ -225,15 +285,15 @@ async fn reclaim(a: &Args) {
         };
         let ours = || async {
             let t = Instant::now();
-            data.store.start_clear(&z, Timestamp::now()).await.unwrap();
-            let reclaimer = Reclaimer::new(Arc::new(data.store.clone()), data.blobs.clone(), ReclaimConfig::default());
+            data.sql.start_clear(&z).await.unwrap();
+            let reclaimer = Reclaimer::new(data.index(), data.bodies.clone(), ReclaimConfig::default(), "bench".into());
             let mut spent = BatchTimings::default();
             while let Step::Busy(b) = reclaimer.step().await.unwrap() {
                 spent.find += b.find;
                 spent.delete_bodies += b.delete_bodies;
                 spent.forget += b.forget;
             }
-            assert!(data.store.latest_clear(&z).await.unwrap().unwrap().end_ts.is_some());
+            assert!(data.sql.latest_clear(&z).await.unwrap().unwrap().end_ts.is_some());
             let before_sync = t.elapsed();
             Command::new("sync").status().unwrap();
             eprintln!(
@@ -264,7 +324,7 @@ async fn reclaim(a: &Args) {
             rate(our_time),
             rate(our_time) / rate(rm_time)
         );
-        data.store.close().await;
+        data.close().await;
     }
 }
 
@@ -272,11 +332,12 @@ async fn reclaim(a: &Args) {
 async fn startup(a: &Args) {
     let n = if a.objects == 0 { 1_000_000 } else { a.objects };
     let dir = fresh_dir(&a.dir, &format!("startup-{n}"), a.objects_dir.as_deref());
-    let data = DataDir::open(&dir).await.unwrap();
+    let config = StoreConfig::embedded(&dir);
+    let data = Stores::open(&config).await.unwrap();
     let z = zone(&data, "example.com").await;
     let token = token(&data).await;
-    seed(&data, &dir, &z, n, 1024).await;
-    data.store.close().await;
+    seed(&data, &config, &z, n, 1024).await;
+    data.close().await;
     let http = reqwest::Client::new();
     println!("| objects stored | page cache | ready (median of 5) | RSS after 100 requests | peak RSS |");
     for cold in [false, true] {

@@ -86,14 +86,7 @@ pub struct ZoneDirectory {
 
 impl ZoneDirectory {
     pub fn new(control: Arc<dyn ControlStore>, node: &str, config: SyncConfig, signals: Arc<ChangeSignals>) -> Self {
-        Self {
-            control,
-            by_name: Arc::default(),
-            node: node.into(),
-            config,
-            state: Arc::default(),
-            signals,
-        }
+        Self { control, by_name: Arc::default(), node: node.into(), config, state: Arc::default(), signals }
     }
 
     /// The zone named `host` (already lower-cased, without port), from memory, else from the store.
@@ -137,7 +130,9 @@ impl ZoneDirectory {
             match self.control.lagging_nodes(&self.node, revision, self.config.view_ttl).await {
                 Ok(0) => return,
                 Ok(n) => tracing::debug!(nodes = n, revision, "waiting for other nodes to apply a change"),
-                Err(e) => tracing::warn!(error = %e, "cannot ask which nodes applied a change; waiting out their views"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot ask which nodes applied a change; waiting out their views")
+                }
             }
             let now = Instant::now();
             if now >= deadline {

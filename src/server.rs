@@ -115,8 +115,13 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     tasks.spawn(retention.run(shutdown.clone()));
 
     let reclaimer = Reclaimer::new(index.clone(), stores.bodies.clone(), config.reclaim.clone(), node.clone());
-    let state =
-        AppState { control: control.clone(), clear_started: reclaimer.waker(), zones: zones.clone(), metrics: metrics.clone(), index };
+    let state = AppState {
+        control: control.clone(),
+        clear_started: reclaimer.waker(),
+        zones: zones.clone(),
+        metrics: metrics.clone(),
+        index,
+    };
     tasks.spawn(reclaimer.run(shutdown.clone()));
 
     let api_listener = TcpListener::bind(config.api_listen)

@@ -10,8 +10,11 @@ use crate::{
     domain::{
         Permission, Timestamp, TokenId, TokenScope, UserId, ZoneId, ZoneName, secret::Secret, secret::is_email_shaped,
     },
-    storage::{open::{ControlBackend, Stores}, sql},
     storage::{ControlStore, NewZone, Page, StoreError, StoredToken, StoredUser, ZoneFilter},
+    storage::{
+        open::{ControlBackend, Stores},
+        sql,
+    },
 };
 
 #[derive(Subcommand, Debug)]

@@ -95,7 +95,8 @@ fn parse_control_store(s: &str) -> Result<ControlBackend, String> {
     if s == "sqlite" {
         return Ok(ControlBackend::Sqlite);
     }
-    let url = url::Url::parse(s).map_err(|_| format!("{s:?}: expected `sqlite` or postgres://user:password@host/database"))?;
+    let url = url::Url::parse(s)
+        .map_err(|_| format!("{s:?}: expected `sqlite` or postgres://user:password@host/database"))?;
     if !matches!(url.scheme(), "postgres" | "postgresql") || url.host_str().is_none_or(str::is_empty) {
         return Err(format!("{}: expected `sqlite` or postgres://user:password@host/database", redact_password(s)));
     }

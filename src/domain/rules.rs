@@ -37,7 +37,11 @@ pub enum ReserveDecision {
 
 /// Decides a change of the reserve setting to `on` (true) or `off`.
 pub fn decide_set_reserve(on: bool, latest: Option<&ClearOperation>) -> ReserveDecision {
-    if on && latest.is_some_and(|c| c.end_ts.is_none()) { ReserveDecision::ClearInProgress } else { ReserveDecision::Apply }
+    if on && latest.is_some_and(|c| c.end_ts.is_none()) {
+        ReserveDecision::ClearInProgress
+    } else {
+        ReserveDecision::Apply
+    }
 }
 
 /// Whether a body written into `written_generation` may be recorded in the index.

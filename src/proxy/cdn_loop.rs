@@ -160,6 +160,9 @@ mod tests {
         assert_ne!(CdnId::load_or_create(&other, None).await.unwrap(), first);
         std::fs::write(dir.path().join(LEGACY_FILE), "cache-reserve-0123456789abcdef\n").unwrap();
         let upgraded = crate::storage::sql::SqlStore::open_sqlite(&dir.path().join("c.db")).await.unwrap();
-        assert_eq!(CdnId::load_or_create(&upgraded, Some(dir.path())).await.unwrap().as_str(), "cache-reserve-0123456789abcdef");
+        assert_eq!(
+            CdnId::load_or_create(&upgraded, Some(dir.path())).await.unwrap().as_str(),
+            "cache-reserve-0123456789abcdef"
+        );
     }
 }

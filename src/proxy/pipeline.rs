@@ -294,7 +294,8 @@ impl Ctx<'_> {
         let p = self.proxy;
         let (mut head, body) = resp.into_parts();
         strip_hop_by_hop(&mut head.headers);
-        let admission = admit::admit(&self.as_get(), &head, self.use_reserve, &p.limits, &p.rules, sent, SystemTime::now());
+        let admission =
+            admit::admit(&self.as_get(), &head, self.use_reserve, &p.limits, &p.rules, sent, SystemTime::now());
         let Ok(stored) = admission.stored else {
             let response = respond::from_origin(head, Body::new(body), &self.parts);
             return Answer { status: CacheStatus::Bypass, tag: ReserveTag::Bypass, response };

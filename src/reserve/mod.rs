@@ -156,7 +156,11 @@ impl Reserve {
         self.observe(r)
     }
 
-    async fn put_many_unobserved(&self, zone: &ZoneId, objects: Vec<NewObject>) -> Result<Vec<PutOutcome>, ReserveError> {
+    async fn put_many_unobserved(
+        &self,
+        zone: &ZoneId,
+        objects: Vec<NewObject>,
+    ) -> Result<Vec<PutOutcome>, ReserveError> {
         let generation = self.index.current_generation(zone).await?.ok_or(ReserveError::NoZone)?;
         let written: Vec<Result<IndexEntry, object_store::Error>> = stream::iter(objects)
             .map(|o| async move {

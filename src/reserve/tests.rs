@@ -86,7 +86,11 @@ on_both_backends!(
 async fn new_zone(f: &Fixture) -> ZoneId {
     let id = ZoneId::generate();
     f.store
-        .create_zone(NewZone { id: id.clone(), name: ZoneName::parse(&format!("{id}.example.com")).unwrap(), origin: None })
+        .create_zone(NewZone {
+            id: id.clone(),
+            name: ZoneName::parse(&format!("{id}.example.com")).unwrap(),
+            origin: None,
+        })
         .await
         .unwrap();
     set_reserve(f, &id, true).await;
@@ -315,7 +319,10 @@ impl crate::storage::bodies::BodyStore for UndeletableFor {
     async fn put(&self, location: &str, body: Bytes) -> Result<(), object_store::Error> {
         self.0.put(location, body).await
     }
-    async fn put_multipart(&self, location: &str) -> Result<Box<dyn object_store::MultipartUpload>, object_store::Error> {
+    async fn put_multipart(
+        &self,
+        location: &str,
+    ) -> Result<Box<dyn object_store::MultipartUpload>, object_store::Error> {
         self.0.put_multipart(location).await
     }
     async fn open(&self, location: &str) -> Result<Option<GetResult>, object_store::Error> {

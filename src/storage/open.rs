@@ -110,14 +110,11 @@ impl Stores {
                     .await
                     .with_context(|| format!("cannot open the control store in {}", dir.display()))?
             }
-            ControlBackend::Postgres { url } => SqlStore::open_postgres(
-                url,
-                config.postgres_connections,
-                config.postgres_connect_timeout,
-                true,
-            )
-            .await
-            .with_context(|| format!("cannot open the control store at {}", redact_password(url)))?,
+            ControlBackend::Postgres { url } => {
+                SqlStore::open_postgres(url, config.postgres_connections, config.postgres_connect_timeout, true)
+                    .await
+                    .with_context(|| format!("cannot open the control store at {}", redact_password(url)))?
+            }
         };
         let bodies: Arc<dyn BodyStore> = match &config.bodies {
             BodyBackend::Local => {
@@ -129,9 +126,9 @@ impl Stores {
                         .with_context(|| format!("cannot open the object directory {}", objects.display()))?,
                 )
             }
-            BodyBackend::S3 { location, endpoint } => Arc::new(
-                s3::open(location, endpoint.as_deref()).with_context(|| format!("cannot open {location}"))?,
-            ),
+            BodyBackend::S3 { location, endpoint } => {
+                Arc::new(s3::open(location, endpoint.as_deref()).with_context(|| format!("cannot open {location}"))?)
+            }
         };
         Ok(Self { sql, bodies })
     }

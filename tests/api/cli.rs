@@ -8,12 +8,7 @@ fn run(stores: &TestStores, args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut cmd = binary();
     stores.apply(&mut cmd);
     cmd.args(args);
-    for var in [
-        "CLOUDFLARE_API_TOKEN",
-        "CLOUDFLARE_EMAIL",
-        "CLOUDFLARE_API_KEY",
-        "CLOUDFLARE_BASE_URL",
-    ] {
+    for var in ["CLOUDFLARE_API_TOKEN", "CLOUDFLARE_EMAIL", "CLOUDFLARE_API_KEY", "CLOUDFLARE_BASE_URL"] {
         cmd.env_remove(var);
     }
     for (k, v) in envs {
@@ -34,8 +29,11 @@ async fn walkthrough_from_zone_to_completed_clear() {
     let server = ServerProcess::start(&stores, &[]);
 
     // Admin commands while the server runs; each prints only what a script needs.
-    let zone =
-        stdout(&run(&stores, &["zone", "create", "example.com", "--origin", "http://127.0.0.1:9000", "--data-dir", d], &[]));
+    let zone = stdout(&run(
+        &stores,
+        &["zone", "create", "example.com", "--origin", "http://127.0.0.1:9000", "--data-dir", d],
+        &[],
+    ));
     let zone = zone.trim();
     assert!(cache_reserve::domain::ZoneId::parse(zone).is_ok(), "{zone:?}");
     let dup = run(&stores, &["zone", "create", "EXAMPLE.com", "--data-dir", d], &[]);
@@ -74,7 +72,8 @@ async fn walkthrough_from_zone_to_completed_clear() {
     let done: serde_json::Value = serde_json::from_str(&done).unwrap();
     assert_eq!(done["state"], "Completed");
     assert!(done["end_ts"].is_string());
-    let status: serde_json::Value = serde_json::from_str(&stdout(&run(&stores, &["clear", "status", zone], &env))).unwrap();
+    let status: serde_json::Value =
+        serde_json::from_str(&stdout(&run(&stores, &["clear", "status", zone], &env))).unwrap();
     assert_eq!(status["start_ts"], done["start_ts"]);
 
     // A global key works the same way.
@@ -98,7 +97,8 @@ async fn walkthrough_from_zone_to_completed_clear() {
 async fn bad_arguments_are_explained() {
     let stores = TestStores::fresh().await;
     let d = stores.dir.path().to_str().unwrap();
-    let bad_perm = run(&stores, &["token", "create", "--name", "x", "--permission", "Zone Admin", "--data-dir", d], &[]);
+    let bad_perm =
+        run(&stores, &["token", "create", "--name", "x", "--permission", "Zone Admin", "--data-dir", d], &[]);
     assert!(!bad_perm.status.success());
     assert!(String::from_utf8_lossy(&bad_perm.stderr).contains("Zone Settings Write"));
     let bad_zone = run(
@@ -177,7 +177,8 @@ async fn a_second_serve_on_the_same_data_directory_refuses_to_start() {
     let first = ServerProcess::start(&stores, &[]);
     let mut second = binary();
     stores.apply(&mut second);
-    let second = second.args(["serve", "--api-listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0"]).output().unwrap();
+    let second =
+        second.args(["serve", "--api-listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0"]).output().unwrap();
     assert!(!second.status.success());
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(err.contains("another cache-reserve serve is using the data directory"), "{err}");

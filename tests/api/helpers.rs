@@ -47,10 +47,6 @@ impl TestStores {
         Stores::open(&self.config).await.unwrap()
     }
 
-    pub fn is_shared(&self) -> bool {
-        self.config.is_shared()
-    }
-
     /// Points a `cache-reserve` command at them (through the environment, as an operator would).
     pub fn apply(&self, command: &mut Command) {
         command.env("CACHE_RESERVE_DATA_DIR", self.dir.path());
@@ -108,7 +104,8 @@ pub struct TestApp {
     /// The proxy's address, `http://127.0.0.1:PORT`.
     pub proxy: String,
     pub data: Stores,
-    pub stores: TestStores,
+    /// Held so the data directory outlives the server.
+    _stores: TestStores,
     pub http: reqwest::Client,
     /// Held so the server runs as long as the app: dropping it stops the server's tasks.
     _running: Running,
@@ -132,7 +129,7 @@ pub async fn spawn_configured(configure: impl FnOnce(&mut ServeConfig)) -> TestA
     let base = format!("http://{}/client/v4", running.api_addr);
     let proxy = format!("http://{}", running.proxy_addr);
     let data = stores.open().await;
-    TestApp { base, proxy, data, stores, http: http_client(), _running: running }
+    TestApp { base, proxy, data, _stores: stores, http: http_client(), _running: running }
 }
 
 impl TestApp {

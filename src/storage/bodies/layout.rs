@@ -12,7 +12,11 @@ use crate::domain::ZoneId;
 pub(super) fn blob_path(zone: &ZoneId, generation: i64, key_hash: &str) -> Path {
     let mut write_id = [0u8; 8];
     getrandom::fill(&mut write_id).expect("the operating system's random source failed");
-    Path::from(format!("{zone}/g{generation}/{}/{key_hash}.{}", key_hash.get(..2).unwrap_or("00"), hex::encode(write_id)))
+    Path::from(format!(
+        "{zone}/g{generation}/{}/{key_hash}.{}",
+        key_hash.get(..2).unwrap_or("00"),
+        hex::encode(write_id)
+    ))
 }
 
 /// The prefix holding every body of a zone.

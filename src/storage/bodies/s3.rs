@@ -47,7 +47,11 @@ impl std::str::FromStr for S3Location {
 
 impl std::fmt::Display for S3Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.prefix.is_empty() { write!(f, "s3://{}", self.bucket) } else { write!(f, "s3://{}/{}", self.bucket, self.prefix) }
+        if self.prefix.is_empty() {
+            write!(f, "s3://{}", self.bucket)
+        } else {
+            write!(f, "s3://{}/{}", self.bucket, self.prefix)
+        }
     }
 }
 
@@ -61,7 +65,11 @@ pub fn open(location: &S3Location, endpoint: Option<&str>) -> Result<ObjectBodie
         .with_bucket_name(&location.bucket)
         .with_virtual_hosted_style_request(false)
         .with_retry(RetryConfig {
-            backoff: BackoffConfig { init_backoff: Duration::from_millis(50), max_backoff: Duration::from_secs(2), base: 2.0 },
+            backoff: BackoffConfig {
+                init_backoff: Duration::from_millis(50),
+                max_backoff: Duration::from_secs(2),
+                base: 2.0,
+            },
             max_retries: 4,
             retry_timeout: Duration::from_secs(10),
         })
@@ -76,8 +84,11 @@ pub fn open(location: &S3Location, endpoint: Option<&str>) -> Result<ObjectBodie
         builder = builder.with_endpoint(endpoint);
     }
     let s3: Arc<dyn ObjectStore> = Arc::new(builder.build()?);
-    let store: Arc<dyn ObjectStore> =
-        if location.prefix.is_empty() { s3 } else { Arc::new(PrefixStore::new(s3, Path::from(location.prefix.as_str()))) };
+    let store: Arc<dyn ObjectStore> = if location.prefix.is_empty() {
+        s3
+    } else {
+        Arc::new(PrefixStore::new(s3, Path::from(location.prefix.as_str())))
+    };
     let description = match endpoint {
         Some(e) => format!("{location} at {e}"),
         None => location.to_string(),

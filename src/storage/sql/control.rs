@@ -95,7 +95,11 @@ impl ControlStore for SqlStore {
             .execute(&self.write)
             .await
             .map_err(backend)?;
-        sqlx::query_scalar("SELECT value FROM meta WHERE key = $1").bind(key).fetch_one(&self.write).await.map_err(backend)
+        sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
+            .bind(key)
+            .fetch_one(&self.write)
+            .await
+            .map_err(backend)
     }
 
     async fn create_zone(&self, zone: NewZone) -> StoreResult<Zone> {

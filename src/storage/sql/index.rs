@@ -12,9 +12,7 @@ use crate::{
         Timestamp, ZoneId,
         rules::{RecordDecision, decide_record},
     },
-    storage::{
-        Access, BodyRef, ClearLease, IndexEntry, ObjectIndex, RecordOutcome, StoreError, StoreResult, Usage,
-    },
+    storage::{Access, BodyRef, ClearLease, IndexEntry, ObjectIndex, RecordOutcome, StoreError, StoreResult, Usage},
 };
 
 /// Objects and bytes to add to per-generation counts, keyed (and so applied, and locked) in order.
@@ -153,11 +151,12 @@ impl SqlStore {
         zone_ids.dedup();
         let mut zones = BTreeMap::new();
         for id in zone_ids {
-            let row = sqlx::query(sql(format!("SELECT generation, reserve_on FROM zones WHERE id = $1{}", d.for_share())))
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?;
+            let row =
+                sqlx::query(sql(format!("SELECT generation, reserve_on FROM zones WHERE id = $1{}", d.for_share())))
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(backend)?;
             if let Some(r) = row {
                 zones.insert(id, (r.get::<i64, _>("generation"), r.get::<i64, _>("reserve_on") != 0));
             }
@@ -423,12 +422,13 @@ impl ObjectIndex for SqlStore {
             // Two index range scans: whole generations before the last one's, then the last one's prefix.
             // (A row-value comparison over both columns would not narrow the scan in SQLite.) The counts
             // subtracted are those of the rows this transaction deleted, whoever else is deleting.
-            let mut deleted = sqlx::query("DELETE FROM objects WHERE zone_id = $1 AND generation < $2 RETURNING generation, size")
-                .bind(zone)
-                .bind(last.generation)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(backend)?;
+            let mut deleted =
+                sqlx::query("DELETE FROM objects WHERE zone_id = $1 AND generation < $2 RETURNING generation, size")
+                    .bind(zone)
+                    .bind(last.generation)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(backend)?;
             deleted.extend(
                 sqlx::query(
                     "DELETE FROM objects WHERE zone_id = $1 AND generation = $2 AND key_hash <= $3

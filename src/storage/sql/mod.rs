@@ -218,8 +218,12 @@ impl SqlStore {
 pub async fn migrate_postgres(url: &str, connect_timeout: Duration) -> StoreResult<usize> {
     sqlx::any::install_default_drivers();
     let options: AnyConnectOptions = url.parse().map_err(backend)?;
-    let pool =
-        AnyPoolOptions::new().max_connections(1).acquire_timeout(connect_timeout).connect_with(options).await.map_err(backend)?;
+    let pool = AnyPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(connect_timeout)
+        .connect_with(options)
+        .await
+        .map_err(backend)?;
     let before = applied_versions(&pool).await?.len();
     POSTGRES_MIGRATIONS.run(&pool).await.map_err(backend)?;
     let after = applied_versions(&pool).await?.len();
@@ -250,8 +254,10 @@ async fn check_migrated(pool: &AnyPool) -> StoreResult<()> {
         return Ok(());
     }
     Err(StoreError::Backend(
-        format!("the PostgreSQL schema is not up to date (missing migrations {missing:?}): run `cache-reserve migrate`")
-            .into(),
+        format!(
+            "the PostgreSQL schema is not up to date (missing migrations {missing:?}): run `cache-reserve migrate`"
+        )
+        .into(),
     ))
 }
 

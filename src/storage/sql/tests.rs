@@ -8,8 +8,8 @@ use super::*;
 use crate::{
     domain::{Timestamp, ZoneId, ZoneName},
     storage::{
-        ClearLease, ControlStore, IndexEntry, NewZone, ObjectIndex, RecordOutcome, SetReserveOutcome, StartClearOutcome,
-        StoreError, Usage,
+        ClearLease, ControlStore, IndexEntry, NewZone, ObjectIndex, RecordOutcome, SetReserveOutcome,
+        StartClearOutcome, StoreError, Usage,
         testing::{SharedEnv, shared_required},
     },
 };

@@ -85,7 +85,11 @@ impl TestApp {
         let id = ZoneId::generate();
         self.data
             .sql
-            .create_zone(NewZone { id: id.clone(), name: ZoneName::parse(name).unwrap(), origin: Some(origin.to_owned()) })
+            .create_zone(NewZone {
+                id: id.clone(),
+                name: ZoneName::parse(name).unwrap(),
+                origin: Some(origin.to_owned()),
+            })
             .await
             .unwrap();
         id
