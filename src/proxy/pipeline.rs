@@ -343,7 +343,7 @@ impl Ctx<'_> {
             },
             Err(_) => None,
         };
-        let tag = ReserveTag::miss(self.zone.reserve_on);
+        let tag = ReserveTag::miss(self.zone.reserve_on, self.use_reserve);
         if edge.is_none() && reserve.is_none() {
             return Answer { status, tag, response: respond::from_origin(head, Body::new(body), &self.parts) };
         }

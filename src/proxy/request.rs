@@ -107,7 +107,7 @@ impl<'a> Ctx<'a> {
             self.counters.client_body_errors.increment(1);
         }
         e.log(Some(self.zone.name.as_str()), Some(&self.parts));
-        Answer { status, tag: ReserveTag::miss(self.zone.reserve_on), response: respond::failure(&e) }
+        Answer { status, tag: ReserveTag::miss(self.zone.reserve_on, self.use_reserve), response: respond::failure(&e) }
     }
 }
 

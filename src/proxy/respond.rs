@@ -33,6 +33,9 @@ pub enum ReserveTag {
     Miss,
     /// The zone's reserve is off: neither read nor written.
     Off,
+    /// The zone's reserve is on, but could not be used just now — its storage is unreachable, or this
+    /// node's view of the zones is out of date (see [`crate::directory`]): neither read nor written.
+    Unavailable,
     /// Served from the edge tier; the reserve was not asked.
     Edge,
     /// Not eligible for caching at all.
@@ -45,14 +48,19 @@ impl ReserveTag {
             Self::Hit => "HIT",
             Self::Miss => "MISS",
             Self::Off => "OFF",
+            Self::Unavailable => "UNAVAILABLE",
             Self::Edge => "EDGE",
             Self::Bypass => "BYPASS",
         }
     }
 
-    /// `Miss` or `Off`, by the zone's setting.
-    pub fn miss(reserve_on: bool) -> Self {
-        if reserve_on { Self::Miss } else { Self::Off }
+    /// `Miss`, `Off` or `Unavailable`, by the zone's setting and whether the reserve could be used.
+    pub fn miss(reserve_on: bool, usable: bool) -> Self {
+        match (reserve_on, usable) {
+            (false, _) => Self::Off,
+            (true, false) => Self::Unavailable,
+            (true, true) => Self::Miss,
+        }
     }
 }
 
