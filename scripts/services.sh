@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Throw-away PostgreSQL and SeaweedFS (S3) servers on loopback, for the scale-out tests and benchmarks.
 #
-#   bash scripts/services.sh start   # installs what is missing, starts both, writes target/services/env
-#   source target/services/env       # CACHE_RESERVE_TEST_POSTGRES, CACHE_RESERVE_TEST_S3_*, AWS_*
+#   bash scripts/services.sh start   # installs what is missing, starts both, writes /tmp/cache-reserve-services/env
+#   source /tmp/cache-reserve-services/env   # CACHE_RESERVE_TEST_POSTGRES, CACHE_RESERVE_TEST_S3_*, AWS_*
+#   bash scripts/services.sh ensure  # starts whichever is not running (what scripts/test.sh calls)
 #   bash scripts/services.sh stop    # stops both and deletes their data
 #   bash scripts/services.sh stop-postgres|start-postgres|stop-s3|start-s3   # one of them (outage tests)
 #
@@ -12,7 +13,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-dir=${CACHE_RESERVE_SERVICES_DIR:-$PWD/target/services}
+# Outside the clone: the postgres user must reach it (a clone under /root would not do).
+dir=${CACHE_RESERVE_SERVICES_DIR:-/tmp/cache-reserve-services}
 pg_port=${PG_PORT:-55432}
 s3_port=${S3_PORT:-8333}
 pg_bin=/usr/lib/postgresql/15/bin
@@ -21,11 +23,12 @@ venv=$PWD/.venv-s3
 need_postgres() {
     [ -x "$pg_bin/initdb" ] && return
     echo "installing PostgreSQL (Debian package postgresql) ..." >&2
-    if [ "$(id -u)" = 0 ]; then
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null
-    else
-        sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null
-    fi
+    local sudo=
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    export DEBIAN_FRONTEND=noninteractive
+    # On a fresh machine the package lists may be empty or stale: refresh them if the first try fails.
+    $sudo apt-get install -y -q postgresql >/dev/null ||
+        { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q postgresql >/dev/null; }
 }
 
 need_seaweedfs() {
@@ -112,6 +115,14 @@ start)
     write_env
     echo "PostgreSQL on 127.0.0.1:$pg_port, SeaweedFS S3 on 127.0.0.1:$s3_port; settings in $dir/env" >&2
     ;;
+ensure)
+    pg_up=0 s3_up=0
+    "$pg_bin/pg_isready" -q -h 127.0.0.1 -p "$pg_port" 2>/dev/null && pg_up=1
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$s3_port/" || true)" != 000 ] && s3_up=1
+    [ $pg_up = 1 ] || start_postgres
+    [ $s3_up = 1 ] || start_s3
+    write_env
+    ;;
 stop)
     stop_s3
     stop_postgres
@@ -122,7 +133,7 @@ stop-postgres) stop_postgres ;;
 start-s3) start_s3 ;;
 stop-s3) stop_s3 ;;
 *)
-    echo "usage: $0 start|stop|start-postgres|stop-postgres|start-s3|stop-s3" >&2
+    echo "usage: $0 start|ensure|stop|start-postgres|stop-postgres|start-s3|stop-s3" >&2
     exit 2
     ;;
 esac

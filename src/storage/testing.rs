@@ -43,7 +43,7 @@ impl Backend {
         let mut config = StoreConfig::embedded(dir);
         if self == Backend::Shared {
             let env = SharedEnv::from_env()
-                .context("CACHE_RESERVE_TEST_POSTGRES and CACHE_RESERVE_TEST_S3_* are not set: run `bash scripts/services.sh start` and source target/services/env")?;
+                .context("CACHE_RESERVE_TEST_POSTGRES and CACHE_RESERVE_TEST_S3_* are not set: run `bash scripts/services.sh start` and source /tmp/cache-reserve-services/env")?;
             let name = format!("t_{}", random_hex());
             config.control = ControlBackend::Postgres { url: env.fresh_database(&name).await? };
             config.bodies = BodyBackend::S3 {
