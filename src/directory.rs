@@ -34,6 +34,9 @@ use crate::{
 /// Zones read per page of the change feed.
 const FEED_PAGE: u32 = 1000;
 
+/// Longest a sync may take before it is abandoned and tried again.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Puts `zone` in the table unless the table holds a newer revision; returns what the table holds.
 fn install(table: &mut HashMap<String, Arc<Zone>>, zone: Zone) -> Arc<Zone> {
     let slot = table.entry(zone.name.as_str().to_owned()).or_insert_with(|| Arc::new(zone.clone()));
@@ -178,7 +181,13 @@ impl ZoneDirectory {
                 () = tokio::time::sleep(self.config.interval) => {}
                 () = self.signals.zones.notified() => {}
             }
-            match self.sync().await {
+            // A sync stuck on a connection that stopped answering is abandoned (the view expires meanwhile,
+            // so nothing depends on it finishing) and tried again.
+            let synced = match tokio::time::timeout(SYNC_TIMEOUT, self.sync()).await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer from the control store within {SYNC_TIMEOUT:?}")),
+            };
+            match synced {
                 Ok(()) if failing => {
                     failing = false;
                     tracing::info!("the control store is reachable again; the reserve is back in use");

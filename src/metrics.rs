@@ -63,6 +63,9 @@ pub struct ZoneCounters {
     pub origin_errors: Counter,
     /// Requests refused because the client's own body failed (malformed, cut short, or too slow: 400/408).
     pub client_body_errors: Counter,
+    /// Requests for which the zone's reserve was on but not used: its storage unreachable, or this node's
+    /// view of the zones out of date (`x-cache-reserve: UNAVAILABLE`).
+    pub reserve_unavailable: Counter,
     stored_objects: Gauge,
     stored_bytes: Gauge,
 }
@@ -95,7 +98,7 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let recorder = PrometheusBuilder::new().build_recorder();
-        let counters: [(&str, &str, Option<Unit>); 15] = [
+        let counters: [(&str, &str, Option<Unit>); 16] = [
             ("cache_reserve_responses_total", "Proxy responses, by cf-cache-status.", None),
             ("cache_reserve_tier_lookups_total", "Cache tier lookups, by tier (edge, reserve) and result.", None),
             ("cache_reserve_class_a_operations_total", "Reserve writes (Cloudflare Class A).", None),
@@ -123,6 +126,11 @@ impl Metrics {
             (
                 "cache_reserve_client_body_errors_total",
                 "Requests whose own body was malformed, cut short or too slow (400/408).",
+                None,
+            ),
+            (
+                "cache_reserve_reserve_unavailable_total",
+                "Requests that bypassed a reserve that is on: its storage unreachable, or this node's view of the zones out of date.",
                 None,
             ),
             ("cache_reserve_stored_objects", "Objects stored in the reserve.", None),
@@ -175,6 +183,7 @@ impl Metrics {
             origin_requests: counter("cache_reserve_origin_requests_total", &[]),
             origin_errors: counter("cache_reserve_origin_errors_total", &[]),
             client_body_errors: counter("cache_reserve_client_body_errors_total", &[]),
+            reserve_unavailable: counter("cache_reserve_reserve_unavailable_total", &[]),
             stored_objects: gauge("cache_reserve_stored_objects"),
             stored_bytes: gauge("cache_reserve_stored_bytes"),
         }

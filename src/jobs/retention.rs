@@ -20,7 +20,8 @@ use crate::{
 /// Objects evicted per index transaction.
 const EVICT_BATCH: u32 = 1000;
 
-/// Reads noted since the last flush: (zone, generation, key hash) → last read.
+/// Reads noted since the last flush: (zone, generation, key hash) → last read. Bounded by the number of
+/// distinct objects read between two successful flushes.
 #[derive(Default)]
 pub struct AccessLog {
     pending: Mutex<HashMap<(ZoneId, i64, String), Timestamp>>,
@@ -30,6 +31,16 @@ impl AccessLog {
     pub fn note(&self, zone: &ZoneId, generation: i64, key_hash: &str, at: Timestamp) {
         let mut pending = self.pending.lock().expect("access log lock");
         pending.insert((zone.clone(), generation, key_hash.to_owned()), at);
+    }
+
+    /// Puts back reads whose write failed (the store unreachable), unless a later read of the same object
+    /// was noted meanwhile: they are written with the next flush instead of being lost.
+    fn put_back(&self, accesses: Vec<Access>) {
+        let mut pending = self.pending.lock().expect("access log lock");
+        for a in accesses {
+            let slot = pending.entry((a.zone_id, a.generation, a.key_hash)).or_insert(a.at);
+            *slot = (*slot).max(a.at);
+        }
     }
 
     fn take(&self) -> Vec<Access> {
@@ -79,11 +90,12 @@ impl Retention {
         Self { log: Arc::default(), reserve, directory, metrics, config }
     }
 
-    /// Writes the reads noted so far.
+    /// Writes the reads noted so far; if that fails, they are kept for the next flush.
     pub async fn flush(&self) {
         let accesses = self.log.take();
         if let Err(e) = self.reserve.record_access(&accesses).await {
-            tracing::warn!(error = %e, objects = accesses.len(), "could not record reads for retention");
+            tracing::warn!(error = %e, objects = accesses.len(), "could not record reads for retention; retrying later");
+            self.log.put_back(accesses);
         }
     }
 
@@ -130,5 +142,30 @@ impl Retention {
             }
         }
         self.flush().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_put_back_after_a_failed_flush_keep_the_latest_time() {
+        let log = AccessLog::default();
+        let z = ZoneId::generate();
+        log.note(&z, 1, "k", Timestamp::from_micros(10));
+        let failed = log.take();
+        log.note(&z, 1, "k", Timestamp::from_micros(20));
+        log.put_back(failed);
+        log.put_back(vec![Access {
+            zone_id: z.clone(),
+            generation: 1,
+            key_hash: "j".into(),
+            at: Timestamp::from_micros(5),
+        }]);
+        let mut again = log.take();
+        again.sort_by(|a, b| a.key_hash.cmp(&b.key_hash));
+        let times: Vec<_> = again.iter().map(|a| (a.key_hash.as_str(), a.at.as_micros())).collect();
+        assert_eq!(times, vec![("j", 5), ("k", 20)]);
     }
 }

@@ -87,6 +87,9 @@ impl<'a> Ctx<'a> {
         let origin = zone.origin.as_deref().and_then(Origin::parse);
         let seen = proxy.invalidations.epoch(&key).await;
         let use_reserve = zone.reserve_on && proxy.directory.reserve_usable() && proxy.reserve.available();
+        if zone.reserve_on && !use_reserve {
+            counters.reserve_unavailable.increment(1);
+        }
         Ok(Ctx { proxy, zone, counters, forwarded, origin, parts, key, seen, upgrade, use_reserve })
     }
 

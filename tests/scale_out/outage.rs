@@ -73,6 +73,12 @@ async fn a_postgres_outage_is_a_503_on_the_api_and_the_proxy_bypasses_the_reserv
     assert_eq!(large_hits(), before + 1, "served from the origin");
     origin.set("/during", Reply::ok("during", LONG));
     assert_eq!(get(&node, host, "/during").await.status, StatusCode::OK);
+    // Counted, and /metrics still answers.
+    let metrics = http_client().get(format!("{}/metrics", node.base.trim_end_matches("/client/v4"))).send();
+    let metrics = metrics.await.unwrap().text().await.unwrap();
+    let series = format!("cache_reserve_reserve_unavailable_total{{zone=\"{host}\"}} ");
+    let bypassed = metrics.lines().find_map(|l| l.strip_prefix(series.as_str())).expect("the counter");
+    assert!(bypassed.trim().parse::<f64>().unwrap() >= 2.0, "{metrics}");
 
     drop(outage);
     // Back without a restart: the API answers, and the reserve serves again.

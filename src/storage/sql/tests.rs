@@ -466,3 +466,44 @@ async fn installation_values_have_one_winner(f: Fixture) {
     assert_eq!(x, y);
     assert_eq!(a.installation_value("k", "later").await.unwrap(), x);
 }
+
+/// A data directory from before scale-out (migrations 1 and 2, zones with per-zone revisions) upgrades to
+/// distinct store-wide revisions, and the counter continues after them.
+#[tokio::test]
+async fn an_embedded_store_from_before_scale_out_upgrades_its_revisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old-migrations");
+    std::fs::create_dir(&old).unwrap();
+    for m in ["0001_initial.sql", "0002_proxy.sql"] {
+        std::fs::copy(format!("{}/migrations/sqlite/{m}", env!("CARGO_MANIFEST_DIR")), old.join(m)).unwrap();
+    }
+    let path = dir.path().join("control.db");
+    {
+        let pool = sqlx::SqlitePool::connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new().filename(&path).create_if_missing(true),
+        )
+        .await
+        .unwrap();
+        sqlx::migrate::Migrator::new(old.as_path()).await.unwrap().run(&pool).await.unwrap();
+        for (i, name) in ["a.example", "b.example", "c.example"].iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO zones (id, name, reserve_on, generation, revision, created_on, modified_on)
+                 VALUES ($1, $2, 0, 1, 3, $3, $3)",
+            )
+            .bind(ZoneId::generate().as_str())
+            .bind(*name)
+            .bind(i as i64)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+    }
+    let s = SqlStore::open_sqlite(&path).await.unwrap();
+    let zones = s.zone_changes(0, 100).await.unwrap();
+    let revisions: Vec<i64> = zones.iter().map(|z| z.revision).collect();
+    assert_eq!(revisions, vec![1, 2, 3]);
+    assert_eq!(zones.iter().map(|z| z.name.as_str()).collect::<Vec<_>>(), ["a.example", "b.example", "c.example"]);
+    let d = zone(&s, "d.example").await;
+    assert_eq!(s.zone(&d).await.unwrap().unwrap().revision, 4);
+}
