@@ -3,11 +3,16 @@
 //! ```text
 //! cargo bench --bench clear -- post-latency [--objects N] [--objects-dir DIR] [--backend shared]
 //! cargo bench --bench clear -- reclaim [--objects N] [--dir DIR]
+//! cargo bench --bench clear -- reclaim-s3 [--objects N]
 //! cargo bench --bench clear -- startup [--objects N] [--objects-dir DIR]
 //! ```
 //!
 //! Each compares within one run (this machine is shared and noisy) and prints Markdown rows. `--backend shared`
-//! runs on PostgreSQL and S3 (the servers `scripts/services.sh start` runs, from its environment file).
+//! runs on PostgreSQL and S3 (the servers `scripts/services.sh start` runs, from its environment file), and
+//! `post-latency` there measures one node and two (`scale_out`); `reclaim-s3` always runs there.
+
+#[path = "clear/scale_out.rs"]
+mod scale_out;
 
 use std::{
     path::{Path, PathBuf},
@@ -18,6 +23,7 @@ use std::{
 
 use bytes::Bytes;
 use cache_reserve::{
+    directory::SyncConfig,
     domain::{Permission, Timestamp, TokenId, TokenScope, ZoneId, ZoneName, secret::Secret},
     jobs::{
         ReclaimConfig, Reclaimer,
@@ -32,6 +38,7 @@ use cache_reserve::{
         testing::Backend,
     },
 };
+use futures::StreamExt;
 use object_store::local::LocalFileSystem;
 use sqlx::{Connection, Executor};
 
@@ -112,8 +119,8 @@ async fn token(data: &Stores) -> String {
     secret.expose().to_owned()
 }
 
-/// Stores `n` objects of `size` bytes, in batches; on local disk without fsync per body (one `sync` at the
-/// end).
+/// Stores `n` objects of `size` bytes, in batches (four at once on S3); on local disk without fsync per body
+/// (one `sync` at the end).
 async fn seed(data: &Stores, config: &StoreConfig, zone: &ZoneId, n: usize, size: usize) {
     let reserve = if config.is_shared() {
         Reserve::over(data)
@@ -125,20 +132,27 @@ async fn seed(data: &Stores, config: &StoreConfig, zone: &ZoneId, n: usize, size
     let started = Instant::now();
     // The reserve records writes only while on; a Clear then needs it off.
     data.sql.set_reserve(zone, true).await.unwrap();
-    for chunk in (0..n).collect::<Vec<_>>().chunks(5000) {
-        let objects = chunk
-            .iter()
-            .map(|i| NewObject { key: format!("https://bench/{i}"), meta: vec![], body: body.clone() })
-            .collect();
-        reserve.put_many(zone, objects).await.unwrap();
-    }
+    let batches = (0..n).collect::<Vec<_>>();
+    futures::stream::iter(batches.chunks(5000))
+        .map(|chunk| {
+            let objects = chunk
+                .iter()
+                .map(|i| NewObject { key: format!("https://bench/{i}"), meta: vec![], body: body.clone() })
+                .collect();
+            let reserve = &reserve;
+            async move { reserve.put_many(zone, objects).await.unwrap() }
+        })
+        .buffer_unordered(if config.is_shared() { 4 } else { 1 })
+        .collect::<Vec<_>>()
+        .await;
     data.sql.set_reserve(zone, false).await.unwrap();
     Command::new("sync").status().unwrap();
     eprintln!("seeded {n} objects of {size} B in {:.1?}", started.elapsed());
 }
 
 /// Index entries for `n` objects of `size` bytes without their bodies, straight into PostgreSQL in one
-/// statement (a POST's cost depends on the index only; a million S3 PUTs would take an hour here).
+/// statement (a POST's cost depends on the index only; a million S3 PUTs would take an hour here), then a
+/// checkpoint, so that writing out the seeded pages does not land on the measurement.
 async fn seed_index_only(config: &StoreConfig, zone: &ZoneId, n: usize, size: usize) {
     let ControlBackend::Postgres { url } = &config.control else { panic!("index-only seeding is for PostgreSQL") };
     let started = Instant::now();
@@ -151,7 +165,8 @@ async fn seed_index_only(config: &StoreConfig, zone: &ZoneId, n: usize, size: us
          INSERT INTO generations (zone_id, generation, objects, bytes) VALUES ('{zone}', 1, {n}, {bytes})
          ON CONFLICT (zone_id, generation) DO UPDATE SET objects = generations.objects + {n},
                                                           bytes = generations.bytes + {bytes};
-         ANALYZE objects;",
+         ANALYZE objects;
+         CHECKPOINT;",
         bytes = n * size
     )))
     .await
@@ -197,7 +212,8 @@ async fn post_latency(a: &Args) {
     let data = Stores::open(&config).await.unwrap();
     let big = zone(&data, "big.example").await;
     let mut probes = Vec::new();
-    for i in 0..400 {
+    // On the shared backend, 200 more for each of the two-node runs (`scale_out`).
+    for i in 0..if config.is_shared() { 800 } else { 400 } {
         let z = zone(&data, &format!("probe{i}.example")).await;
         seed_quiet(&data, &z).await;
         probes.push(z);
@@ -209,6 +225,9 @@ async fn post_latency(a: &Args) {
         seed(&data, &config, &big, n, 4096).await;
     }
     data.close().await;
+    if config.is_shared() {
+        return scale_out::post_latency_shared(n, config, big, probes, &token).await;
+    }
 
     let running = server::start(ServeConfig::ephemeral(config)).await.unwrap();
     let base = format!("http://{}/client/v4", running.api_addr);
@@ -401,7 +420,8 @@ async fn main() {
     match a.scenario.as_str() {
         "post-latency" => post_latency(&a).await,
         "reclaim" => reclaim(&a).await,
+        "reclaim-s3" => scale_out::reclaim_s3(&a).await,
         "startup" => startup(&a).await,
-        other => panic!("unknown scenario {other}: post-latency, reclaim or startup"),
+        other => panic!("unknown scenario {other}: post-latency, reclaim, reclaim-s3 or startup"),
     }
 }
