@@ -192,14 +192,18 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
 }
 
 impl Running {
-    /// Stops accepting requests, lets the reclaimer finish its batch, and closes the stores.
-    /// Gives up waiting after `deadline`.
+    /// Stops accepting requests, lets the reclaimer finish its batch, leaves the store's node table (so no
+    /// other node waits for this one's acknowledgements), and closes the stores. Gives up waiting after
+    /// `deadline`.
     pub async fn shutdown(mut self, deadline: Duration) {
         self.shutdown.cancel();
         let drained = tokio::time::timeout(deadline, async { while self.tasks.join_next().await.is_some() {} }).await;
         if drained.is_err() {
             tracing::warn!("shutdown deadline passed; stopping the remaining tasks");
             self.tasks.abort_all();
+        }
+        if let Err(e) = self.stores.control().forget_node(&self.node).await {
+            tracing::warn!(error = %e, "could not leave the node table; other nodes wait out this one's view once");
         }
         self.stores.close().await;
     }

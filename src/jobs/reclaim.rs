@@ -25,8 +25,9 @@ use crate::storage::{ClearLease, ObjectIndex, StoreError, bodies::BodyStore};
 /// Pacing of the reclaimer.
 #[derive(Debug, Clone)]
 pub struct ReclaimConfig {
-    /// Entries per batch.
-    pub batch_size: u32,
+    /// Entries per batch; `None` for the body store's preference
+    /// ([`BodyStore::preferred_delete_batch`]).
+    pub batch_size: Option<u32>,
     /// Pause between batches (0 for none): lets a shared disk breathe.
     pub pause: Duration,
     /// How often to look for work when not woken (another node may have started a Clear).
@@ -39,7 +40,7 @@ pub struct ReclaimConfig {
 impl Default for ReclaimConfig {
     fn default() -> Self {
         Self {
-            batch_size: 1000,
+            batch_size: None,
             pause: Duration::ZERO,
             poll_interval: Duration::from_secs(2),
             lease: Duration::from_secs(30),
@@ -93,6 +94,8 @@ pub struct Reclaimer {
     index: Arc<dyn ObjectIndex>,
     bodies: Arc<dyn BodyStore>,
     config: ReclaimConfig,
+    /// Entries per batch.
+    batch_size: u32,
     /// This node's name in leases.
     node: String,
     wake: Arc<Notify>,
@@ -100,7 +103,8 @@ pub struct Reclaimer {
 
 impl Reclaimer {
     pub fn new(index: Arc<dyn ObjectIndex>, bodies: Arc<dyn BodyStore>, config: ReclaimConfig, node: String) -> Self {
-        Self { index, bodies, config, node, wake: Arc::new(Notify::new()) }
+        let batch_size = config.batch_size.unwrap_or_else(|| bodies.preferred_delete_batch());
+        Self { index, bodies, config, batch_size, node, wake: Arc::new(Notify::new()) }
     }
 
     /// A handle that makes the reclaimer look for work at once (notify it after a Clear starts).
@@ -178,7 +182,7 @@ impl Reclaimer {
     async fn work(&self, lease: &ClearLease) -> Result<BatchTimings, ReclaimError> {
         let clear = &lease.clear;
         let started = Instant::now();
-        let batch = self.index.bodies_below(&clear.zone_id, clear.target_generation, self.config.batch_size).await?;
+        let batch = self.index.bodies_below(&clear.zone_id, clear.target_generation, self.batch_size).await?;
         let find = started.elapsed();
         let Some(last) = batch.last() else {
             let swept = self.bodies.sweep_below(&clear.zone_id, clear.target_generation).await?;

@@ -36,7 +36,7 @@ impl Fixture {
         let reclaimer = Reclaimer::new(
             stores.index(),
             stores.bodies.clone(),
-            ReclaimConfig { batch_size: 3, ..Default::default() },
+            ReclaimConfig { batch_size: Some(3), ..Default::default() },
             "test-node".into(),
         );
         Some(Self { _dir: dir, store: stores.sql.clone(), stores, reserve, reclaimer })

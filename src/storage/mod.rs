@@ -169,6 +169,8 @@ pub trait ControlStore: Send + Sync + 'static {
     /// Records that `node` has applied every zone change up to `seen_revision` (and is alive), at the
     /// database's clock. Nodes not heard from for a day are forgotten.
     async fn record_sync(&self, node: &str, seen_revision: i64) -> StoreResult<()>;
+    /// Forgets `node` (it is shutting down cleanly), so that no change waits for its acknowledgement.
+    async fn forget_node(&self, node: &str) -> StoreResult<()>;
     /// How many nodes other than `node`, heard from within `window`, have not yet applied revision
     /// `revision`. A node silent for longer has stopped using its view of the zones by itself.
     async fn lagging_nodes(&self, node: &str, revision: i64, window: Duration) -> StoreResult<u64>;

@@ -11,7 +11,7 @@ use crate::helpers::*;
 /// An app whose reclaimer deletes one object per 100 ms, so a Clear stays in progress long enough to watch.
 async fn slow_app() -> TestApp {
     spawn_app_with(ReclaimConfig {
-        batch_size: 1,
+        batch_size: Some(1),
         pause: Duration::from_millis(100),
         poll_interval: Duration::from_millis(50),
         ..Default::default()
@@ -122,7 +122,7 @@ async fn running_clear_is_idempotent_shared_by_both_paths_and_blocks_reserve_on(
 async fn logically_instant_hides_every_old_object_before_deleting_any() {
     // Reclaim paused far beyond the test: when POST returns, every body is still on disk, yet none is readable.
     let app = spawn_app_with(ReclaimConfig {
-        batch_size: 1,
+        batch_size: Some(1),
         pause: Duration::from_secs(3600),
         poll_interval: Duration::from_secs(3600),
         ..Default::default()

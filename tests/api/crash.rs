@@ -109,6 +109,20 @@ async fn sigkill_right_after_post_then_restart_completes() {
     restart_and_check(&stores, &zone, &token, 20).await;
 }
 
+/// A node that shuts down cleanly leaves the node table: no other node's change waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_shutdown_leaves_the_node_table() {
+    let stores = TestStores::fresh().await;
+    let running = cache_reserve::server::start(cache_reserve::server::ServeConfig::ephemeral(stores.config.clone()))
+        .await
+        .unwrap();
+    let data = stores.open().await;
+    let lagging = || data.sql.lagging_nodes("someone-else", i64::MAX, Duration::from_secs(3600));
+    assert_eq!(lagging().await.unwrap(), 1, "the running node is listed");
+    running.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(lagging().await.unwrap(), 0, "it left");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_shuts_down_cleanly() {
     let stores = TestStores::fresh().await;

@@ -293,6 +293,16 @@ impl ControlStore for SqlStore {
         })
     }
 
+    async fn forget_node(&self, node: &str) -> StoreResult<()> {
+        let d = self.dialect;
+        retrying!(async {
+            let mut tx = self.begin_write().await?;
+            sqlx::query("DELETE FROM nodes WHERE id = $1").bind(node).execute(&mut *tx).await.map_err(backend)?;
+            announce(&mut tx, d, "sync").await?;
+            tx.commit().await.map_err(backend)
+        })
+    }
+
     async fn lagging_nodes(&self, node: &str, revision: i64, window: Duration) -> StoreResult<u64> {
         let n: i64 = sqlx::query_scalar(sql(format!(
             "SELECT COUNT(*) FROM nodes WHERE id <> $1 AND seen_revision < $2 AND synced_on > {} - $3",

@@ -376,6 +376,10 @@ async fn lagging_nodes_are_those_heard_from_recently_that_have_not_applied_a_rev
     assert_eq!(s.lagging_nodes("me", 4, window).await.unwrap(), 1);
     s.record_sync("other", 4).await.unwrap();
     assert_eq!(s.lagging_nodes("me", 4, window).await.unwrap(), 0);
+    assert_eq!(s.lagging_nodes("me", 5, window).await.unwrap(), 1);
+    s.forget_node("other").await.unwrap();
+    assert_eq!(s.lagging_nodes("me", 5, window).await.unwrap(), 0, "a node that left is not waited for");
+    s.record_sync("other", 4).await.unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(s.lagging_nodes("me", 9, Duration::from_millis(10)).await.unwrap(), 0, "silent nodes do not count");
 }
