@@ -44,7 +44,9 @@ async fn run() -> ExitCode {
     if !matches!(cli.command, Command::Serve(_)) {
         restore_sigpipe();
     }
-    let default_level = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };
+    // PostgreSQL's notices (e.g. "relation already exists, skipping" on every start) are not news.
+    let default_level =
+        if matches!(cli.command, Command::Serve(_)) { "info,sqlx::postgres::notice=warn" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)))
         .with_writer(std::io::stderr)
