@@ -137,7 +137,12 @@ async fn seed(data: &Stores, config: &StoreConfig, zone: &ZoneId, n: usize, size
         .map(|chunk| {
             let objects = chunk
                 .iter()
-                .map(|i| NewObject { key: format!("https://bench/{i}"), meta: vec![], body: body.clone() })
+                .map(|i| NewObject {
+                    key: format!("https://bench/{i}"),
+                    meta: vec![],
+                    body: body.clone(),
+                    fill_revision: 0,
+                })
                 .collect();
             let reserve = &reserve;
             async move { reserve.put_many(zone, objects).await.unwrap() }

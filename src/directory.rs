@@ -27,7 +27,8 @@ use std::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    domain::{Zone, ZoneName},
+    domain::{PurgeRule, Zone, ZoneName},
+    purge::PurgeBook,
     storage::{ChangeSignals, ControlStore, StoreResult},
 };
 
@@ -85,11 +86,32 @@ pub struct ZoneDirectory {
     config: SyncConfig,
     state: Arc<Mutex<SyncState>>,
     signals: Arc<ChangeSignals>,
+    /// The zones' purge and invalidation rules, from the same feed.
+    purges: Arc<PurgeBook>,
 }
 
 impl ZoneDirectory {
     pub fn new(control: Arc<dyn ControlStore>, node: &str, config: SyncConfig, signals: Arc<ChangeSignals>) -> Self {
-        Self { control, by_name: Arc::default(), node: node.into(), config, state: Arc::default(), signals }
+        Self {
+            control,
+            by_name: Arc::default(),
+            node: node.into(),
+            config,
+            state: Arc::default(),
+            signals,
+            purges: Arc::default(),
+        }
+    }
+
+    /// The purge and invalidation rules of every zone, as this node has applied them.
+    pub fn purges(&self) -> &Arc<PurgeBook> {
+        &self.purges
+    }
+
+    /// The highest revision this node has applied from the feed: every zone change and rule up to it is
+    /// in the table and the book. A copy filled by a request that began now is stamped with it.
+    pub fn revision(&self) -> i64 {
+        self.state.lock().expect("sync state lock").revision
     }
 
     /// The zone named `host` (already lower-cased, without port), from memory, else from the store.
@@ -147,20 +169,37 @@ impl ZoneDirectory {
         }
     }
 
-    /// Applies every change since the last sync, records the sync in the store, and extends the view.
+    /// Installs a purge this node committed (its rules, and the zone at its new revision or generation),
+    /// then waits as [`ZoneDirectory::publish`] does: once this returns, no node serves a copy the purge
+    /// targets (SPEC §10).
+    pub async fn publish_purge(&self, zone: Zone, rules: &[PurgeRule]) {
+        self.purges.apply(rules);
+        // Catch up at once, so this node's own fills are stamped with the purge's revision.
+        if let Err(e) = self.sync().await {
+            tracing::debug!(error = %e, "could not sync after a purge; the next sync will");
+        }
+        self.publish(zone).await;
+    }
+
+    /// Applies every change since the last sync (zones, then the rules up to the zones' revision), records
+    /// the sync in the store, and extends the view.
     pub async fn sync(&self) -> StoreResult<()> {
         let started = Instant::now();
         let mut revision = self.state.lock().expect("sync state lock").revision;
         loop {
             let changes = self.control.zone_changes(revision, FEED_PAGE).await?;
             let last_page = changes.len() < FEED_PAGE as usize;
+            let through = changes.iter().map(|z| z.revision).max().unwrap_or(revision);
+            // A purge commits its rules with the zone's revision: every rule up to `through` is visible.
+            let rules = self.control.purge_rules(revision, through).await?;
+            self.purges.apply(&rules);
             {
                 let mut table = self.by_name.write().expect("zone table lock");
                 for zone in changes {
-                    revision = revision.max(zone.revision);
                     install(&mut table, zone);
                 }
             }
+            revision = revision.max(through);
             if last_page {
                 break;
             }

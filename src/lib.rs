@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod net;
 pub mod proxy;
+pub mod purge;
 pub mod reserve;
 pub mod server;
 pub mod storage;

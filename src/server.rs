@@ -40,7 +40,12 @@ pub struct ServeConfig {
     pub proxy_conns: ConnLimits,
     /// The API listener's.
     pub api_conns: ConnLimits,
+    /// Most items one purge request may name (SPEC §10).
+    pub purge_max_items: usize,
 }
+
+/// The default of [`ServeConfig::purge_max_items`].
+pub const DEFAULT_PURGE_MAX_ITEMS: usize = 500;
 
 impl ServeConfig {
     /// Defaults for everything but the backends; both listeners on port 0 (tests).
@@ -53,6 +58,7 @@ impl ServeConfig {
             sync: SyncConfig::default(),
             proxy_conns: ConnLimits::with_max_connections(10_000),
             api_conns: ConnLimits::with_max_connections(256),
+            purge_max_items: DEFAULT_PURGE_MAX_ITEMS,
         }
     }
 }
@@ -121,6 +127,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         zones: zones.clone(),
         metrics: metrics.clone(),
         index,
+        purge_limit: config.purge_max_items,
     };
     tasks.spawn(reclaimer.run(shutdown.clone()));
 

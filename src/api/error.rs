@@ -59,10 +59,50 @@ pub enum ApiError {
     Unparseable(StatusCode),
     /// The API's connection cap is reached (`503`, answered by the listener before reading the request).
     TooManyConnections,
+    /// A `purge_cache` / `invalidate_cache` body that cannot be carried out (SPEC §10).
+    Purge(PurgeError),
     /// The control store cannot be reached (`503`, retryable): nothing was changed.
     Unavailable,
     /// Something failed inside; the cause was logged where it happened.
     Internal,
+}
+
+/// Why a purge body was refused (SPEC §10). Codes 1012 and 1014 are Cloudflare's; the others are our
+/// choice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PurgeError {
+    /// No selector at all (Cloudflare 1012).
+    NoSelector,
+    /// A selector that is not an array (Cloudflare 1014).
+    NotArray,
+    /// An item that is not valid; the message names it (1016, our choice).
+    Invalid(String),
+    /// Two selectors in one body (1017, our choice).
+    MoreThanOneSelector,
+    /// `purge_everything` with a selector beside it (1017, our choice).
+    EverythingNotAlone,
+    /// More items than the per-request limit (1018, our choice).
+    OverLimit { selector: &'static str, limit: usize },
+}
+
+impl PurgeError {
+    fn item(&self) -> ErrorItem {
+        match self {
+            PurgeError::NoSelector => {
+                item(1012, r#"Request must contain one of "purge_everything", "files", "tags", "hosts" or "prefixes""#)
+            }
+            PurgeError::NotArray => item(1014, r#""files", "tags", "hosts" or "prefixes" must be an array"#),
+            PurgeError::Invalid(why) => item(1016, format!("Invalid purge request: {why}")),
+            PurgeError::MoreThanOneSelector => item(
+                1017,
+                r#"Request must contain only one of "files", "tags", "hosts" or "prefixes"; send one request per selector"#,
+            ),
+            PurgeError::EverythingNotAlone => item(1017, r#""purge_everything" must be the only field of the request"#),
+            PurgeError::OverLimit { selector, limit } => {
+                item(1018, format!("Too many items in {selector}: at most {limit} per request; split it"))
+            }
+        }
+    }
 }
 
 /// One entry of `errors`.
@@ -162,6 +202,7 @@ impl ApiError {
             ApiError::TooManyConnections => {
                 (S::SERVICE_UNAVAILABLE, item(1015, "Too many connections to the API; retry shortly"))
             }
+            ApiError::Purge(e) => (S::BAD_REQUEST, e.item()),
             ApiError::Unavailable => (
                 S::SERVICE_UNAVAILABLE,
                 item(6015, "The control store is unavailable; nothing was changed. Retry shortly"),
@@ -277,6 +318,12 @@ mod tests {
             ApiError::Unparseable(StatusCode::URI_TOO_LONG),
             ApiError::Unparseable(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
             ApiError::TooManyConnections,
+            ApiError::Purge(PurgeError::NoSelector),
+            ApiError::Purge(PurgeError::NotArray),
+            ApiError::Purge(PurgeError::Invalid("x".into())),
+            ApiError::Purge(PurgeError::MoreThanOneSelector),
+            ApiError::Purge(PurgeError::EverythingNotAlone),
+            ApiError::Purge(PurgeError::OverLimit { selector: "files", limit: 500 }),
             ApiError::Unavailable,
             ApiError::Internal,
         ];

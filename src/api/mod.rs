@@ -38,6 +38,8 @@ pub struct AppState {
     pub zones: ZoneDirectory,
     pub metrics: Arc<Metrics>,
     pub index: Arc<dyn ObjectIndex>,
+    /// Most items one purge request may name (SPEC §10; `--purge-max-items`).
+    pub purge_limit: usize,
 }
 
 impl AppState {
@@ -60,6 +62,7 @@ impl AppState {
 fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(routes::clear::router())
+        .merge(routes::purge::router())
         .merge(routes::cache_reserve::router())
         .merge(routes::smart_shield::router())
         .merge(routes::zones::router())

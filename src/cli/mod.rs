@@ -191,6 +191,13 @@ pub struct ServeArgs {
     /// From any other peer those fields are not believed, and the peer's address is the client's.
     #[arg(long = "trusted-proxy", value_name = "CIDR", env = "CACHE_RESERVE_TRUSTED_PROXIES", value_delimiter = ',', value_parser = net::parse)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Most items (URLs, tags, hosts or prefixes) one purge_cache or invalidate_cache request may name.
+    #[arg(long, env = "CACHE_RESERVE_PURGE_MAX_ITEMS", default_value_t = crate::server::DEFAULT_PURGE_MAX_ITEMS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+    pub purge_max_items: usize,
+    /// Most bytes of `Cache-Tag` a response may carry and still be stored (Cloudflare's limit: 16KiB); a
+    /// response over it is served but not stored, so a purge by tag never misses a stored copy.
+    #[arg(long, env = "CACHE_RESERVE_CACHE_TAG_MAX_BYTES", default_value = "16KiB", value_parser = size::parse)]
+    pub cache_tag_max_bytes: u64,
     /// How often to read the zone change feed (changes by admin commands or other nodes) when not told
     /// at once: PostgreSQL announces changes, so this is the fallback there.
     #[arg(long, alias = "zone-refresh", env = "CACHE_RESERVE_ZONE_SYNC_INTERVAL", default_value = "250ms", value_parser = limits::positive)]
@@ -275,10 +282,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             heuristic_max: args.heuristic_max,
             honor_request_cache_control: args.honor_request_cache_control,
             trusted_proxies: args.trusted_proxies,
+            max_cache_tag_bytes: usize::try_from(args.cache_tag_max_bytes).unwrap_or(usize::MAX),
         },
         sync: SyncConfig { interval: args.zone_sync_interval, view_ttl: args.zone_view_ttl },
         proxy_conns: args.limits.limits(args.limits.max_connections as usize),
         api_conns: args.limits.limits(args.limits.api_max_connections as usize),
+        purge_max_items: args.purge_max_items,
     };
     let stop = server::shutdown_signal()?;
     let running = server::start(config).await?;

@@ -11,12 +11,18 @@ pub enum Permission {
     ZoneWrite,
     ZoneSettingsRead,
     ZoneSettingsWrite,
+    CachePurge,
 }
 
 impl Permission {
     /// Every permission group, in display order.
-    pub const ALL: [Permission; 4] =
-        [Permission::ZoneSettingsRead, Permission::ZoneSettingsWrite, Permission::ZoneRead, Permission::ZoneWrite];
+    pub const ALL: [Permission; 5] = [
+        Permission::ZoneSettingsRead,
+        Permission::ZoneSettingsWrite,
+        Permission::ZoneRead,
+        Permission::ZoneWrite,
+        Permission::CachePurge,
+    ];
 
     /// Cloudflare's name, e.g. `Zone Settings Write`.
     pub fn cloudflare_name(self) -> &'static str {
@@ -25,6 +31,7 @@ impl Permission {
             Permission::ZoneWrite => "Zone Write",
             Permission::ZoneSettingsRead => "Zone Settings Read",
             Permission::ZoneSettingsWrite => "Zone Settings Write",
+            Permission::CachePurge => "Cache Purge",
         }
     }
 
@@ -35,6 +42,7 @@ impl Permission {
             Permission::ZoneWrite => "zone_write",
             Permission::ZoneSettingsRead => "zone_settings_read",
             Permission::ZoneSettingsWrite => "zone_settings_write",
+            Permission::CachePurge => "cache_purge",
         }
     }
 }
@@ -48,7 +56,7 @@ impl fmt::Display for Permission {
 /// A permission name that is not one of [`Permission::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown permission {0:?}; valid: \"Zone Settings Read\", \"Zone Settings Write\", \"Zone Read\", \"Zone Write\" (or zone_settings_read, ...)"
+    "unknown permission {0:?}; valid: \"Zone Settings Read\", \"Zone Settings Write\", \"Zone Read\", \"Zone Write\", \"Cache Purge\" (or zone_settings_read, ...)"
 )]
 pub struct UnknownPermission(pub String);
 
@@ -71,16 +79,20 @@ pub enum Access {
     SettingsWrite,
     /// See that a zone exists: any zone permission.
     ZoneRead,
+    /// Purge or invalidate cached content: Cache Purge alone (SPEC §10).
+    Purge,
 }
 
 impl Access {
     /// Whether holding `p` grants this access.
     pub fn granted_by(self, p: Permission) -> bool {
         match self {
-            Access::SettingsRead | Access::ZoneRead => true,
+            Access::ZoneRead => true,
+            Access::SettingsRead => p != Permission::CachePurge,
             Access::SettingsWrite => {
                 matches!(p, Permission::ZoneSettingsWrite | Permission::ZoneWrite)
             }
+            Access::Purge => p == Permission::CachePurge,
         }
     }
 }
@@ -142,6 +154,21 @@ mod tests {
         };
         assert!(read_only.allows(Access::SettingsRead));
         assert!(!read_only.allows(Access::SettingsWrite));
+        assert!(!read_only.allows(Access::Purge));
+    }
+
+    #[test]
+    fn purge_needs_cache_purge_and_grants_nothing_else() {
+        let purger = Principal::Token {
+            id: TokenId::generate(),
+            permissions: vec![Permission::CachePurge],
+            scope: TokenScope::AllZones,
+        };
+        assert!(purger.allows(Access::Purge));
+        assert!(purger.allows(Access::ZoneRead));
+        assert!(!purger.allows(Access::SettingsRead));
+        assert!(!purger.allows(Access::SettingsWrite));
+        assert_eq!("cache_purge".parse(), Ok(Permission::CachePurge));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 pub mod access;
 pub mod clear;
 pub mod ids;
+pub mod purge;
 pub mod rules;
 pub mod secret;
 pub mod timestamp;
@@ -11,5 +12,6 @@ pub mod zone;
 pub use access::{Access, Permission, Principal, TokenScope};
 pub use clear::{ClearOperation, ClearProgress, ClearState};
 pub use ids::{TokenId, UserId, ZoneId};
+pub use purge::{PurgeAction, PurgeRule, PurgeTarget};
 pub use timestamp::Timestamp;
 pub use zone::{Zone, ZoneName};

@@ -53,14 +53,28 @@ pub enum RecordDecision {
     Superseded,
     /// The reserve was switched off: it takes no writes (SPEC §5).
     ReserveOff,
+    /// A purge or invalidation committed after the filling request began: the content may predate it, and
+    /// the rule's background work may already have passed this key (SPEC §10: a fill never resurrects).
+    Purged,
 }
 
-/// Decides whether a write may be recorded, given the zone's current generation and setting.
-pub fn decide_record(zone_generation: i64, reserve_on: bool, written_generation: i64) -> RecordDecision {
-    if zone_generation != written_generation {
+/// The zone as a write is judged against: its generation, setting and latest purge revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordTarget {
+    pub generation: i64,
+    pub reserve_on: bool,
+    pub purge_revision: i64,
+}
+
+/// Decides whether a write into `written_generation`, filled under zone revision `fill_revision`, may be
+/// recorded.
+pub fn decide_record(zone: RecordTarget, written_generation: i64, fill_revision: i64) -> RecordDecision {
+    if zone.generation != written_generation {
         RecordDecision::Superseded
-    } else if !reserve_on {
+    } else if !zone.reserve_on {
         RecordDecision::ReserveOff
+    } else if fill_revision < zone.purge_revision {
+        RecordDecision::Purged
     } else {
         RecordDecision::Record
     }
@@ -103,9 +117,12 @@ mod tests {
 
     #[test]
     fn a_write_is_recorded_only_into_the_current_generation_of_a_zone_that_is_on() {
-        assert_eq!(decide_record(2, true, 2), RecordDecision::Record);
-        assert_eq!(decide_record(3, true, 2), RecordDecision::Superseded);
-        assert_eq!(decide_record(3, false, 2), RecordDecision::Superseded);
-        assert_eq!(decide_record(2, false, 2), RecordDecision::ReserveOff);
+        let zone = |generation, reserve_on| RecordTarget { generation, reserve_on, purge_revision: 7 };
+        assert_eq!(decide_record(zone(2, true), 2, 7), RecordDecision::Record);
+        assert_eq!(decide_record(zone(3, true), 2, 7), RecordDecision::Superseded);
+        assert_eq!(decide_record(zone(3, false), 2, 7), RecordDecision::Superseded);
+        assert_eq!(decide_record(zone(2, false), 2, 7), RecordDecision::ReserveOff);
+        assert_eq!(decide_record(zone(2, true), 2, 6), RecordDecision::Purged, "filled before the purge");
+        assert_eq!(decide_record(zone(2, true), 2, 9), RecordDecision::Record);
     }
 }

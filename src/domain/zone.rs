@@ -59,6 +59,8 @@ pub struct Zone {
     pub generation: i64,
     /// Bumped by every change to the zone: of two copies, the one with the higher revision is newer.
     pub revision: i64,
+    /// The revision of the zone's latest purge or invalidation rule (SPEC §10); 0 if none.
+    pub purge_revision: i64,
     pub created_on: Timestamp,
     pub modified_on: Timestamp,
 }
@@ -75,6 +77,7 @@ impl Zone {
             reserve_modified_on: None,
             generation,
             revision,
+            purge_revision: 0,
             created_on: Timestamp::from_micros(0),
             modified_on: Timestamp::from_micros(0),
         }

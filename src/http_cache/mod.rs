@@ -8,6 +8,7 @@
 //! README's design section): every rule here names its RFC section, and the tests beside each file check
 //! the rule, not the implementation.
 
+pub mod cache_tag;
 pub mod codec;
 pub mod date;
 pub mod directives;
@@ -20,4 +21,4 @@ mod vary;
 
 pub use freshness::Freshness;
 pub use storable::NotStorable;
-pub use stored::{CacheRules, Reuse, StoredResponse};
+pub use stored::{CONSUMED, CacheRules, Reuse, StoredResponse};

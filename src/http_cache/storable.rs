@@ -33,6 +33,8 @@ pub enum NotStorable {
     SetCookie,
     /// `Vary: *`: no request could ever match it.
     VaryStar,
+    /// Its `Cache-Tag` lines exceed the bounds (see [`super::cache_tag`]).
+    CacheTags,
 }
 
 impl NotStorable {
@@ -47,6 +49,7 @@ impl NotStorable {
             Self::NoFreshness => "no-freshness",
             Self::SetCookie => "set-cookie",
             Self::VaryStar => "vary-star",
+            Self::CacheTags => "cache-tags",
         }
     }
 }

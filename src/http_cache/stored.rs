@@ -14,6 +14,7 @@ use http::{
 };
 
 use super::{
+    cache_tag::{self, CACHE_TAG},
     date,
     directives::{CLOUDFLARE_CDN_CACHE_CONTROL, Directives, FieldScope, SURROGATE_CONTROL},
     freshness::Freshness,
@@ -30,11 +31,17 @@ pub struct CacheRules {
     /// and `Pragma: no-cache`. Off by default, as at Cloudflare and in nginx: any client could otherwise
     /// make every request go to the origin.
     pub honor_request_directives: bool,
+    /// Most bytes of `Cache-Tag` a stored response may carry (see [`super::cache_tag`]).
+    pub max_cache_tag_bytes: usize,
 }
 
 impl Default for CacheRules {
     fn default() -> Self {
-        Self { heuristic_max: Duration::from_secs(86_400), honor_request_directives: false }
+        Self {
+            heuristic_max: Duration::from_secs(86_400),
+            honor_request_directives: false,
+            max_cache_tag_bytes: cache_tag::DEFAULT_MAX_BYTES,
+        }
     }
 }
 
@@ -60,7 +67,7 @@ const NOT_UPDATED: [HeaderName; 7] =
 const CONTENT_MD5: HeaderName = HeaderName::from_static("content-md5");
 
 /// Fields meant for this cache alone: read, stored, never sent to a client.
-const CONSUMED: [HeaderName; 2] = [CLOUDFLARE_CDN_CACHE_CONTROL, SURROGATE_CONTROL];
+pub const CONSUMED: [HeaderName; 3] = [CLOUDFLARE_CDN_CACHE_CONTROL, SURROGATE_CONTROL, CACHE_TAG];
 
 /// A response as stored: status, header fields, the request's selecting fields, and when it was requested
 /// and received (unix milliseconds). Its directives and freshness are derived once, when it is made.
@@ -73,6 +80,8 @@ pub struct StoredResponse {
     pub(super) response_time: u64,
     directives: Directives,
     freshness: Freshness,
+    /// Its `Cache-Tag` tags (derived).
+    tags: Vec<String>,
 }
 
 impl StoredResponse {
@@ -97,6 +106,9 @@ impl StoredResponse {
         }
         let (directives, source) = Directives::response(headers);
         check_storable(status, headers, &directives, source, &request.headers)?;
+        if !cache_tag::within_bounds(headers, rules.max_cache_tag_bytes) {
+            return Err(NotStorable::CacheTags);
+        }
         let mut stored = headers.clone();
         for scope in [&directives.private, &directives.no_cache].into_iter().flatten() {
             if let FieldScope::Fields(names) = scope {
@@ -128,7 +140,8 @@ impl StoredResponse {
         let (directives, source) = Directives::response(&headers);
         let freshness =
             Freshness::derive(status, &headers, &directives, source, request_time, response_time, rules.heuristic_max);
-        Self { status, headers, selecting, request_time, response_time, directives, freshness }
+        let tags = cache_tag::tags(&headers);
+        Self { status, headers, selecting, request_time, response_time, directives, freshness, tags }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -142,6 +155,16 @@ impl StoredResponse {
 
     pub fn freshness(&self) -> &Freshness {
         &self.freshness
+    }
+
+    /// Its `Cache-Tag` tags, lower-cased (SPEC §10).
+    pub fn cache_tags(&self) -> &[String] {
+        &self.tags
+    }
+
+    /// Whether a request with `headers` would select this variant (its `Vary`, RFC 9111 §4.1).
+    pub fn selected_by(&self, headers: &HeaderMap) -> bool {
+        self.selecting.matches(headers)
     }
 
     /// Whether this response may answer `request` at `now` as it is, after validation, or not at all.
@@ -219,6 +242,9 @@ impl StoredResponse {
         }
         let (directives, source) = Directives::response(&headers);
         check_storable(self.status, &headers, &directives, source, &request.headers)?;
+        if !cache_tag::within_bounds(&headers, rules.max_cache_tag_bytes) {
+            return Err(NotStorable::CacheTags);
+        }
         for scope in [&directives.private, &directives.no_cache].into_iter().flatten() {
             if let FieldScope::Fields(names) = scope {
                 for name in names {

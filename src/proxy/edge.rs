@@ -29,6 +29,9 @@ pub struct EdgeEntry {
     pub body: Bytes,
     /// The zone generation the entry was filled under.
     pub generation: i64,
+    /// The zone revision the filling request began under (or the revalidating one's): purge rules of
+    /// newer revisions apply to it (SPEC §10).
+    pub fill_revision: i64,
     /// Its reserve key hash, for recording reads of the reserve copy.
     pub key_hash: String,
     /// The reserve object it was read from, if it was (a revalidation then refreshes that one too).
@@ -38,20 +41,28 @@ pub struct EdgeEntry {
 }
 
 impl EdgeEntry {
-    pub fn new(stored: Arc<StoredResponse>, body: Bytes, generation: i64, key_hash: String) -> Self {
-        Self { stored, body, generation, key_hash, from_reserve: None, last_noted: AtomicI64::new(0) }
+    /// An entry filled under `(generation, fill_revision)`.
+    pub fn new(
+        stored: Arc<StoredResponse>,
+        body: Bytes,
+        (generation, fill_revision): (i64, i64),
+        key_hash: String,
+    ) -> Self {
+        Self { stored, body, generation, fill_revision, key_hash, from_reserve: None, last_noted: AtomicI64::new(0) }
     }
 
-    /// An entry for a body read from the reserve.
+    /// An entry for a body read from the reserve (it keeps the reserve copy's fill revision).
     pub fn from_reserve(stored: Arc<StoredResponse>, body: Bytes, entry: IndexEntry) -> Self {
-        let mut e = Self::new(stored, body, entry.generation, entry.key_hash.clone());
+        let mut e = Self::new(stored, body, (entry.generation, entry.fill_revision), entry.key_hash.clone());
         e.from_reserve = Some(entry);
         e
     }
 
-    /// The same object with a refreshed stored response (after a `304`).
-    pub fn refreshed(&self, stored: Arc<StoredResponse>) -> Self {
-        let mut e = Self::new(stored, self.body.clone(), self.generation, self.key_hash.clone());
+    /// The same object with a stored response refreshed (after a `304`) by a request that began under
+    /// `fill_revision`.
+    pub fn refreshed(&self, stored: Arc<StoredResponse>, fill_revision: i64) -> Self {
+        let revision = self.fill_revision.max(fill_revision);
+        let mut e = Self::new(stored, self.body.clone(), (self.generation, revision), self.key_hash.clone());
         e.from_reserve = self.from_reserve.clone();
         e
     }

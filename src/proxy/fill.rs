@@ -27,7 +27,7 @@ use super::{
     coalesce::{FillGuard, Filled},
     edge::{EdgeEntry, EdgeTier},
     index_cache::IndexCache,
-    invalidations::{Epoch, Invalidations},
+    invalidations::{Epoch, Gate, Invalidations},
     origin::OriginResponseBody,
 };
 use crate::net::idle_body::BodyError;
@@ -56,9 +56,8 @@ pub struct EdgeFill {
     pub key_hash: String,
     pub generation: i64,
     pub stored: StoredResponse,
-    /// Lands only if the key was not invalidated since `seen`.
-    pub invalidations: Arc<Invalidations>,
-    pub seen: Epoch,
+    /// Lands only through this gate.
+    pub gate: Gate,
     /// `Content-Length`, when announced.
     pub expected: Option<u64>,
     /// The body so far, within its share of the edge-fill budget (`--edge-fill-buffer-bytes`).
@@ -93,6 +92,8 @@ pub struct ReserveWrite {
     /// Lands only if the key was not invalidated since `seen`.
     pub invalidations: Arc<Invalidations>,
     pub seen: Epoch,
+    /// The zone revision the request began under (the index refuses the write if a purge is newer).
+    pub fill_revision: i64,
     /// The write's share of the write budget (see [`write_cost`]), held until it ends.
     pub _budget: BudgetShare,
 }
@@ -109,14 +110,17 @@ impl ReserveWrite {
 
     async fn run(self, mut rx: mpsc::UnboundedReceiver<WriterMsg>, backlog: Arc<AtomicUsize>) {
         let zone = &self.zone;
-        let mut upload =
-            match self.reserve.begin_upload(&zone.id, zone.generation, &self.key, self.meta.clone(), self.size).await {
-                Ok(u) => u,
-                Err(e) => {
-                    tracing::warn!(zone = %zone.name, error = %e, "could not start a reserve write");
-                    return;
-                }
-            };
+        let mut upload = match self
+            .reserve
+            .begin_upload(&zone.id, zone.generation, self.fill_revision, &self.key, self.meta.clone(), self.size)
+            .await
+        {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::warn!(zone = %zone.name, error = %e, "could not start a reserve write");
+                return;
+            }
+        };
         while let Some(msg) = rx.recv().await {
             match msg {
                 WriterMsg::Chunk(chunk) => {
@@ -213,9 +217,13 @@ impl TeeBody {
             // A body that came without a length gets one, so a HEAD answered from this copy can say it.
             let stored = Arc::new(edge.stored.with_content_length(edge.buf.len() as u64));
             // From here the edge tier accounts for the bytes; the fill's share is given back.
-            let entry = Arc::new(EdgeEntry::new(stored, edge.buf.freeze(), edge.generation, edge.key_hash));
-            let landed =
-                edge.invalidations.land_now(&edge.key, edge.seen, || edge.tier.insert(&edge.key, entry.clone()));
+            let entry = Arc::new(EdgeEntry::new(
+                stored,
+                edge.buf.freeze(),
+                (edge.generation, edge.gate.fill_revision),
+                edge.key_hash,
+            ));
+            let landed = edge.gate.land_now(&edge.key, || edge.tier.insert(&edge.key, entry.clone()));
             if landed && let Some(g) = guard.take() {
                 g.complete(Filled::Edge(entry));
             }

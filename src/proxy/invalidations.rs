@@ -9,9 +9,12 @@
 use std::{
     future::Future,
     hash::{BuildHasher, RandomState},
+    sync::Arc,
 };
 
 use tokio::sync::{RwLock, RwLockReadGuard};
+
+use crate::{domain::ZoneId, purge::PurgeBook};
 
 const SHARDS: usize = 4096;
 
@@ -77,6 +80,24 @@ impl Invalidations {
         let mut n = self.shard(key).write().await;
         *n += 1;
         remove();
+    }
+}
+
+/// What a fill must still hold to land in the edge tier: its key not invalidated since `seen` (RFC 9111
+/// §4.4), and no purge or invalidation of its zone newer than the revision it was filled under (SPEC §10).
+#[derive(Clone)]
+pub struct Gate {
+    pub invalidations: Arc<Invalidations>,
+    pub seen: Epoch,
+    pub purges: Arc<PurgeBook>,
+    pub zone: ZoneId,
+    pub fill_revision: i64,
+}
+
+impl Gate {
+    /// Runs `land` (a synchronous tier insert) if both still hold; never waits. Returns whether it ran.
+    pub fn land_now(&self, key: &str, land: impl FnOnce()) -> bool {
+        self.purges.land(&self.zone, self.fill_revision, || self.invalidations.land_now(key, self.seen, land))
     }
 }
 

@@ -7,7 +7,15 @@ use std::{sync::Arc, time::SystemTime};
 use object_store::GetResult;
 
 use super::{Ctx, edge::EdgeEntry, index_cache::Known, unix_secs};
-use crate::http_cache::{Reuse, StoredResponse, codec};
+use crate::{
+    http_cache::{Reuse, StoredResponse, codec},
+    purge::Verdict,
+};
+
+/// How an invalidated copy may be reused: never fresh; it is validated first (SPEC §10).
+fn invalidated(reuse: Reuse) -> Reuse {
+    if reuse == Reuse::Fresh { Reuse::Validate } else { reuse }
+}
 
 /// A stored response that may answer the request, fresh or after validation.
 pub struct Found {
@@ -38,8 +46,20 @@ impl Ctx<'_> {
     /// Looks the request up in the tiers.
     pub(super) async fn lookup(&self, now: SystemTime) -> Option<Found> {
         let p = self.proxy;
+        if !self.view_fresh {
+            // This node may not know of a purge that has been answered: nothing stored is served.
+            self.counters.edge_misses.increment(1);
+            return None;
+        }
         if let Some(entry) = p.edge.get(&self.zone, &self.key) {
-            let reuse = entry.stored.reuse(&self.parts, now, &p.rules);
+            let reuse = match self.judge(entry.fill_revision, &entry.stored) {
+                Verdict::Purged => {
+                    p.edge.remove(&self.key);
+                    Reuse::Unusable
+                }
+                Verdict::Invalidated { .. } => invalidated(entry.stored.reuse(&self.parts, now, &p.rules)),
+                Verdict::Keep => entry.stored.reuse(&self.parts, now, &p.rules),
+            };
             if reuse == Reuse::Fresh {
                 self.counters.edge_hits.increment(1);
                 if entry.should_note(unix_secs(now), p.note_every_secs) {
@@ -65,7 +85,12 @@ impl Ctx<'_> {
     async fn reserve_lookup(&self, now: SystemTime) -> Option<Found> {
         let p = self.proxy;
         let known = self.known(&self.key).await?;
-        let reuse = known.stored.reuse(&self.parts, now, &p.rules);
+        let reuse = match self.judge(known.entry.fill_revision, &known.stored) {
+            // Its index entry and body go in the background; until then the rule keeps it unseen.
+            Verdict::Purged => return None,
+            Verdict::Invalidated { .. } => invalidated(known.stored.reuse(&self.parts, now, &p.rules)),
+            Verdict::Keep => known.stored.reuse(&self.parts, now, &p.rules),
+        };
         if reuse == Reuse::Unusable {
             return None;
         }

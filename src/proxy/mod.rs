@@ -99,6 +99,8 @@ pub struct ProxyConfig {
     pub honor_request_cache_control: bool,
     /// Peers whose `X-Forwarded-For`, `Forwarded` and `Via` are believed; none by default.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Most bytes of `Cache-Tag` a response may carry and be stored (Cloudflare: 16 KiB).
+    pub max_cache_tag_bytes: usize,
 }
 
 impl Default for ProxyConfig {
@@ -118,6 +120,7 @@ impl Default for ProxyConfig {
             heuristic_max: Duration::from_secs(86_400),
             honor_request_cache_control: false,
             trusted_proxies: Vec::new(),
+            max_cache_tag_bytes: crate::http_cache::cache_tag::DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -162,6 +165,7 @@ impl Proxy {
         let rules = CacheRules {
             heuristic_max: config.heuristic_max,
             honor_request_directives: config.honor_request_cache_control,
+            max_cache_tag_bytes: config.max_cache_tag_bytes,
         };
         Ok(Self {
             directory,

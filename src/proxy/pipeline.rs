@@ -27,6 +27,7 @@ use super::{
 use crate::{
     http_cache::{Reuse, StoredResponse, codec, invalidation},
     metrics::CacheStatus,
+    purge::Verdict,
     reserve::key_hash,
     storage::IndexEntry,
 };
@@ -106,6 +107,7 @@ impl Ctx<'_> {
         let filled = tokio::time::timeout(p.config.origin_timeout, coalesce::wait(rx)).await;
         let now = SystemTime::now();
         if let Ok(Filled::Edge(entry)) = filled
+            && self.judge(entry.fill_revision, &entry.stored) == Verdict::Keep
             && entry.stored.reuse(&self.parts, now, &p.rules) == Reuse::Fresh
         {
             self.counters.edge_hits.increment(1);
@@ -166,9 +168,8 @@ impl Ctx<'_> {
         let p = self.proxy;
         match tier {
             Tier::Edge(entry) => {
-                let refreshed = Arc::new(entry.refreshed(fresh.clone()));
-                let landed =
-                    p.invalidations.land_now(&self.key, self.seen, || p.edge.insert(&self.key, refreshed.clone()));
+                let refreshed = Arc::new(entry.refreshed(fresh.clone(), self.fill_revision));
+                let landed = self.gate().land_now(&self.key, || p.edge.insert(&self.key, refreshed.clone()));
                 if let Some(reserved) = &entry.from_reserve {
                     self.refresh_reserve(reserved, &fresh).await;
                 }
@@ -189,8 +190,8 @@ impl Ctx<'_> {
             return;
         }
         let meta = codec::encode(fresh);
-        let Some(updated) = p.invalidations.land(&self.key, self.seen, p.reserve.update_meta(entry, &meta)).await
-        else {
+        let update = p.reserve.update_meta(entry, &meta, self.fill_revision);
+        let Some(updated) = p.invalidations.land(&self.key, self.seen, update).await else {
             // Invalidated meanwhile: the object is gone or going.
             return;
         };
@@ -264,7 +265,7 @@ impl Ctx<'_> {
         match body.bytes().await {
             Ok(bytes) => {
                 let entry = Arc::new(EdgeEntry::from_reserve(stored.clone(), bytes.clone(), known.entry.clone()));
-                p.invalidations.land_now(&self.key, self.seen, || p.edge.insert(&self.key, entry));
+                self.gate().land_now(&self.key, || p.edge.insert(&self.key, entry));
                 Some(Body::new(HeldBody::new(bytes, share)))
             }
             Err(e) => {
@@ -313,8 +314,7 @@ impl Ctx<'_> {
             key_hash: key_hash(&self.key),
             generation: self.zone.generation,
             stored: stored.clone(),
-            invalidations: p.invalidations.clone(),
-            seen: self.seen,
+            gate: self.gate(),
             expected: length,
             buf,
             counters: self.counters.clone(),
@@ -333,6 +333,7 @@ impl Ctx<'_> {
                         counters: self.counters.clone(),
                         invalidations: p.invalidations.clone(),
                         seen: self.seen,
+                        fill_revision: self.fill_revision,
                     }
                     .spawn(),
                 ),

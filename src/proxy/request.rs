@@ -9,13 +9,15 @@ use super::{
     Proxy, cdn_loop,
     client_headers::{Forwarded, keyed, prepare_for_origin},
     error::ProxyError,
-    invalidations::Epoch,
+    invalidations::{Epoch, Gate},
     origin::Origin,
     respond::{self, Answer, ReserveTag},
 };
 use crate::{
     domain::Zone,
+    http_cache::StoredResponse,
     metrics::{CacheStatus, ZoneCounters},
+    purge::{Subject, Verdict},
 };
 
 /// One request for one zone: what every phase after the first needs.
@@ -32,6 +34,12 @@ pub struct Ctx<'a> {
     pub(super) key: String,
     /// The key's invalidation count before any look-up: what this request fills lands only if it holds.
     pub(super) seen: Epoch,
+    /// The zone revision this node had applied when the request began: what it fills is stamped with it,
+    /// and purges of newer revisions apply to that (SPEC §10).
+    pub(super) fill_revision: i64,
+    /// Whether this node's view of the zones (and their purges) is recent enough to serve stored copies
+    /// by; when it is not, every request goes to the origin (see [`crate::directory`]).
+    pub(super) view_fresh: bool,
     /// The client asked to switch protocols (`Upgrade`, a hop-by-hop field, removed from `parts`).
     pub(super) upgrade: bool,
     /// Whether this request may read and write the reserve: the zone's setting is `on`, this node's view
@@ -86,11 +94,44 @@ impl<'a> Ctx<'a> {
         let counters = proxy.metrics.zone(&zone);
         let origin = zone.origin.as_deref().and_then(Origin::parse);
         let seen = proxy.invalidations.epoch(&key).await;
-        let use_reserve = zone.reserve_on && proxy.directory.reserve_usable() && proxy.reserve.available();
+        // Read before the look-up: every rule up to it is in the book by then.
+        let fill_revision = proxy.directory.revision();
+        let view_fresh = proxy.directory.reserve_usable();
+        let use_reserve = zone.reserve_on && view_fresh && proxy.reserve.available();
         if zone.reserve_on && !use_reserve {
             counters.reserve_unavailable.increment(1);
         }
-        Ok(Ctx { proxy, zone, counters, forwarded, origin, parts, key, seen, upgrade, use_reserve })
+        Ok(Ctx {
+            proxy,
+            zone,
+            counters,
+            forwarded,
+            origin,
+            parts,
+            key,
+            seen,
+            fill_revision,
+            view_fresh,
+            upgrade,
+            use_reserve,
+        })
+    }
+
+    /// What a fill by this request must still hold to land in the edge tier.
+    pub(super) fn gate(&self) -> Gate {
+        Gate {
+            invalidations: self.proxy.invalidations.clone(),
+            seen: self.seen,
+            purges: self.proxy.directory.purges().clone(),
+            zone: self.zone.id.clone(),
+            fill_revision: self.fill_revision,
+        }
+    }
+
+    /// What the zone's purges and invalidations say of a stored copy (SPEC §10).
+    pub(super) fn judge(&self, fill_revision: i64, stored: &StoredResponse) -> Verdict {
+        let subject = Subject { fill_revision, key: &self.key, stored };
+        self.proxy.directory.purges().judge(&self.zone.id, &subject)
     }
 
     /// The request as the cache asks the origin for it and judges what comes back: a `HEAD` becomes a

@@ -11,13 +11,7 @@ use http::{
 };
 
 use super::error::ProxyError;
-use crate::{
-    http_cache::{
-        StoredResponse,
-        directives::{CLOUDFLARE_CDN_CACHE_CONTROL, SURROGATE_CONTROL},
-    },
-    metrics::CacheStatus,
-};
+use crate::{http_cache::StoredResponse, metrics::CacheStatus};
 
 /// Cloudflare's cache status header.
 pub const CF_CACHE_STATUS: &str = "cf-cache-status";
@@ -91,7 +85,7 @@ pub fn from_cache(stored: &StoredResponse, body: Body, request: &request::Parts,
 /// An answer from the origin's response (already free of hop-by-hop fields): the fields meant for this
 /// cache alone removed; no body for `HEAD`.
 pub fn from_origin(mut head: response::Parts, body: Body, request: &request::Parts) -> Response<Body> {
-    for name in [CLOUDFLARE_CDN_CACHE_CONTROL, SURROGATE_CONTROL] {
+    for name in &crate::http_cache::CONSUMED {
         head.headers.remove(name);
     }
     let body = if request.method == Method::HEAD { Body::empty() } else { body };

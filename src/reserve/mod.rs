@@ -50,6 +50,9 @@ pub enum PutOutcome {
     Superseded,
     /// The zone's reserve was switched off while the body was being written: the object was discarded.
     ReserveOff,
+    /// A purge or invalidation of the zone committed after the filling request began: the object was
+    /// discarded (it may predate the purge).
+    Purged,
     /// The zone disappeared while the body was being written (reported as [`ReserveError::NoZone`]).
     NoZone,
 }
@@ -60,6 +63,8 @@ pub struct NewObject {
     pub key: String,
     pub meta: Vec<u8>,
     pub body: Bytes,
+    /// See [`IndexEntry::fill_revision`]; 0 for an object from before any purge of its zone.
+    pub fill_revision: i64,
 }
 
 /// Bodies written at once by [`Reserve::put_many`].
@@ -145,7 +150,7 @@ impl Reserve {
     /// leaves a visible partial object; a crash in between leaves an unindexed body that the next Clear's
     /// sweep removes.
     pub async fn put(&self, zone: &ZoneId, key: &str, meta: Vec<u8>, body: Bytes) -> Result<PutOutcome, ReserveError> {
-        let object = NewObject { key: key.to_owned(), meta, body };
+        let object = NewObject { key: key.to_owned(), meta, body, fill_revision: 0 };
         Ok(self.put_many(zone, vec![object]).await?.remove(0))
     }
 
@@ -177,6 +182,7 @@ impl Reserve {
                     size,
                     meta: o.meta,
                     stored_on: Timestamp::now(),
+                    fill_revision: o.fill_revision,
                 })
             })
             .buffered(WRITE_CONCURRENCY)
@@ -223,6 +229,10 @@ impl Reserve {
                     unreferenced.push(entry.blob.clone());
                     PutOutcome::ReserveOff
                 }
+                RecordOutcome::Purged => {
+                    unreferenced.push(entry.blob.clone());
+                    PutOutcome::Purged
+                }
                 RecordOutcome::NoZone => {
                     unreferenced.push(entry.blob.clone());
                     PutOutcome::NoZone
@@ -267,16 +277,18 @@ impl Reserve {
         rx.await.unwrap_or(Err(ReserveError::BatchFailed))
     }
 
-    /// Starts a streamed write of `key` into generation `generation` of the zone (see [`Upload`]).
+    /// Starts a streamed write of `key` into generation `generation` of the zone, filled under zone
+    /// revision `fill_revision` (see [`Upload`]).
     pub async fn begin_upload(
         &self,
         zone: &ZoneId,
         generation: i64,
+        fill_revision: i64,
         key: &str,
         meta: Vec<u8>,
         size: u64,
     ) -> Result<Upload, ReserveError> {
-        Upload::begin(self.clone(), zone, generation, key, meta, size).await
+        Upload::begin(self.clone(), zone, (generation, fill_revision), key, meta, size).await
     }
 
     /// The index entry of `key` in the zone's current generation, without reading the body.
@@ -318,9 +330,11 @@ impl Reserve {
         Ok(())
     }
 
-    /// Replaces a stored object's metadata after a revalidation; `false` if it was replaced meanwhile.
-    pub async fn update_meta(&self, entry: &IndexEntry, meta: &[u8]) -> Result<bool, ReserveError> {
-        Ok(self.index.update_meta(&entry.zone_id, entry.generation, &entry.key_hash, &entry.blob, meta).await?)
+    /// Replaces a stored object's metadata after a revalidation by a request that began at zone revision
+    /// `fill_revision`; `false` if it was replaced meanwhile.
+    pub async fn update_meta(&self, entry: &IndexEntry, meta: &[u8], fill_revision: i64) -> Result<bool, ReserveError> {
+        let e = entry;
+        Ok(self.index.update_meta(&e.zone_id, e.generation, &e.key_hash, &e.blob, meta, fill_revision).await?)
     }
 
     /// Records when objects were last read.

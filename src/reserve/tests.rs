@@ -156,7 +156,12 @@ async fn clear_hides_at_once_and_reclaim_deletes_everything_old_and_nothing_new(
 async fn put_many_records_a_batch_and_the_last_write_of_a_key_wins(f: Fixture) {
     let z = new_zone(&f).await;
     let objects = (0..20)
-        .map(|i| NewObject { key: format!("k{}", i % 10), meta: vec![], body: Bytes::from(format!("body{i}")) })
+        .map(|i| NewObject {
+            key: format!("k{}", i % 10),
+            meta: vec![],
+            body: Bytes::from(format!("body{i}")),
+            fill_revision: 0,
+        })
         .collect();
     let outcomes = f.reserve.put_many(&z, objects).await.unwrap();
     assert_eq!(outcomes, vec![PutOutcome::Stored; 20]);
@@ -180,7 +185,7 @@ async fn concurrent_streamed_uploads_are_recorded_together_and_whole(f: Fixture)
             tokio::spawn(async move {
                 let body: Vec<u8> = (0..size).map(|b| (b % 251) as u8 ^ i as u8).collect();
                 let mut up =
-                    reserve.begin_upload(&zone, 1, &format!("k{i}"), vec![i as u8], size as u64).await.unwrap();
+                    reserve.begin_upload(&zone, 1, 0, &format!("k{i}"), vec![i as u8], size as u64).await.unwrap();
                 for chunk in body.chunks(64 * 1024) {
                     up.write(Bytes::copy_from_slice(chunk)).await.unwrap();
                 }
@@ -200,7 +205,7 @@ async fn concurrent_streamed_uploads_are_recorded_together_and_whole(f: Fixture)
 async fn nothing_is_recorded_once_the_reserve_is_off_and_a_missing_or_damaged_body_heals_the_index(f: Fixture) {
     let z = new_zone(&f).await;
     // A write that began while on and finishes after `off` committed: refused by the store itself.
-    let mut up = f.reserve.begin_upload(&z, 1, "racing", vec![], 5).await.unwrap();
+    let mut up = f.reserve.begin_upload(&z, 1, 0, "racing", vec![], 5).await.unwrap();
     up.write(Bytes::from_static(b"hello")).await.unwrap();
     set_reserve(&f, &z, false).await;
     assert_eq!(up.finish().await.unwrap(), PutOutcome::ReserveOff);
@@ -223,7 +228,7 @@ async fn nothing_is_recorded_once_the_reserve_is_off_and_a_missing_or_damaged_bo
 
 async fn a_short_upload_commits_nothing(f: Fixture) {
     let zone = new_zone(&f).await;
-    let mut up = f.reserve.begin_upload(&zone, 1, "short", vec![], 100).await.unwrap();
+    let mut up = f.reserve.begin_upload(&zone, 1, 0, "short", vec![], 100).await.unwrap();
     up.write(Bytes::from_static(b"only part")).await.unwrap();
     assert!(matches!(up.finish().await, Err(ReserveError::Incomplete { expected: 100, got: 9 })));
     assert!(f.reserve.get(&zone, "short").await.unwrap().is_none());
@@ -254,8 +259,16 @@ impl ObjectIndex for LostAck {
     async fn usage(&self, zone: &ZoneId) -> crate::storage::StoreResult<Usage> {
         self.0.usage(zone).await
     }
-    async fn update_meta(&self, z: &ZoneId, g: i64, k: &str, b: &str, m: &[u8]) -> crate::storage::StoreResult<bool> {
-        self.0.update_meta(z, g, k, b, m).await
+    async fn update_meta(
+        &self,
+        z: &ZoneId,
+        g: i64,
+        k: &str,
+        b: &str,
+        m: &[u8],
+        r: i64,
+    ) -> crate::storage::StoreResult<bool> {
+        self.0.update_meta(z, g, k, b, m, r).await
     }
     async fn record_access(&self, accesses: &[Access]) -> crate::storage::StoreResult<()> {
         self.0.record_access(accesses).await

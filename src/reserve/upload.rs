@@ -46,7 +46,7 @@ impl Upload {
     pub(super) async fn begin(
         reserve: Reserve,
         zone: &ZoneId,
-        generation: i64,
+        (generation, fill_revision): (i64, i64),
         key: &str,
         meta: Vec<u8>,
         size: u64,
@@ -68,6 +68,7 @@ impl Upload {
             size,
             meta,
             stored_on: Timestamp::now(),
+            fill_revision,
         };
         Ok(Self { reserve, entry, sink, written: 0 })
     }

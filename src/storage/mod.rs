@@ -19,7 +19,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::domain::{
-    ClearOperation, Permission, Timestamp, TokenId, TokenScope, UserId, Zone, ZoneId, ZoneName, secret::SecretHash,
+    ClearOperation, Permission, PurgeAction, PurgeRule, PurgeTarget, Timestamp, TokenId, TokenScope, UserId, Zone,
+    ZoneId, ZoneName, secret::SecretHash,
 };
 
 /// What went wrong in a backend. Backend detail is kept as a source for the log, never shown to clients.
@@ -99,6 +100,16 @@ pub enum StartClearOutcome {
     ReserveOn,
 }
 
+/// What a purge or invalidation committed (SPEC §10).
+#[derive(Debug, Clone)]
+pub struct PurgeOutcome {
+    /// The zone as the call's transaction left it (its revision is the call's).
+    pub zone: Zone,
+    /// The rules recorded, all at the zone's revision; empty for `purge_everything`, which moves the zone to
+    /// a new generation instead.
+    pub rules: Vec<PurgeRule>,
+}
+
 /// An API token as stored (the secret itself is never stored).
 #[derive(Debug, Clone)]
 pub struct StoredToken {
@@ -163,6 +174,16 @@ pub trait ControlStore: Send + Sync + 'static {
     /// (read after every write racing it has committed or been refused). `start_ts` is the database's
     /// clock. Cost independent of object count.
     async fn start_clear(&self, id: &ZoneId) -> StoreResult<StartClearOutcome>;
+    /// Records a purge or invalidation of `targets` (not empty), in one transaction with the zone locked:
+    /// the zone takes the next revision, which becomes its `purge_revision` and every rule's revision, with
+    /// `created_on` from the database's clock. `purge_everything` (a purge of [`PurgeTarget::Everything`])
+    /// records no rule: it moves the zone to a new generation, as a Clear does, and records a reclaim of
+    /// the old ones that the Clear's state does not show. Cost independent of object count.
+    async fn purge(&self, id: &ZoneId, action: PurgeAction, targets: &[PurgeTarget]) -> StoreResult<PurgeOutcome>;
+    /// Rules of revisions in `(after, through]`, in revision order: with [`ControlStore::zone_changes`], the
+    /// feed a node applies (a node that has seen revision `r` holds every rule up to `r`).
+    async fn purge_rules(&self, after: i64, through: i64) -> StoreResult<Vec<PurgeRule>>;
+
     /// The zone's latest Clear, with current progress.
     async fn latest_clear(&self, id: &ZoneId) -> StoreResult<Option<ClearOperation>>;
 
@@ -200,6 +221,9 @@ pub struct IndexEntry {
     /// Opaque metadata stored beside the body (headers, for the proxy).
     pub meta: Vec<u8>,
     pub stored_on: Timestamp,
+    /// The zone revision the filling node had applied when the request began: purge and invalidation
+    /// rules of higher revisions apply to it (SPEC §10). 0: filled before any rule.
+    pub fill_revision: i64,
 }
 
 /// Outcome of recording a put.
@@ -213,6 +237,9 @@ pub enum RecordOutcome {
     /// The zone's reserve is off (it was switched off while the body was being written): nothing recorded,
     /// the body is to be deleted.
     ReserveOff,
+    /// A purge or invalidation of the zone committed after the filling request began (the object may
+    /// predate it): nothing recorded, the body is to be deleted.
+    Purged,
     /// The zone does not exist.
     NoZone,
 }
@@ -281,7 +308,8 @@ pub trait ObjectIndex: Send + Sync + 'static {
     /// Objects and bytes in the zone's current generation.
     async fn usage(&self, zone: &ZoneId) -> StoreResult<Usage>;
     /// Replaces the metadata of an entry (after a revalidation), only if it is still the entry whose body
-    /// is `blob` in that generation. Returns whether it was.
+    /// is `blob` in that generation, and raises its fill revision to `fill_revision` (the revalidating
+    /// request's; never lowered). Returns whether it was.
     async fn update_meta(
         &self,
         zone: &ZoneId,
@@ -289,6 +317,7 @@ pub trait ObjectIndex: Send + Sync + 'static {
         key_hash: &str,
         blob: &str,
         meta: &[u8],
+        fill_revision: i64,
     ) -> StoreResult<bool>;
     /// Records when objects were last read, in one transaction, in key order (two nodes flushing at once
     /// never deadlock). Never moves a time backwards; entries gone meanwhile are skipped.

@@ -3,6 +3,7 @@
 pub mod cache_reserve;
 pub mod clear;
 pub mod metrics;
+pub mod purge;
 pub mod smart_shield;
 pub mod user_tokens;
 pub mod zones;

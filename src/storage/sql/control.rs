@@ -8,17 +8,17 @@ use sqlx::{Any, Transaction};
 use super::{Dialect, SqlStore, backend, retrying, rows, sql, unique_or_backend};
 use crate::{
     domain::{
-        ClearOperation, Timestamp, TokenId, Zone, ZoneId, ZoneName,
+        ClearOperation, PurgeAction, PurgeRule, PurgeTarget, Timestamp, TokenId, Zone, ZoneId, ZoneName,
         rules::{ClearDecision, ReserveDecision, decide_set_reserve, decide_start_clear},
         secret::SecretHash,
     },
     storage::{
-        ControlStore, NewZone, Page, SetReserveOutcome, StartClearOutcome, StoreError, StoreResult, StoredToken,
-        StoredUser, ZoneFilter,
+        ControlStore, NewZone, Page, PurgeOutcome, SetReserveOutcome, StartClearOutcome, StoreError, StoreResult,
+        StoredToken, StoredUser, ZoneFilter,
     },
 };
 
-/// The latest Clear of a zone with what is left of the generations it clears.
+/// The latest Clear of a zone (not a `purge_everything`, which is reclaimed the same way) with what is left of the generations it clears.
 const LATEST_CLEAR: &str = "
     SELECT c.id, c.zone_id, c.target_generation, c.start_ts, c.end_ts, c.modified_on,
            c.objects_total, c.bytes_total,
@@ -28,7 +28,7 @@ const LATEST_CLEAR: &str = "
            CAST(COALESCE((SELECT SUM(g.bytes) FROM generations g
                           WHERE g.zone_id = c.zone_id AND g.generation < c.target_generation), 0) AS BIGINT)
                AS remaining_bytes
-    FROM clears c WHERE c.zone_id = $1 ORDER BY c.id DESC LIMIT 1";
+    FROM clears c WHERE c.zone_id = $1 AND c.kind = 'clear' ORDER BY c.id DESC LIMIT 1";
 
 /// The channel on which PostgreSQL announces zone changes (payload `zones`) and node syncs (`sync`).
 pub(super) const CHANNEL: &str = "cache_reserve";
@@ -64,6 +64,39 @@ async fn next_revision(tx: &mut Transaction<'static, Any>) -> StoreResult<i64> {
         .fetch_one(&mut **tx)
         .await
         .map_err(backend)
+}
+
+/// Moves the zone to a new generation at `revision` and records the reclaim of the old ones (a row of
+/// `clears` of `kind` `clear` or `purge`), with the counts it must delete.
+async fn new_generation(
+    tx: &mut Transaction<'static, Any>,
+    d: Dialect,
+    id: &ZoneId,
+    revision: i64,
+    kind: &str,
+) -> StoreResult<()> {
+    let target: i64 = sqlx::query_scalar(
+        "UPDATE zones SET generation = generation + 1, revision = $2 WHERE id = $1 RETURNING generation",
+    )
+    .bind(id.as_str())
+    .bind(revision)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(backend)?;
+    sqlx::query(sql(format!(
+        "INSERT INTO clears (zone_id, target_generation, start_ts, modified_on, objects_total, bytes_total, kind)
+         SELECT $1, $2, {now}, {now},
+                CAST(COALESCE(SUM(objects), 0) AS BIGINT), CAST(COALESCE(SUM(bytes), 0) AS BIGINT), $3
+         FROM generations WHERE zone_id = $1 AND generation < $2",
+        now = d.now()
+    )))
+    .bind(id.as_str())
+    .bind(target)
+    .bind(kind)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    Ok(())
 }
 
 /// Announces a change to listening nodes when the transaction commits (PostgreSQL `NOTIFY`).
@@ -237,32 +270,84 @@ impl ControlStore for SqlStore {
                 ClearDecision::Start => {}
             }
             let revision = next_revision(&mut tx).await?;
-            let target: i64 = sqlx::query_scalar(
-                "UPDATE zones SET generation = generation + 1, revision = $2 WHERE id = $1 RETURNING generation",
-            )
-            .bind(id.as_str())
-            .bind(revision)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
-            sqlx::query(sql(format!(
-                "INSERT INTO clears (zone_id, target_generation, start_ts, modified_on, objects_total, bytes_total)
-                 SELECT $1, $2, {now}, {now},
-                        CAST(COALESCE(SUM(objects), 0) AS BIGINT), CAST(COALESCE(SUM(bytes), 0) AS BIGINT)
-                 FROM generations WHERE zone_id = $1 AND generation < $2",
-                now = d.now()
-            )))
-            .bind(id.as_str())
-            .bind(target)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+            new_generation(&mut tx, d, id, revision, "clear").await?;
             announce(&mut tx, d, "zones").await?;
             let op = latest_clear_in(&mut tx, id).await?.ok_or_else(|| StoreError::NotFound("clear".into()))?;
             let zone = zone_in(&mut tx, id).await?;
             tx.commit().await.map_err(backend)?;
             Ok(StartClearOutcome::Started { op, zone })
         })
+    }
+
+    async fn purge(&self, id: &ZoneId, action: PurgeAction, targets: &[PurgeTarget]) -> StoreResult<PurgeOutcome> {
+        let d = self.dialect;
+        retrying!(async {
+            let mut tx = self.begin_write().await?;
+            // Writes racing this one hold the zone shared until they commit or are refused (`purge_revision`).
+            lock_zone(&mut tx, d, id).await?;
+            let revision = next_revision(&mut tx).await?;
+            let mut rules = Vec::new();
+            if action == PurgeAction::Purge && targets.contains(&PurgeTarget::Everything) {
+                new_generation(&mut tx, d, id, revision, "purge").await?;
+            } else {
+                let created_on: i64 = sqlx::query_scalar(sql(format!("SELECT {}", d.now())))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                for target in targets {
+                    let headers = match target {
+                        PurgeTarget::File { headers, .. } if !headers.is_empty() => {
+                            Some(serde_json::to_string(headers).map_err(|e| StoreError::Backend(e.into()))?)
+                        }
+                        _ => None,
+                    };
+                    sqlx::query(
+                        "INSERT INTO purge_rules (revision, zone_id, action, kind, value, headers, created_on)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(revision)
+                    .bind(id.as_str())
+                    .bind(action.as_str())
+                    .bind(target.kind())
+                    .bind(target.value())
+                    .bind(headers)
+                    .bind(created_on)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                    rules.push(PurgeRule {
+                        revision,
+                        zone_id: id.clone(),
+                        action,
+                        target: target.clone(),
+                        created_on: Timestamp::from_micros(created_on),
+                    });
+                }
+                sqlx::query("UPDATE zones SET revision = $2, purge_revision = $2 WHERE id = $1")
+                    .bind(id.as_str())
+                    .bind(revision)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            }
+            announce(&mut tx, d, "zones").await?;
+            let zone = zone_in(&mut tx, id).await?;
+            tx.commit().await.map_err(backend)?;
+            Ok(PurgeOutcome { zone, rules })
+        })
+    }
+
+    async fn purge_rules(&self, after: i64, through: i64) -> StoreResult<Vec<PurgeRule>> {
+        let rows = sqlx::query(
+            "SELECT revision, zone_id, action, kind, value, headers, created_on FROM purge_rules
+             WHERE revision > $1 AND revision <= $2 ORDER BY revision, id",
+        )
+        .bind(after)
+        .bind(through)
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(rows::purge_rule).collect()
     }
 
     async fn latest_clear(&self, id: &ZoneId) -> StoreResult<Option<ClearOperation>> {

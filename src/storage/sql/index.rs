@@ -10,7 +10,7 @@ use super::{Dialect, SqlStore, backend, retrying, rows, sql};
 use crate::{
     domain::{
         Timestamp, ZoneId,
-        rules::{RecordDecision, decide_record},
+        rules::{RecordDecision, RecordTarget, decide_record},
     },
     storage::{Access, BodyRef, ClearLease, IndexEntry, ObjectIndex, RecordOutcome, StoreError, StoreResult, Usage},
 };
@@ -78,8 +78,9 @@ async fn upsert(
 ) -> StoreResult<(bool, Option<(String, i64)>)> {
     loop {
         let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO objects (zone_id, generation, key_hash, cache_key, blob, size, meta, stored_on, last_access)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+            "INSERT INTO objects
+                 (zone_id, generation, key_hash, cache_key, blob, size, meta, stored_on, last_access, fill_revision)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)
              ON CONFLICT (zone_id, generation, key_hash) DO NOTHING RETURNING size",
         )
         .bind(e.zone_id.as_str())
@@ -90,6 +91,7 @@ async fn upsert(
         .bind(rows::sql_count(e.size))
         .bind(&e.meta)
         .bind(e.stored_on.as_micros())
+        .bind(e.fill_revision)
         .fetch_optional(&mut **tx)
         .await
         .map_err(backend)?;
@@ -112,7 +114,8 @@ async fn upsert(
             continue;
         };
         sqlx::query(
-            "UPDATE objects SET cache_key = $4, blob = $5, size = $6, meta = $7, stored_on = $8, last_access = $8
+            "UPDATE objects SET cache_key = $4, blob = $5, size = $6, meta = $7, stored_on = $8, last_access = $8,
+                                fill_revision = $9
              WHERE zone_id = $1 AND generation = $2 AND key_hash = $3",
         )
         .bind(e.zone_id.as_str())
@@ -123,6 +126,7 @@ async fn upsert(
         .bind(rows::sql_count(e.size))
         .bind(&e.meta)
         .bind(e.stored_on.as_micros())
+        .bind(e.fill_revision)
         .execute(&mut **tx)
         .await
         .map_err(backend)?;
@@ -151,14 +155,23 @@ impl SqlStore {
         zone_ids.dedup();
         let mut zones = BTreeMap::new();
         for id in zone_ids {
-            let row =
-                sqlx::query(sql(format!("SELECT generation, reserve_on FROM zones WHERE id = $1{}", d.for_share())))
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(backend)?;
+            let row = sqlx::query(sql(format!(
+                "SELECT generation, reserve_on, purge_revision FROM zones WHERE id = $1{}",
+                d.for_share()
+            )))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
             if let Some(r) = row {
-                zones.insert(id, (r.get::<i64, _>("generation"), r.get::<i64, _>("reserve_on") != 0));
+                zones.insert(
+                    id,
+                    RecordTarget {
+                        generation: r.get("generation"),
+                        reserve_on: r.get::<i64, _>("reserve_on") != 0,
+                        purge_revision: r.get("purge_revision"),
+                    },
+                );
             }
         }
         // Objects in key order, then counts in key order.
@@ -171,10 +184,11 @@ impl SqlStore {
         let mut counts = CountChanges::new();
         for i in order {
             let e = &entries[i];
-            let Some(&(generation, reserve_on)) = zones.get(e.zone_id.as_str()) else { continue };
-            outcomes[i] = match decide_record(generation, reserve_on, e.generation) {
+            let Some(&zone) = zones.get(e.zone_id.as_str()) else { continue };
+            outcomes[i] = match decide_record(zone, e.generation, e.fill_revision) {
                 RecordDecision::Superseded => RecordOutcome::Superseded,
                 RecordDecision::ReserveOff => RecordOutcome::ReserveOff,
+                RecordDecision::Purged => RecordOutcome::Purged,
                 RecordDecision::Record => {
                     let (added, old) = upsert(&mut tx, d, e).await?;
                     let c = counts.entry((e.zone_id.as_str().to_owned(), e.generation)).or_default();
@@ -293,15 +307,19 @@ impl ObjectIndex for SqlStore {
         key_hash: &str,
         blob: &str,
         meta: &[u8],
+        fill_revision: i64,
     ) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "UPDATE objects SET meta = $5 WHERE zone_id = $1 AND generation = $2 AND key_hash = $3 AND blob = $4",
-        )
+        let done = sqlx::query(sql(format!(
+            "UPDATE objects SET meta = $5, fill_revision = {}(fill_revision, $6)
+             WHERE zone_id = $1 AND generation = $2 AND key_hash = $3 AND blob = $4",
+            self.dialect.greatest()
+        )))
         .bind(zone.as_str())
         .bind(generation)
         .bind(key_hash)
         .bind(blob)
         .bind(meta)
+        .bind(fill_revision)
         .execute(&self.write)
         .await
         .map_err(backend)?;

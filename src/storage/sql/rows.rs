@@ -4,8 +4,8 @@ use sqlx::{Row, any::AnyRow};
 
 use crate::{
     domain::{
-        ClearOperation, ClearProgress, Permission, Timestamp, TokenId, TokenScope, UserId, Zone, ZoneId, ZoneName,
-        secret::SecretHash,
+        ClearOperation, ClearProgress, Permission, PurgeAction, PurgeRule, PurgeTarget, Timestamp, TokenId, TokenScope,
+        UserId, Zone, ZoneId, ZoneName, secret::SecretHash,
     },
     storage::{IndexEntry, PendingClear, StoreError, StoreResult, StoredToken, StoredUser},
 };
@@ -36,6 +36,7 @@ pub(super) fn zone(r: &AnyRow) -> StoreResult<Zone> {
         reserve_modified_on: opt_ts(r.get("reserve_modified_on")),
         generation: r.get("generation"),
         revision: r.get("revision"),
+        purge_revision: r.get("purge_revision"),
         created_on: ts(r.get("created_on")),
         modified_on: ts(r.get("modified_on")),
     })
@@ -113,6 +114,25 @@ pub(super) fn entry(r: &AnyRow) -> StoreResult<IndexEntry> {
         size: count(r.get("size")),
         meta: r.get("meta"),
         stored_on: ts(r.get("stored_on")),
+        fill_revision: r.get("fill_revision"),
+    })
+}
+
+/// A `purge_rules` row.
+pub(super) fn purge_rule(r: &AnyRow) -> StoreResult<PurgeRule> {
+    let headers: Option<String> = r.get("headers");
+    let headers = match headers {
+        Some(h) => serde_json::from_str(&h).map_err(|_| corrupt("purge rule headers"))?,
+        None => Vec::new(),
+    };
+    let kind: String = r.get("kind");
+    let action: String = r.get("action");
+    Ok(PurgeRule {
+        revision: r.get("revision"),
+        zone_id: ZoneId::parse(r.get("zone_id")).map_err(|_| corrupt("zone id"))?,
+        action: PurgeAction::parse(&action).ok_or_else(|| corrupt("purge rule action"))?,
+        target: PurgeTarget::from_stored(&kind, r.get("value"), headers).ok_or_else(|| corrupt("purge rule kind"))?,
+        created_on: ts(r.get("created_on")),
     })
 }
 

@@ -122,6 +122,7 @@ fn entry(zone: &ZoneId, generation: i64, key: &str, size: u64) -> IndexEntry {
         size,
         meta: vec![],
         stored_on: Timestamp::now(),
+        fill_revision: 0,
     }
 }
 

@@ -1,0 +1,331 @@
+//! The rules of every zone, as look-up tables per selector (see the module docs of [`super`]).
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::RwLock,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::{
+    domain::{PurgeAction, PurgeRule, PurgeTarget, ZoneId},
+    http_cache::StoredResponse,
+    proxy::client_headers::keyed,
+};
+
+/// The latest revision of each action for one selector value; 0 for none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Mark {
+    purge: i64,
+    invalidate: i64,
+    /// When the latest invalidation committed, unix microseconds.
+    invalidated_at: i64,
+}
+
+impl Mark {
+    fn add(&mut self, rule: &PurgeRule) {
+        match rule.action {
+            PurgeAction::Purge => self.purge = self.purge.max(rule.revision),
+            PurgeAction::Invalidate => {
+                self.invalidate = self.invalidate.max(rule.revision);
+                self.invalidated_at = self.invalidated_at.max(rule.created_on.as_micros());
+            }
+        }
+    }
+
+    /// Folds this mark's judgement of a copy filled under `fill_revision` into `v`.
+    fn judge(&self, fill_revision: i64, v: &mut Verdict) {
+        if self.purge > fill_revision {
+            *v = Verdict::Purged;
+        } else if self.invalidate > fill_revision {
+            let at = UNIX_EPOCH + Duration::from_micros(u64::try_from(self.invalidated_at).unwrap_or(0));
+            *v = match *v {
+                Verdict::Purged => Verdict::Purged,
+                Verdict::Invalidated { at: earlier } => Verdict::Invalidated { at: earlier.max(at) },
+                Verdict::Keep => Verdict::Invalidated { at },
+            };
+        }
+    }
+}
+
+/// A URL's rule that names request headers: it targets the one variant they select.
+#[derive(Debug)]
+struct VariantMark {
+    headers: HeaderMap,
+    /// What the headers add to the cache key (`Origin`).
+    keyed: String,
+    mark: Mark,
+}
+
+/// One zone's rules.
+#[derive(Debug, Default)]
+struct ZoneRules {
+    /// The highest revision of any rule: a fill that began under an older one does not land.
+    latest: i64,
+    everything: Mark,
+    hosts: HashMap<String, Mark>,
+    tags: HashMap<String, Mark>,
+    prefixes: HashMap<String, Mark>,
+    /// The lengths at which `prefixes` has rules, so a look-up tries only those.
+    prefix_lengths: BTreeSet<usize>,
+    /// URL (`host/path?query`) → a rule for every variant, and rules for single variants.
+    files: HashMap<String, (Mark, Vec<VariantMark>)>,
+}
+
+impl ZoneRules {
+    fn add(&mut self, rule: &PurgeRule) {
+        self.latest = self.latest.max(rule.revision);
+        match &rule.target {
+            PurgeTarget::Everything => self.everything.add(rule),
+            PurgeTarget::Host(h) => self.hosts.entry(h.clone()).or_default().add(rule),
+            PurgeTarget::Tag(t) => self.tags.entry(t.clone()).or_default().add(rule),
+            PurgeTarget::Prefix(p) => {
+                self.prefix_lengths.insert(p.len());
+                self.prefixes.entry(p.clone()).or_default().add(rule);
+            }
+            PurgeTarget::File { url, headers } => {
+                let (all, variants) = self.files.entry(url.clone()).or_default();
+                if headers.is_empty() {
+                    all.add(rule);
+                    return;
+                }
+                let headers = header_map(headers);
+                let keyed = keyed(&headers);
+                match variants.iter_mut().find(|v| v.headers == headers) {
+                    Some(v) => v.mark.add(rule),
+                    None => {
+                        let mut mark = Mark::default();
+                        mark.add(rule);
+                        variants.push(VariantMark { headers, keyed, mark });
+                    }
+                }
+            }
+        }
+    }
+
+    fn judge(&self, s: &Subject<'_>) -> Verdict {
+        let mut v = Verdict::Keep;
+        let f = s.fill_revision;
+        if f >= self.latest {
+            return v;
+        }
+        self.everything.judge(f, &mut v);
+        // The key is `host` + `path?query` + keyed fields (each added as " name=value").
+        let (url, keyed_part) = s.key.split_once(' ').map_or((s.key, ""), |(u, k)| (u, k));
+        let keyed_part = if keyed_part.is_empty() { String::new() } else { format!(" {keyed_part}") };
+        let host = url.split_once('/').map_or(url, |(h, _)| h);
+        if let Some(m) = self.hosts.get(host) {
+            m.judge(f, &mut v);
+        }
+        if let Some((all, variants)) = self.files.get(url) {
+            all.judge(f, &mut v);
+            for variant in variants {
+                if variant.keyed == keyed_part && s.stored.selected_by(&variant.headers) {
+                    variant.mark.judge(f, &mut v);
+                }
+            }
+        }
+        if !self.prefixes.is_empty() {
+            let host_path = url.split_once('?').map_or(url, |(hp, _)| hp);
+            for &len in self.prefix_lengths.range(..=host_path.len()) {
+                if let Some(m) = host_path.get(..len).and_then(|p| self.prefixes.get(p)) {
+                    m.judge(f, &mut v);
+                }
+            }
+        }
+        if !self.tags.is_empty() {
+            for tag in s.stored.cache_tags() {
+                if let Some(m) = self.tags.get(tag) {
+                    m.judge(f, &mut v);
+                }
+            }
+        }
+        v
+    }
+}
+
+/// Request headers named by a purge of one variant. Names and values were checked when the call was
+/// parsed; anything that no longer parses is skipped.
+fn header_map(headers: &[(String, String)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+            map.append(n, v);
+        }
+    }
+    map
+}
+
+/// A stored copy to judge.
+pub struct Subject<'a> {
+    /// The revision it was filled (or last revalidated) under.
+    pub fill_revision: i64,
+    /// Its cache key.
+    pub key: &'a str,
+    pub stored: &'a StoredResponse,
+}
+
+/// What the rules say of a stored copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// No rule applies.
+    Keep,
+    /// Purged: treat it as absent, in every tier.
+    Purged,
+    /// Invalidated at `at`: stale from then on, to be revalidated before it is served.
+    Invalidated { at: SystemTime },
+}
+
+/// Every zone's rules on this node.
+#[derive(Debug, Default)]
+pub struct PurgeBook {
+    zones: RwLock<HashMap<ZoneId, ZoneRules>>,
+}
+
+impl PurgeBook {
+    /// Adds rules (again is harmless).
+    pub fn apply(&self, rules: &[PurgeRule]) {
+        if rules.is_empty() {
+            return;
+        }
+        let mut zones = self.zones.write().expect("purge book lock");
+        for rule in rules {
+            zones.entry(rule.zone_id.clone()).or_default().add(rule);
+        }
+    }
+
+    /// Judges a copy of the zone.
+    pub fn judge(&self, zone: &ZoneId, subject: &Subject<'_>) -> Verdict {
+        let zones = self.zones.read().expect("purge book lock");
+        zones.get(zone).map_or(Verdict::Keep, |z| z.judge(subject))
+    }
+
+    /// Runs `land` (a synchronous insert into a tier) unless a rule of the zone is newer than
+    /// `fill_revision`; rules cannot be added while it runs. Returns whether it ran.
+    pub fn land(&self, zone: &ZoneId, fill_revision: i64, land: impl FnOnce() -> bool) -> bool {
+        let zones = self.zones.read().expect("purge book lock");
+        if zones.get(zone).is_some_and(|z| fill_revision < z.latest) {
+            return false;
+        }
+        land()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use http::{Method, StatusCode, request};
+
+    use super::*;
+    use crate::{domain::Timestamp, http_cache::CacheRules};
+
+    fn zone() -> ZoneId {
+        ZoneId::parse("0123456789abcdef0123456789abcdef").unwrap()
+    }
+
+    fn rule(revision: i64, action: PurgeAction, target: PurgeTarget) -> PurgeRule {
+        PurgeRule { revision, zone_id: zone(), action, target, created_on: Timestamp::from_micros(5_000_000) }
+    }
+
+    fn stored(tags: &str, vary: Option<&str>, request_headers: &[(&str, &str)]) -> StoredResponse {
+        let mut req = request::Request::builder().method(Method::GET).uri("/");
+        for (n, v) in request_headers {
+            req = req.header(*n, *v);
+        }
+        let (parts, ()) = req.body(()).unwrap().into_parts();
+        let mut h = HeaderMap::new();
+        h.insert("cache-control", HeaderValue::from_static("max-age=600"));
+        h.insert("cache-tag", HeaderValue::from_str(tags).unwrap());
+        if let Some(v) = vary {
+            h.insert("vary", HeaderValue::from_str(v).unwrap());
+        }
+        let now = SystemTime::now();
+        StoredResponse::admit(&parts, StatusCode::OK, &h, now, now, &CacheRules::default()).unwrap()
+    }
+
+    fn judge(book: &PurgeBook, fill: i64, key: &str, s: &StoredResponse) -> Verdict {
+        book.judge(&zone(), &Subject { fill_revision: fill, key, stored: s })
+    }
+
+    #[test]
+    fn each_selector_targets_what_it_names_and_only_older_copies() {
+        let book = PurgeBook::default();
+        let s = stored("Shoes, sale", None, &[]);
+        let key = "static.example.com/img/a.png?v=1";
+        assert_eq!(judge(&book, 0, key, &s), Verdict::Keep);
+        for (rev, target) in [
+            (2, PurgeTarget::Tag("sale".into())),
+            (3, PurgeTarget::Host("static.example.com".into())),
+            (4, PurgeTarget::Prefix("static.example.com/img/a".into())),
+            (5, PurgeTarget::File { url: "static.example.com/img/a.png?v=1".into(), headers: vec![] }),
+        ] {
+            let fresh = PurgeBook::default();
+            fresh.apply(&[rule(rev, PurgeAction::Purge, target.clone())]);
+            assert_eq!(judge(&fresh, rev - 1, key, &s), Verdict::Purged, "{target:?}");
+            assert_eq!(judge(&fresh, rev, key, &s), Verdict::Keep, "filled after {target:?}");
+        }
+        for miss in [
+            PurgeTarget::Tag("shoe".into()),
+            PurgeTarget::Host("example.com".into()),
+            PurgeTarget::Prefix("static.example.com/img/a.png?".into()),
+            PurgeTarget::Prefix("static.example.com/img/b".into()),
+            PurgeTarget::File { url: "static.example.com/img/a.png".into(), headers: vec![] },
+        ] {
+            let fresh = PurgeBook::default();
+            fresh.apply(&[rule(9, PurgeAction::Purge, miss.clone())]);
+            assert_eq!(judge(&fresh, 1, key, &s), Verdict::Keep, "{miss:?}");
+        }
+    }
+
+    #[test]
+    fn a_prefix_is_a_string_prefix_of_host_and_path_without_the_query() {
+        let book = PurgeBook::default();
+        book.apply(&[rule(2, PurgeAction::Purge, PurgeTarget::Prefix("example.com/foo".into()))]);
+        let s = stored("", None, &[]);
+        for key in ["example.com/foo", "example.com/foobar", "example.com/foo/x?q=1", "example.com/foo?x"] {
+            assert_eq!(judge(&book, 1, key, &s), Verdict::Purged, "{key}");
+        }
+        assert_eq!(judge(&book, 1, "example.com/fo?o", &s), Verdict::Keep);
+    }
+
+    #[test]
+    fn purge_wins_over_invalidate_and_invalidation_carries_its_time() {
+        let book = PurgeBook::default();
+        let s = stored("t", None, &[]);
+        book.apply(&[rule(3, PurgeAction::Invalidate, PurgeTarget::Tag("t".into()))]);
+        let at = UNIX_EPOCH + Duration::from_secs(5);
+        assert_eq!(judge(&book, 1, "example.com/", &s), Verdict::Invalidated { at });
+        book.apply(&[rule(4, PurgeAction::Purge, PurgeTarget::Everything)]);
+        assert_eq!(judge(&book, 1, "example.com/", &s), Verdict::Purged);
+        assert_eq!(judge(&book, 3, "example.com/", &s), Verdict::Purged);
+        assert_eq!(judge(&book, 4, "example.com/", &s), Verdict::Keep);
+    }
+
+    #[test]
+    fn a_url_with_headers_targets_the_variant_they_select() {
+        let book = PurgeBook::default();
+        let url = "example.com/page".to_string();
+        book.apply(&[rule(
+            2,
+            PurgeAction::Purge,
+            PurgeTarget::File { url: url.clone(), headers: vec![("accept-language".into(), "fr".into())] },
+        )]);
+        let fr = stored("", Some("accept-language"), &[("accept-language", "fr")]);
+        let en = stored("", Some("accept-language"), &[("accept-language", "en")]);
+        assert_eq!(judge(&book, 1, "example.com/page", &fr), Verdict::Purged);
+        assert_eq!(judge(&book, 1, "example.com/page", &en), Verdict::Keep);
+        // A copy keyed by `Origin` is another variant: the headers did not name that Origin.
+        assert_eq!(judge(&book, 1, "example.com/page origin=https://a", &fr), Verdict::Keep);
+    }
+
+    #[test]
+    fn fills_from_before_the_latest_rule_do_not_land() {
+        let book = PurgeBook::default();
+        assert!(book.land(&zone(), 0, || true));
+        book.apply(&[rule(7, PurgeAction::Invalidate, PurgeTarget::Host("example.com".into()))]);
+        assert!(!book.land(&zone(), 6, || panic!("landed")));
+        assert!(book.land(&zone(), 7, || true));
+    }
+}
