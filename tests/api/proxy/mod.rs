@@ -8,6 +8,7 @@ mod hostile;
 mod invalidation;
 mod memory;
 pub mod origin;
+mod purge;
 mod raw_origin;
 mod reserve;
 mod semantics;
