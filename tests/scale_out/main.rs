@@ -14,6 +14,7 @@ mod origin;
 mod clear;
 mod outage;
 mod partition;
+mod purge;
 mod settings;
 mod takeover;
 

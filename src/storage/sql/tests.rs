@@ -512,3 +512,5 @@ async fn an_embedded_store_from_before_scale_out_upgrades_its_revisions() {
     let d = zone(&s, "d.example").await;
     assert_eq!(s.zone(&d).await.unwrap().unwrap().revision, 4);
 }
+
+mod purge;
