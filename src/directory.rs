@@ -32,6 +32,18 @@ use crate::{
     storage::{ChangeSignals, ControlStore, StoreResult},
 };
 
+/// How long a host that no zone serves is remembered as such.
+pub const NEGATIVE_TTL: Duration = Duration::from_secs(1);
+
+/// Hosts remembered as served by no zone, at most.
+const NEGATIVE_CAPACITY: u64 = 100_000;
+
+/// The names a zone serving `host` may have: `host` itself, then each parent domain, nearest first
+/// (`a.b.example.com`, `b.example.com`, `example.com`, `com`).
+fn candidates(host: &str) -> impl Iterator<Item = &str> {
+    std::iter::successors(Some(host), |h| h.split_once('.').map(|(_, parent)| parent)).filter(|h| !h.is_empty())
+}
+
 /// Zones read per page of the change feed.
 const FEED_PAGE: u32 = 1000;
 
@@ -88,6 +100,8 @@ pub struct ZoneDirectory {
     signals: Arc<ChangeSignals>,
     /// The zones' purge and invalidation rules, from the same feed.
     purges: Arc<PurgeBook>,
+    /// Hosts recently found to be served by no zone.
+    unknown: moka::sync::Cache<String, ()>,
 }
 
 impl ZoneDirectory {
@@ -100,6 +114,7 @@ impl ZoneDirectory {
             state: Arc::default(),
             signals,
             purges: Arc::default(),
+            unknown: moka::sync::Cache::builder().max_capacity(NEGATIVE_CAPACITY).time_to_live(NEGATIVE_TTL).build(),
         }
     }
 
@@ -114,15 +129,29 @@ impl ZoneDirectory {
         self.state.lock().expect("sync state lock").revision
     }
 
-    /// The zone named `host` (already lower-cased, without port), from memory, else from the store.
+    /// The zone that serves `host` (already lower-cased, without port): the zone of that name, else of its
+    /// nearest parent domain (a zone serves its subdomains; the most specific zone wins, SPEC §10). From
+    /// memory; a name not there yet (created since the last sync) is read from the store, and a host no
+    /// zone serves is remembered as such for [`NEGATIVE_TTL`], so unknown hostnames do not cost a store read
+    /// each.
     pub async fn resolve(&self, host: &str) -> StoreResult<Option<Arc<Zone>>> {
-        if let Some(zone) = self.by_name.read().expect("zone table lock").get(host) {
-            return Ok(Some(zone.clone()));
+        {
+            let table = self.by_name.read().expect("zone table lock");
+            if let Some(zone) = candidates(host).find_map(|name| table.get(name)) {
+                return Ok(Some(zone.clone()));
+            }
         }
-        let Ok(name) = ZoneName::parse(host) else {
+        if self.unknown.get(host).is_some() {
             return Ok(None);
-        };
-        Ok(self.control.zone_by_name(&name).await?.map(|z| self.insert(z)))
+        }
+        for name in candidates(host) {
+            let Ok(name) = ZoneName::parse(name) else { continue };
+            if let Some(zone) = self.control.zone_by_name(&name).await? {
+                return Ok(Some(self.insert(zone)));
+            }
+        }
+        self.unknown.insert(host.to_owned(), ());
+        Ok(None)
     }
 
     /// Every zone known in memory.
@@ -255,6 +284,15 @@ pub fn node_name() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_is_served_by_its_own_zone_or_the_nearest_parent() {
+        assert_eq!(
+            candidates("a.b.example.com").collect::<Vec<_>>(),
+            ["a.b.example.com", "b.example.com", "example.com", "com"]
+        );
+        assert_eq!(candidates("localhost").collect::<Vec<_>>(), ["localhost"]);
+    }
 
     #[test]
     fn a_late_older_read_never_replaces_a_newer_one() {

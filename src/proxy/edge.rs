@@ -15,7 +15,11 @@ use std::{
 use bytes::Bytes;
 use moka::sync::Cache;
 
-use crate::{domain::Zone, http_cache::StoredResponse, storage::IndexEntry};
+use crate::{
+    domain::{Zone, ZoneId},
+    http_cache::StoredResponse,
+    storage::IndexEntry,
+};
 
 /// Bytes charged per entry beyond its body: key, headers, bookkeeping (an estimate).
 const ENTRY_OVERHEAD: usize = 1024;
@@ -27,6 +31,9 @@ const SETTLE_BYTES: u64 = 4 * 1024 * 1024;
 pub struct EdgeEntry {
     pub stored: Arc<StoredResponse>,
     pub body: Bytes,
+    /// The zone it was filled for: when a zone is created for a subdomain, that host's requests move to it,
+    /// and the parent zone's copies are not its own.
+    pub zone_id: ZoneId,
     /// The zone generation the entry was filled under.
     pub generation: i64,
     /// The zone revision the filling request began under (or the revalidating one's): purge rules of
@@ -41,19 +48,21 @@ pub struct EdgeEntry {
 }
 
 impl EdgeEntry {
-    /// An entry filled under `(generation, fill_revision)`.
+    /// An entry filled for a zone under `(zone, generation, fill_revision)`.
     pub fn new(
         stored: Arc<StoredResponse>,
         body: Bytes,
-        (generation, fill_revision): (i64, i64),
+        (zone_id, generation, fill_revision): (ZoneId, i64, i64),
         key_hash: String,
     ) -> Self {
-        Self { stored, body, generation, fill_revision, key_hash, from_reserve: None, last_noted: AtomicI64::new(0) }
+        let last_noted = AtomicI64::new(0);
+        Self { stored, body, zone_id, generation, fill_revision, key_hash, from_reserve: None, last_noted }
     }
 
     /// An entry for a body read from the reserve (it keeps the reserve copy's fill revision).
     pub fn from_reserve(stored: Arc<StoredResponse>, body: Bytes, entry: IndexEntry) -> Self {
-        let mut e = Self::new(stored, body, (entry.generation, entry.fill_revision), entry.key_hash.clone());
+        let filled = (entry.zone_id.clone(), entry.generation, entry.fill_revision);
+        let mut e = Self::new(stored, body, filled, entry.key_hash.clone());
         e.from_reserve = Some(entry);
         e
     }
@@ -62,7 +71,8 @@ impl EdgeEntry {
     /// `fill_revision`.
     pub fn refreshed(&self, stored: Arc<StoredResponse>, fill_revision: i64) -> Self {
         let revision = self.fill_revision.max(fill_revision);
-        let mut e = Self::new(stored, self.body.clone(), (self.generation, revision), self.key_hash.clone());
+        let filled = (self.zone_id.clone(), self.generation, revision);
+        let mut e = Self::new(stored, self.body.clone(), filled, self.key_hash.clone());
         e.from_reserve = self.from_reserve.clone();
         e
     }
@@ -78,7 +88,7 @@ impl EdgeEntry {
 /// The in-memory tier.
 #[derive(Clone)]
 pub struct EdgeTier {
-    /// Keyed by cache key alone: it starts with the host, and a host names one zone.
+    /// Keyed by cache key alone (it starts with the host); an entry also names its zone.
     cache: Cache<String, Arc<EdgeEntry>>,
     /// Largest body kept in memory.
     pub max_object: u64,
@@ -100,10 +110,10 @@ impl EdgeTier {
         Self { cache, max_object, unsettled: Arc::default(), settle_every: (capacity / 16).max(SETTLE_BYTES) }
     }
 
-    /// The zone's entry for `key`, if filled under the zone's current generation.
+    /// The zone's entry for `key`, if filled for this zone under its current generation.
     pub fn get(&self, zone: &Zone, key: &str) -> Option<Arc<EdgeEntry>> {
         let entry = self.cache.get(key)?;
-        if entry.generation == zone.generation {
+        if entry.generation == zone.generation && entry.zone_id == zone.id {
             Some(entry)
         } else {
             self.cache.invalidate(key);

@@ -220,7 +220,7 @@ impl TeeBody {
             let entry = Arc::new(EdgeEntry::new(
                 stored,
                 edge.buf.freeze(),
-                (edge.generation, edge.gate.fill_revision),
+                (edge.gate.zone.clone(), edge.generation, edge.gate.fill_revision),
                 edge.key_hash,
             ));
             let landed = edge.gate.land_now(&edge.key, || edge.tier.insert(&edge.key, entry.clone()));

@@ -109,10 +109,25 @@ async fn each_permission_grants_exactly_its_endpoints() {
     for p in Permission::ALL {
         let token = app.token(&[p], TokenScope::AllZones).await;
         let can_write = matches!(p, Permission::ZoneSettingsWrite | Permission::ZoneWrite);
-        // Every permission reads the setting, the Smart Shield object, the zone and the zone list.
-        ok(app.get(&reserve_path(&z), &token).send().await.unwrap()).await;
-        ok(app.get(&format!("/zones/{z}/smart_shield"), &token).send().await.unwrap()).await;
+        // Every zone permission reads the zone and the zone list; all but Cache Purge read the settings.
+        let setting = app.get(&reserve_path(&z), &token).send().await.unwrap();
+        let shield_object = app.get(&format!("/zones/{z}/smart_shield"), &token).send().await.unwrap();
+        if p == Permission::CachePurge {
+            fails(setting, 403, 10000).await;
+            fails(shield_object, 403, 10000).await;
+        } else {
+            ok(setting).await;
+            ok(shield_object).await;
+        }
         ok(app.get(&format!("/zones/{z}"), &token).send().await.unwrap()).await;
+        // Only Cache Purge purges.
+        let purge = app.post(&format!("/zones/{z}/purge_cache"), &token).json(&serde_json::json!({"tags": ["t"]}));
+        let purge = purge.send().await.unwrap();
+        if p == Permission::CachePurge {
+            ok(purge).await;
+        } else {
+            fails(purge, 403, 10000).await;
+        }
         ok(app.get("/zones", &token).send().await.unwrap()).await;
         let patch =
             app.patch(&reserve_path(&z), &token).json(&serde_json::json!({"value": "off"})).send().await.unwrap();

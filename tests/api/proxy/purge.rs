@@ -192,3 +192,31 @@ async fn a_purge_during_a_clear_is_answered_and_the_clear_completes() {
     assert_eq!(done["progress"]["objects_remaining"], 0, "{done}");
     assert_eq!(app.proxy_get(host, "/c").await.cache(), "MISS");
 }
+
+#[tokio::test]
+async fn a_zone_serves_its_subdomains_the_most_specific_zone_wins_and_hosts_purge_one() {
+    let host = "apex.example";
+    let (app, origin, zone, token) = setup(host).await;
+    let other = TestOrigin::start().await;
+    app.zone_with_origin("own.apex.example", &other.url).await;
+    origin.set("/x", Reply::ok("apex origin", "public, max-age=600"));
+    other.set("/x", Reply::ok("own origin", "public, max-age=600"));
+    assert_eq!(app.proxy_get("static.apex.example", "/x").await.text(), "apex origin");
+    // The subdomain's zone was created in the store behind the server's back: it is routed once synced.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while app.proxy_get("deep.own.apex.example", "/x").await.text() != "own origin" {
+        assert!(std::time::Instant::now() < deadline, "the more specific zone never took over");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.proxy_get("nope.example", "/x").await.status, StatusCode::MISDIRECTED_REQUEST);
+    // The cache key keeps the full hostname: a `hosts` purge of one subdomain leaves the others.
+    assert_eq!(app.proxy_get(host, "/x").await.cache(), "MISS");
+    for h in ["static.apex.example", host] {
+        app.wait_stored(&zone, h, "/x").await;
+        assert_eq!(app.proxy_get(h, "/x").await.cache(), "HIT", "{h}");
+    }
+    ok(app.post(&purge_path(&zone), &token).json(&json!({"hosts": ["Static.Apex.Example"]})).send().await.unwrap())
+        .await;
+    assert_eq!(app.proxy_get("static.apex.example", "/x").await.cache(), "MISS");
+    assert_eq!(app.proxy_get(host, "/x").await.cache(), "HIT");
+}
