@@ -24,6 +24,7 @@ async fn cloudflare_python_sdk_drives_the_server() {
         create_token(&data, &[Permission::ZoneSettingsWrite], TokenScope::Zones(vec![zone.clone()]), None).await;
     let read =
         create_token(&data, &[Permission::ZoneSettingsRead, Permission::ZoneRead], TokenScope::AllZones, None).await;
+    let purge = create_token(&data, &[Permission::CachePurge], TokenScope::AllZones, None).await;
     let key = cache_reserve::domain::secret::Secret::new_global_key();
     data.sql
         .create_user(cache_reserve::storage::StoredUser {
@@ -41,7 +42,7 @@ async fn cloudflare_python_sdk_drives_the_server() {
     let server = ServerProcess::start(&stores, &["--reclaim-batch", "5", "--reclaim-pause", "100ms"]);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/conformance.py");
     let out = Command::new(python)
-        .args([script, &server.base, "sdk.example", &write, &read, "sdk@example.com", key.expose()])
+        .args([script, &server.base, "sdk.example", &write, &read, "sdk@example.com", key.expose(), &purge])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

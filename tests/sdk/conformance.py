@@ -1,6 +1,6 @@
 """Drives a cache-reserve server with Cloudflare's official Python SDK (cloudflare==5.9.0).
 
-Usage: conformance.py BASE_URL ZONE_NAME WRITE_TOKEN READ_TOKEN EMAIL GLOBAL_KEY
+Usage: conformance.py BASE_URL ZONE_NAME WRITE_TOKEN READ_TOKEN EMAIL GLOBAL_KEY PURGE_TOKEN
 Exits non-zero on the first failed check; prints 'N passed, 0 failed' at the end.
 """
 
@@ -10,7 +10,7 @@ import time
 import cloudflare
 from cloudflare import BadRequestError, PermissionDeniedError
 
-base_url, zone_name, write_token, read_token, email, global_key = sys.argv[1:7]
+base_url, zone_name, write_token, read_token, email, global_key, purge_token = sys.argv[1:8]
 passed = 0
 
 
@@ -40,6 +40,7 @@ def expect_error(name, fn, exc, code):
 client = cloudflare.Cloudflare(api_token=write_token, base_url=base_url, max_retries=0)
 reader = cloudflare.Cloudflare(api_token=read_token, base_url=base_url, max_retries=0)
 by_key = cloudflare.Cloudflare(api_email=email, api_key=global_key, base_url=base_url, max_retries=0)
+purger = cloudflare.Cloudflare(api_token=purge_token, base_url=base_url, max_retries=0)
 
 zones = list(client.zones.list(name=zone_name))
 check("zones.list(name=) finds the zone", len(zones) == 1 and zones[0].name == zone_name, zones)
@@ -80,6 +81,26 @@ again = by_key.cache.cache_reserve.clear(zone_id=zone_id)
 check("global key starts a new clear", again.start_ts > started.start_ts, again)
 on_key = by_key.cache.cache_reserve.get(zone_id=zone_id)
 check("global key reads the setting", on_key.value == "off", on_key)
+
+# Purge and invalidate (SPEC §10): every selector, through the SDK's own methods.
+site = f"https://{zone_name}"
+for name, kwargs in [
+    ("files", {"files": [f"{site}/a", f"{site}/b?x=1"]}),
+    ("files with headers", {"files": [{"url": f"{site}/a", "headers": {"Origin": "https://app.example"}}]}),
+    ("tags", {"tags": ["Product-1", "sale"]}),
+    ("hosts", {"hosts": [zone_name, f"static.{zone_name}"]}),
+    ("prefixes", {"prefixes": [f"{zone_name}/assets/"]}),
+    ("purge_everything", {"purge_everything": True}),
+]:
+    purged = purger.cache.purge(zone_id=zone_id, **kwargs)
+    check(f"cache.purge({name}) returns the zone id", purged is not None and purged.id == zone_id, purged)
+    invalidated = purger.cache.invalidate(zone_id=zone_id, **kwargs)
+    check(f"cache.invalidate({name}) returns the zone id", invalidated is not None and invalidated.id == zone_id, invalidated)
+expect_error("purge with no selector is 1012", lambda: purger.cache.purge(zone_id=zone_id), BadRequestError, 1012)
+expect_error("purge of a bare path is refused", lambda: purger.cache.purge(zone_id=zone_id, files=["/a"]), BadRequestError, 1016)
+expect_error("settings permissions do not purge (10000)", lambda: client.cache.purge(zone_id=zone_id, tags=["x"]), PermissionDeniedError, 10000)
+by_key_purge = by_key.cache.purge(zone_id=zone_id, tags=["x"])
+check("global key purges", by_key_purge.id == zone_id, by_key_purge)
 
 bad_id = "0" * 32
 expect_error("unknown zone is 7003", lambda: client.cache.cache_reserve.get(zone_id=bad_id), BadRequestError, 7003)
