@@ -5,6 +5,7 @@ mod client;
 mod duration;
 mod limits;
 mod net;
+mod purge;
 mod size;
 mod stats;
 mod watch;
@@ -54,6 +55,10 @@ pub enum Command {
     /// Start a Cache Reserve Clear or show its status through the API.
     #[command(subcommand)]
     Clear(client::ClearCommand),
+    /// Purge cached content through the API: removed from every tier on every node before it answers.
+    Purge(purge::PurgeArgs),
+    /// Invalidate cached content through the API: marked stale in every tier, revalidated on next request.
+    Invalidate(purge::PurgeArgs),
     /// Show a zone's proxy counters (from the server's /metrics).
     Stats(stats::StatsArgs),
 }
@@ -226,6 +231,8 @@ impl Cli {
             Command::Migrate(c) => c.run().await.map_err(CliError::Other),
             Command::Reserve(c) => c.run().await.map_err(CliError::Client),
             Command::Clear(c) => c.run().await.map_err(CliError::Client),
+            Command::Purge(c) => c.run("purge_cache").await.map_err(CliError::Client),
+            Command::Invalidate(c) => c.run("invalidate_cache").await.map_err(CliError::Client),
             Command::Stats(c) => c.run().await.map_err(CliError::Client),
         }
     }

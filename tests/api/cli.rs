@@ -85,6 +85,22 @@ async fn walkthrough_from_zone_to_completed_clear() {
     ];
     assert!(stdout(&run(&stores, &["reserve", "get", zone], &env_key)).contains("\"value\": \"off\""));
 
+    // Purge and invalidate, one selector per call; the answer is Cloudflare's `{"id": zone}`.
+    for args in [
+        &["purge", "example.com", "--url", "https://example.com/a", "--url", "https://example.com/b"][..],
+        &["purge", zone, "--tag", "Sale"],
+        &["purge", zone, "--host", "static.example.com"],
+        &["invalidate", zone, "--prefix", "example.com/assets/"],
+        &["purge", zone, "--everything"],
+    ] {
+        let answer: serde_json::Value = serde_json::from_str(&stdout(&run(&stores, args, &env_key))).unwrap();
+        assert_eq!(answer["id"], zone, "{args:?}");
+    }
+    let two = run(&stores, &["purge", zone, "--tag", "a", "--host", "example.com"], &env_key);
+    assert!(!two.status.success() && String::from_utf8_lossy(&two.stderr).contains("cannot be used with"));
+    let bare = run(&stores, &["purge", zone, "--url", "/a"], &env_key);
+    assert!(String::from_utf8_lossy(&bare.stderr).contains("error 1016"), "{}", String::from_utf8_lossy(&bare.stderr));
+
     // Revoked tokens stop working at once.
     let id = stdout(&run(&stores, &["token", "list", "--data-dir", d], &[])).split('\t').next().unwrap().to_owned();
     stdout(&run(&stores, &["token", "revoke", &id, "--data-dir", d], &[]));
