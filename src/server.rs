@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     api::{self, AppState},
     directory::{SyncConfig, ZoneDirectory, node_name},
-    jobs::{ReclaimConfig, Reclaimer, Retention, RetentionConfig},
+    jobs::{PurgeReclaimer, ReclaimConfig, Reclaimer, Retention, RetentionConfig},
     metrics::Metrics,
     net::{ConnLimits, FileBudget, Listener, raise_open_files_limit},
     proxy::{self, CdnId, Proxy, ProxyConfig},
@@ -121,15 +121,18 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     tasks.spawn(retention.run(shutdown.clone()));
 
     let reclaimer = Reclaimer::new(index.clone(), stores.bodies.clone(), config.reclaim.clone(), node.clone());
+    let purges = PurgeReclaimer::new(stores.purge_index(), stores.bodies.clone(), config.reclaim.poll_interval);
     let state = AppState {
         control: control.clone(),
         clear_started: reclaimer.waker(),
+        purge_recorded: purges.waker(),
         zones: zones.clone(),
         metrics: metrics.clone(),
         index,
         purge_limit: config.purge_max_items,
     };
     tasks.spawn(reclaimer.run(shutdown.clone()));
+    tasks.spawn(purges.run(shutdown.clone()));
 
     let api_listener = TcpListener::bind(config.api_listen)
         .await

@@ -12,6 +12,8 @@ CREATE TABLE purge_rules (
     kind       TEXT NOT NULL,
     value      TEXT NOT NULL,
     headers    TEXT,
-    created_on BIGINT NOT NULL
+    created_on BIGINT NOT NULL,
+    done_on    BIGINT
 );
 CREATE INDEX purge_rules_revision ON purge_rules (revision, id);
+CREATE INDEX purge_rules_pending ON purge_rules (revision, id) WHERE done_on IS NULL;

@@ -34,6 +34,8 @@ pub struct AppState {
     pub control: Arc<dyn ControlStore>,
     /// Notified when a Clear starts, so the reclaimer begins at once.
     pub clear_started: Arc<Notify>,
+    /// Notified when a purge is recorded, so the deletion of its reserve objects begins at once.
+    pub purge_recorded: Arc<Notify>,
     /// The proxy's zone table, brought up to date before a change is answered.
     pub zones: ZoneDirectory,
     pub metrics: Arc<Metrics>,

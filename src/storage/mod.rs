@@ -348,3 +348,27 @@ pub trait ObjectIndex: Send + Sync + 'static {
     /// so that other Clears go first; `error` is kept for operators. A lost lease is ignored.
     async fn release_clear(&self, lease: &ClearLease, retry_after: Duration, error: &str) -> StoreResult<()>;
 }
+
+/// A purge rule whose reserve objects are still to be deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingPurge {
+    pub id: i64,
+    pub rule: PurgeRule,
+}
+
+/// What the background deletion of purged reserve objects needs (SPEC §10): the rules not yet worked,
+/// the zone's objects in pages, and deletion that counts exactly what it removed. Every step is
+/// idempotent, so two nodes working the same rule, or a node replaying one after a crash, do no harm.
+#[async_trait]
+pub trait PurgeIndex: Send + Sync + 'static {
+    /// Up to `limit` purge rules (not invalidations) whose objects have not all been deleted, oldest first.
+    async fn pending_purges(&self, limit: u32) -> StoreResult<Vec<PendingPurge>>;
+    /// Up to `limit` entries of the zone's current generation with a key hash above `after`, in key hash
+    /// order (a page of a pass over the zone).
+    async fn objects_after(&self, zone: &ZoneId, after: &str, limit: u32) -> StoreResult<Vec<IndexEntry>>;
+    /// Forgets each entry if it is still exactly as read (same body, same fill revision), subtracting
+    /// from the counts what was deleted; returns how many were.
+    async fn forget_purged(&self, entries: &[IndexEntry]) -> StoreResult<u64>;
+    /// Marks rules as worked: every object they targeted is gone from the reserve.
+    async fn finish_purges(&self, ids: &[i64]) -> StoreResult<()>;
+}

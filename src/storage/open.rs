@@ -6,7 +6,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use anyhow::Context;
 
 use super::{
-    ControlStore, ObjectIndex,
+    ControlStore, ObjectIndex, PurgeIndex,
     bodies::{BodyStore, ObjectBodies, s3},
     sql::SqlStore,
 };
@@ -138,6 +138,10 @@ impl Stores {
     }
 
     pub fn index(&self) -> Arc<dyn ObjectIndex> {
+        Arc::new(self.sql.clone())
+    }
+
+    pub fn purge_index(&self) -> Arc<dyn PurgeIndex> {
         Arc::new(self.sql.clone())
     }
 

@@ -135,6 +135,8 @@ async fn run(
     if outcome.rules.is_empty() {
         // purge_everything moved the zone to a new generation: its old ones are reclaimed as a Clear's.
         state.clear_started.notify_one();
+    } else if action == PurgeAction::Purge {
+        state.purge_recorded.notify_one();
     }
     tracing::info!(zone = %zone.id, action = action.as_str(), targets = targets.len(), "purge recorded");
     Ok(Envelope::ok(PurgeView { id: zone.id.to_string() }))

@@ -16,14 +16,14 @@ use crate::{
 };
 
 /// Objects and bytes to add to per-generation counts, keyed (and so applied, and locked) in order.
-type CountChanges = BTreeMap<(String, i64), (i64, i64)>;
+pub(super) type CountChanges = BTreeMap<(String, i64), (i64, i64)>;
 
 fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
 /// Applies count changes in key order (the fixed lock order for `generations` rows).
-async fn apply_counts(tx: &mut Transaction<'static, Any>, changes: &CountChanges) -> StoreResult<()> {
+pub(super) async fn apply_counts(tx: &mut Transaction<'static, Any>, changes: &CountChanges) -> StoreResult<()> {
     for ((zone, generation), (objects, bytes)) in changes {
         if *objects == 0 && *bytes == 0 {
             continue;
@@ -45,7 +45,7 @@ async fn apply_counts(tx: &mut Transaction<'static, Any>, changes: &CountChanges
 }
 
 /// Subtracts deleted entries (rows of `generation`, `size`, and `zone_id`) from the counts.
-fn subtract_deleted(changes: &mut CountChanges, zone: &str, generation: i64, size: i64) {
+pub(super) fn subtract_deleted(changes: &mut CountChanges, zone: &str, generation: i64, size: i64) {
     let c = changes.entry((zone.to_owned(), generation)).or_default();
     c.0 -= 1;
     c.1 -= size;

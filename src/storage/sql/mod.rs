@@ -14,6 +14,7 @@
 mod control;
 mod feed;
 mod index;
+mod purges;
 mod rows;
 
 use std::{path::Path, time::Duration};

@@ -220,3 +220,34 @@ async fn a_zone_serves_its_subdomains_the_most_specific_zone_wins_and_hosts_purg
     assert_eq!(app.proxy_get("static.apex.example", "/x").await.cache(), "MISS");
     assert_eq!(app.proxy_get(host, "/x").await.cache(), "HIT");
 }
+
+#[tokio::test]
+async fn purged_objects_are_deleted_from_the_reserve_and_counted_out() {
+    let host = "reclaim.example";
+    let (app, origin, zone, token) = setup(host).await;
+    for (path, tags) in [("/a", "gone"), ("/b", "Gone, other"), ("/c", "other"), ("/d/e", "")] {
+        cached(&app, &origin, &zone, host, path, tags).await;
+    }
+    let index = app.data.index();
+    assert_eq!(index.usage(&zone).await.unwrap().objects, 4);
+    let blob_of = |path: &'static str| {
+        let reserve = app.data.reserve();
+        let zone = zone.clone();
+        async move { reserve.find(&zone, &format!("{host}{path}")).await.unwrap().unwrap().blob }
+    };
+    let (a_blob, d_blob) = (blob_of("/a").await, blob_of("/d/e").await);
+    ok(app.post(&purge_path(&zone), &token).json(&json!({"tags": ["gone"]})).send().await.unwrap()).await;
+    ok(app.post(&purge_path(&zone), &token).json(&json!({"prefixes": [format!("{host}/d/")]})).send().await.unwrap())
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while index.usage(&zone).await.unwrap().objects != 1 {
+        assert!(std::time::Instant::now() < deadline, "purged objects were never deleted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(app.reserve_has(&zone, host, "/c").await, "an untargeted object was deleted");
+    for (path, blob) in [("/a", a_blob), ("/d/e", d_blob)] {
+        assert!(!app.reserve_has(&zone, host, path).await, "{path}");
+        assert!(app.data.bodies.open(&blob).await.unwrap().is_none(), "{path}: its body is still stored");
+    }
+    assert_eq!(app.proxy_get(host, "/c").await.cache(), "HIT");
+}
