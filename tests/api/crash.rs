@@ -130,3 +130,54 @@ async fn sigterm_shuts_down_cleanly() {
     let status = server.terminate();
     assert!(status.success(), "{status:?}");
 }
+
+/// SPEC §10: the background deletion of purged objects, interrupted after some bodies were deleted and
+/// before their entries were forgotten (where a crash can stop it), is finished by the next server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_interrupted_mid_deletion_is_finished_after_restart() {
+    use cache_reserve::{
+        domain::{PurgeAction, PurgeTarget},
+        http_cache::{CacheRules, StoredResponse, codec},
+        storage::{ObjectIndex, PurgeIndex},
+    };
+    let stores = TestStores::fresh().await;
+    let data = stores.open().await;
+    let zone = create_zone(&data, "example.com").await;
+    data.sql.set_reserve(&zone, true).await.unwrap();
+    // Objects as the proxy stores them: keys host + path, metadata a stored response.
+    let (parts, ()) = http::Request::get("/").body(()).unwrap().into_parts();
+    let mut headers = http::HeaderMap::new();
+    headers.insert("cache-control", http::HeaderValue::from_static("max-age=86400"));
+    let now = std::time::SystemTime::now();
+    let stored = StoredResponse::admit(&parts, http::StatusCode::OK, &headers, now, now, &CacheRules::default());
+    let meta = codec::encode(&stored.unwrap());
+    let reserve = data.reserve();
+    for i in 0..40 {
+        let dir = if i % 2 == 0 { "gone" } else { "kept" };
+        let key = format!("example.com/{dir}/{i}");
+        reserve.put(&zone, &key, meta.clone(), bytes::Bytes::from(vec![b'x'; 100])).await.unwrap();
+    }
+    data.sql.purge(&zone, PurgeAction::Purge, &[PurgeTarget::Prefix("example.com/gone/".into())]).await.unwrap();
+    // The state a crash leaves: half the targeted bodies deleted, every entry still there.
+    let index = data.purge_index();
+    let entries = index.objects_after(&zone, "", 1000).await.unwrap();
+    let doomed: Vec<String> =
+        entries.iter().filter(|e| e.key.contains("/gone/")).take(10).map(|e| e.blob.clone()).collect();
+    data.bodies.delete_many(doomed).await.unwrap();
+    assert_eq!(data.index().usage(&zone).await.unwrap().objects, 40);
+    data.close().await;
+
+    let _server = ServerProcess::start(&stores, &[]);
+    let data = stores.open().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !data.purge_index().pending_purges(10).await.unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the purge was never finished");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(data.index().usage(&zone).await.unwrap(), cache_reserve::storage::Usage { objects: 20, bytes: 2000 });
+    let left = data.purge_index().objects_after(&zone, "", 1000).await.unwrap();
+    assert!(left.iter().all(|e| e.key.contains("/kept/")), "a targeted entry survived");
+    for e in &left {
+        assert!(data.bodies.open(&e.blob).await.unwrap().is_some(), "an untargeted body was deleted");
+    }
+}
