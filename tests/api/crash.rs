@@ -138,7 +138,6 @@ async fn a_purge_interrupted_mid_deletion_is_finished_after_restart() {
     use cache_reserve::{
         domain::{PurgeAction, PurgeTarget},
         http_cache::{CacheRules, StoredResponse, codec},
-        storage::{ObjectIndex, PurgeIndex},
     };
     let stores = TestStores::fresh().await;
     let data = stores.open().await;
