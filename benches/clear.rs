@@ -5,12 +5,15 @@
 //! cargo bench --bench clear -- reclaim [--objects N] [--dir DIR]
 //! cargo bench --bench clear -- reclaim-s3 [--objects N]
 //! cargo bench --bench clear -- startup [--objects N] [--objects-dir DIR]
+//! cargo bench --bench clear -- purge-latency [--objects N] [--backend shared]
 //! ```
 //!
 //! Each compares within one run (this machine is shared and noisy) and prints Markdown rows. `--backend shared`
 //! runs on PostgreSQL and S3 (the servers `scripts/services.sh start` runs, from its environment file), and
 //! `post-latency` there measures one node and two (`scale_out`); `reclaim-s3` always runs there.
 
+#[path = "clear/purge.rs"]
+mod purge;
 #[path = "clear/scale_out.rs"]
 mod scale_out;
 
@@ -427,6 +430,7 @@ async fn main() {
         "reclaim" => reclaim(&a).await,
         "reclaim-s3" => scale_out::reclaim_s3(&a).await,
         "startup" => startup(&a).await,
-        other => panic!("unknown scenario {other}: post-latency, reclaim, reclaim-s3 or startup"),
+        "purge-latency" => purge::purge_latency(&a).await,
+        other => panic!("unknown scenario {other}: post-latency, reclaim, reclaim-s3, startup or purge-latency"),
     }
 }

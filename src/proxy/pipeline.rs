@@ -200,6 +200,7 @@ impl Ctx<'_> {
                 self.counters.class_a.increment(1);
                 let mut entry = entry.clone();
                 entry.meta = meta;
+                entry.fill_revision = entry.fill_revision.max(self.fill_revision);
                 p.index_cache.insert(&self.key, Known::new(entry, fresh.clone()));
             }
             Ok(false) => p.index_cache.forget(&self.key),

@@ -44,6 +44,9 @@ async fn a_purge_or_invalidation_on_one_node_is_in_force_on_the_other_in_both_ti
     call(&a, &invalidate, &shared.token, json!({"prefixes": [format!("{host}/valid")]})).await;
     let got = get(&b, host, "/validated").await;
     assert_eq!((got.cache.as_str(), got.body.as_str()), ("REVALIDATED", "/validated v1"));
+    // Revalidated, it is fresh again: a reserve hit, not another revalidation.
+    let again = get(&b, host, "/validated").await;
+    assert_eq!((again.cache.as_str(), again.reserve.as_str()), ("HIT", "HIT"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

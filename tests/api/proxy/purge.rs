@@ -251,3 +251,26 @@ async fn purged_objects_are_deleted_from_the_reserve_and_counted_out() {
     }
     assert_eq!(app.proxy_get(host, "/c").await.cache(), "HIT");
 }
+
+#[tokio::test]
+async fn an_invalidated_reserve_copy_is_fresh_again_once_revalidated() {
+    let host = "inv-reserve.example";
+    let app = spawn_configured(|c| {
+        c.proxy.reserve_min_ttl = Duration::ZERO;
+        c.proxy.edge_cache_bytes = 0;
+    })
+    .await;
+    let origin = TestOrigin::start().await;
+    let zone = app.zone_with_origin(host, &origin.url).await;
+    app.set_reserve(&zone, true).await;
+    let token = app.token(&[Permission::CachePurge], TokenScope::AllZones).await;
+    origin.set("/e", Reply::ok("e", "public, max-age=600").header("etag", "\"e\""));
+    app.proxy_get(host, "/e").await;
+    app.wait_stored(&zone, host, "/e").await;
+    assert_eq!(app.proxy_get(host, "/e").await.reserve(), "HIT");
+    ok(app.post(&invalidate_path(&zone), &token).json(&json!({"hosts": [host]})).send().await.unwrap()).await;
+    assert_eq!(app.proxy_get(host, "/e").await.cache(), "REVALIDATED");
+    let again = app.proxy_get(host, "/e").await;
+    assert_eq!((again.cache(), again.reserve()), ("HIT", "HIT"));
+    assert_eq!(origin.not_modified("/e"), 1);
+}
