@@ -7,7 +7,7 @@
 //!
 //! **Fail closed.** The view may be used for reserve reads and writes only until `view_ttl` after the
 //! start of its last successful sync ([`ZoneDirectory::reserve_usable`]); a node cut off from the store
-//! stops using the reserve (the proxy keeps serving from the edge tier and the origin) instead of serving
+//! stops serving stored copies (the proxy serves from the origin, neither tier) instead of serving
 //! from a view that may predate a Clear or an `off`.
 //!
 //! **Acknowledged changes.** After this node commits a change to the reserve setting or a Clear, it
