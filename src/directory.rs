@@ -141,16 +141,19 @@ impl ZoneDirectory {
                 return Ok(Some(zone.clone()));
             }
         }
-        if self.unknown.get(host).is_some() {
-            return Ok(None);
-        }
-        for name in candidates(host) {
-            let Ok(name) = ZoneName::parse(name) else { continue };
-            if let Some(zone) = self.control.zone_by_name(&name).await? {
+        // Each name found to be no zone is remembered too: random hosts under one unknown domain then cost
+        // a read for their new labels only.
+        for candidate in candidates(host) {
+            if self.unknown.get(candidate).is_some() {
+                continue;
+            }
+            if let Ok(name) = ZoneName::parse(candidate)
+                && let Some(zone) = self.control.zone_by_name(&name).await?
+            {
                 return Ok(Some(self.insert(zone)));
             }
+            self.unknown.insert(candidate.to_owned(), ());
         }
-        self.unknown.insert(host.to_owned(), ());
         Ok(None)
     }
 

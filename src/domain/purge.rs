@@ -125,17 +125,26 @@ pub fn in_zone(host: &str, zone: &ZoneName) -> bool {
     host == z || host.strip_suffix(z).is_some_and(|rest| rest.ends_with('.'))
 }
 
+/// A request host as the proxy takes it (a URI reg-name, RFC 3986 §3.2.2: the proxy caches under any such
+/// name, so a purge must be able to name it), lower-cased, without one trailing dot; `None` otherwise.
+pub fn normalize_host(raw: &str) -> Option<String> {
+    let reg_name = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b);
+    let host = raw.strip_suffix('.').unwrap_or(raw);
+    (!host.is_empty() && host.len() <= 253 && !host.ends_with('.') && host.bytes().all(reg_name))
+        .then(|| host.to_ascii_lowercase())
+}
+
 /// A hostname of the zone, lower-cased, without a trailing dot.
 fn zone_host(raw: &str, zone: &ZoneName, what: &str, original: &str) -> Result<String, InvalidTarget> {
-    let host = ZoneName::parse(raw)
-        .map_err(|_| InvalidTarget(format!("{what} {} does not name a valid hostname", quoted(original))))?;
-    if !in_zone(host.as_str(), zone) {
+    let host = normalize_host(raw)
+        .ok_or_else(|| InvalidTarget(format!("{what} {} does not name a valid hostname", quoted(original))))?;
+    if !in_zone(&host, zone) {
         return Err(InvalidTarget(format!(
             "{what} {} is not in zone {zone} (its hostname must be {zone} or a subdomain of it)",
             quoted(original)
         )));
     }
-    Ok(host.as_str().to_owned())
+    Ok(host)
 }
 
 /// A `files` URL, `http(s)://host[:port]/path?query`, as `host/path?query` (a fragment is dropped: it never
@@ -151,12 +160,25 @@ pub fn parse_file_url(raw: &str, zone: &ZoneName) -> Result<String, InvalidTarge
         return Err(InvalidTarget(format!("files: a URL is longer than {MAX_TARGET_BYTES} bytes")));
     }
     let without_fragment = raw.split('#').next().unwrap_or_default();
-    let uri: http::Uri = without_fragment.parse().map_err(|_| bad())?;
+    // Clients send non-ASCII as percent-encoded UTF-8, and the cache key holds what they send.
+    let mut encoded = String::with_capacity(without_fragment.len());
+    for b in without_fragment.bytes() {
+        if b.is_ascii() {
+            encoded.push(char::from(b));
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    let uri: http::Uri = encoded.parse().map_err(|_| bad())?;
     if !matches!(uri.scheme_str(), Some("http" | "https")) {
         return Err(bad());
     }
     let authority = uri.authority().ok_or_else(bad)?;
-    if authority.as_str().contains('@') {
+    let port_ok = match authority.as_str().rsplit_once(':') {
+        Some((_, port)) if !port.contains(']') => port.is_empty() || port.parse::<u16>().is_ok(),
+        _ => true,
+    };
+    if authority.as_str().contains('@') || !port_ok {
         return Err(bad());
     }
     let host = zone_host(authority.host(), zone, "files: URL", raw)?;
@@ -229,6 +251,11 @@ mod tests {
             assert!(parse_file_url(bad, &z).is_err(), "{bad}");
         }
         assert!(parse_file_url("https://notexample.com/", &z).is_err(), "a suffix that is not a subdomain");
+        assert_eq!(parse_file_url("http://example.com/café?q=é", &z).unwrap(), "example.com/caf%C3%A9?q=%C3%A9");
+        assert_eq!(parse_file_url("http://foo_bar.example.com/", &z).unwrap(), "foo_bar.example.com/");
+        for bad in ["http://example.com:99999/", "http://example.com../x", "http://example.com/a b"] {
+            assert!(parse_file_url(bad, &z).is_err(), "{bad}");
+        }
     }
 
     #[test]

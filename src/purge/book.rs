@@ -49,6 +49,10 @@ impl Mark {
     }
 }
 
+/// Rules naming request headers kept per URL; more target every variant of the URL (see
+/// [`ZoneRules::add`]).
+const MAX_VARIANTS: usize = 16;
+
 /// A URL's rule that names request headers: it targets the one variant they select.
 #[derive(Debug)]
 struct VariantMark {
@@ -69,7 +73,8 @@ struct ZoneRules {
     prefixes: HashMap<String, Mark>,
     /// The lengths at which `prefixes` has rules, so a look-up tries only those.
     prefix_lengths: BTreeSet<usize>,
-    /// URL (`host/path?query`) → a rule for every variant, and rules for single variants.
+    /// URL (`host/path?query`) → a rule for every variant, and rules for single variants (at most
+    /// [`MAX_VARIANTS`] per URL).
     files: HashMap<String, (Mark, Vec<VariantMark>)>,
 }
 
@@ -91,14 +96,17 @@ impl ZoneRules {
                     return;
                 }
                 let headers = header_map(headers);
-                let keyed = keyed(&headers);
-                match variants.iter_mut().find(|v| v.headers == headers) {
-                    Some(v) => v.mark.add(rule),
-                    None => {
-                        let mut mark = Mark::default();
-                        mark.add(rule);
-                        variants.push(VariantMark { headers, keyed, mark });
-                    }
+                if let Some(v) = variants.iter_mut().find(|v| v.headers == headers) {
+                    v.mark.add(rule);
+                } else if variants.len() < MAX_VARIANTS {
+                    let keyed = keyed(&headers);
+                    let mut mark = Mark::default();
+                    mark.add(rule);
+                    variants.push(VariantMark { headers, keyed, mark });
+                } else {
+                    // Beyond the bound the rule targets every variant of the URL: more than asked (they
+                    // are fetched again), never less, and look-ups stay bounded.
+                    all.add(rule);
                 }
             }
         }
@@ -318,6 +326,21 @@ mod tests {
         assert_eq!(judge(&book, 1, "example.com/page", &en), Verdict::Keep);
         // A copy keyed by `Origin` is another variant: the headers did not name that Origin.
         assert_eq!(judge(&book, 1, "example.com/page origin=https://a", &fr), Verdict::Keep);
+    }
+
+    #[test]
+    fn past_the_variant_bound_a_url_rule_targets_every_variant() {
+        let book = PurgeBook::default();
+        let en = stored("", Some("accept-language"), &[("accept-language", "en")]);
+        let headers = |i: usize| vec![("accept-language".to_string(), format!("x{i}"))];
+        let url = "example.com/v".to_string();
+        for i in 0..MAX_VARIANTS {
+            let target = PurgeTarget::File { url: url.clone(), headers: headers(i) };
+            book.apply(&[rule(2, PurgeAction::Purge, target)]);
+        }
+        assert_eq!(judge(&book, 1, "example.com/v", &en), Verdict::Keep, "within the bound: only those variants");
+        book.apply(&[rule(3, PurgeAction::Purge, PurgeTarget::File { url, headers: headers(MAX_VARIANTS) })]);
+        assert_eq!(judge(&book, 1, "example.com/v", &en), Verdict::Purged, "beyond it: every variant");
     }
 
     #[test]

@@ -108,11 +108,13 @@ fn parse_headers(h: &serde_json::Map<String, Value>) -> Result<Vec<(String, Stri
     let mut out = Vec::with_capacity(h.len());
     for (name, value) in h {
         let Value::String(value) = value else {
+            let name: String = name.chars().take(200).collect();
             return Err(InvalidTarget(format!("files: header {name:?} must have a string value (null is refused)")));
         };
         let valid_name = http::HeaderName::from_bytes(name.as_bytes()).is_ok();
         if !valid_name || http::HeaderValue::from_str(value).is_err() {
-            return Err(InvalidTarget(format!("files: header {:?} is not a valid header field", name)));
+            let name: String = name.chars().take(200).collect();
+            return Err(InvalidTarget(format!("files: header {name:?} is not a valid header field")));
         }
         out.push((name.to_ascii_lowercase(), value.clone()));
     }
