@@ -20,7 +20,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, RwLock},
+    sync::{Arc, Mutex, OnceLock, RwLock},
     time::{Duration, Instant},
 };
 
@@ -86,7 +86,15 @@ struct SyncState {
     revision: i64,
     /// Until when the view may be used for the reserve.
     valid_until: Option<Instant>,
+    /// The revision through which this node's memory tiers hold no copy a rule targets unless it is
+    /// judged by that rule or carries it ([`crate::proxy::Sweeper`]).
+    swept: i64,
+    /// The revision through which the rules are retired, as last read.
+    retired: i64,
 }
+
+/// Empties this node's memory tiers (see [`ZoneDirectory::on_flush`]).
+type Flush = Box<dyn Fn() + Send + Sync>;
 
 /// The in-memory zone table; cheap to clone.
 #[derive(Clone)]
@@ -102,6 +110,8 @@ pub struct ZoneDirectory {
     purges: Arc<PurgeBook>,
     /// Hosts recently found to be served by no zone.
     unknown: moka::sync::Cache<String, ()>,
+    /// Set by the proxy: empties its memory tiers.
+    flush: Arc<OnceLock<Flush>>,
 }
 
 impl ZoneDirectory {
@@ -115,6 +125,7 @@ impl ZoneDirectory {
             signals,
             purges: Arc::default(),
             unknown: moka::sync::Cache::builder().max_capacity(NEGATIVE_CAPACITY).time_to_live(NEGATIVE_TTL).build(),
+            flush: Arc::default(),
         }
     }
 
@@ -127,6 +138,23 @@ impl ZoneDirectory {
     /// in the table and the book. A copy filled by a request that began now is stamped with it.
     pub fn revision(&self) -> i64 {
         self.state.lock().expect("sync state lock").revision
+    }
+
+    /// Registers how to empty this node's memory tiers: done when rules this node has not swept for were
+    /// retired while it was cut off (SPEC §10), before its view is usable again. Only the first call counts.
+    pub fn on_flush(&self, flush: impl Fn() + Send + Sync + 'static) {
+        let _ = self.flush.set(Box::new(flush));
+    }
+
+    /// The revision through which this node's memory tiers are swept for worked rules.
+    pub fn swept(&self) -> i64 {
+        self.state.lock().expect("sync state lock").swept
+    }
+
+    /// Records a sweep of this node's memory tiers through `revision`.
+    pub fn note_swept(&self, revision: i64) {
+        let mut state = self.state.lock().expect("sync state lock");
+        state.swept = state.swept.max(revision);
     }
 
     /// The zone that serves `host` (already lower-cased, without port): the zone of that name, else of its
@@ -228,6 +256,8 @@ impl ZoneDirectory {
             {
                 let mut table = self.by_name.write().expect("zone table lock");
                 for zone in changes {
+                    // Rules retired before this node read them still keep older fills from landing.
+                    self.purges.raise_latest(&zone.id, zone.purge_revision);
                     install(&mut table, zone);
                 }
             }
@@ -236,8 +266,26 @@ impl ZoneDirectory {
                 break;
             }
         }
-        self.control.record_sync(&self.node, revision).await?;
+        let swept = self.swept();
+        let retired = self.control.record_sync(&self.node, revision, swept).await?;
         let mut state = self.state.lock().expect("sync state lock");
+        if retired > state.swept {
+            // Rules were retired that this node never swept for (it was not live): its memory tiers may
+            // hold copies they targeted, and nothing would judge them now. Empty them before serving.
+            if let Some(flush) = self.flush.get() {
+                tracing::info!(
+                    retired,
+                    swept = state.swept,
+                    "purge rules retired while this node was away; emptying its memory tiers"
+                );
+                flush();
+            }
+            state.swept = retired;
+        }
+        if retired > state.retired {
+            state.retired = retired;
+            self.purges.retire(retired);
+        }
         state.revision = state.revision.max(revision);
         state.valid_until = Some(started + self.config.view_ttl);
         Ok(())

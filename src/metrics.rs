@@ -80,6 +80,8 @@ impl ZoneCounters {
 /// Process-wide gauges (no zone label): bytes held by the proxy's memory budgets.
 pub const EDGE_FILL_BUFFER: &str = "cache_reserve_edge_fill_buffer_bytes";
 pub const WRITE_BUFFER: &str = "cache_reserve_write_buffer_bytes";
+/// Process-wide gauge: purge and invalidation selector values this node still judges copies by.
+pub const PURGE_RULES: &str = "cache_reserve_purge_rules";
 
 const METADATA: Metadata<'static> = Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
 
@@ -98,7 +100,7 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let recorder = PrometheusBuilder::new().build_recorder();
-        let counters: [(&str, &str, Option<Unit>); 16] = [
+        let counters: [(&str, &str, Option<Unit>); 17] = [
             ("cache_reserve_responses_total", "Proxy responses, by cf-cache-status.", None),
             ("cache_reserve_tier_lookups_total", "Cache tier lookups, by tier (edge, reserve) and result.", None),
             ("cache_reserve_class_a_operations_total", "Reserve writes (Cloudflare Class A).", None),
@@ -135,6 +137,11 @@ impl Metrics {
             ),
             ("cache_reserve_stored_objects", "Objects stored in the reserve.", None),
             ("cache_reserve_stored_bytes", "Bytes stored in the reserve.", Some(Unit::Bytes)),
+            (
+                PURGE_RULES,
+                "Purge and invalidation selector values this node judges stored copies by; each is retired once its reserve work is done and every live node has swept its memory for it.",
+                None,
+            ),
         ];
         for (name, help, unit) in counters {
             let key = KeyName::from(name);

@@ -121,7 +121,10 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     tasks.spawn(retention.run(shutdown.clone()));
 
     let reclaimer = Reclaimer::new(index.clone(), stores.bodies.clone(), config.reclaim.clone(), node.clone());
-    let purges = PurgeReclaimer::new(stores.purge_index(), stores.bodies.clone(), config.reclaim.poll_interval);
+    // A node silent for longer than its view's lifetime serves no stored copy; twice that is the margin.
+    let liveness = config.sync.view_ttl * 2;
+    let purges =
+        PurgeReclaimer::new(stores.purge_index(), stores.bodies.clone(), config.reclaim.poll_interval, liveness);
     let state = AppState {
         control: control.clone(),
         clear_started: reclaimer.waker(),
@@ -154,6 +157,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let legacy_dir = config.stores.uses_data_dir().then_some(dir.as_path());
     let cdn_id = CdnId::load_or_create(control.as_ref(), legacy_dir).await?;
     let proxy = Proxy::new(config.proxy.clone(), zones, reserve, metrics, access, cdn_id)?;
+    tasks.spawn(proxy.sweeper(stores.purge_index(), config.reclaim.poll_interval).run(shutdown.clone()));
     let listener = Listener {
         name: "proxy",
         limits: ConnLimits { max_connections: budget.proxy, ..config.proxy_conns },

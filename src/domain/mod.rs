@@ -12,6 +12,6 @@ pub mod zone;
 pub use access::{Access, Permission, Principal, TokenScope};
 pub use clear::{ClearOperation, ClearProgress, ClearState};
 pub use ids::{TokenId, UserId, ZoneId};
-pub use purge::{PurgeAction, PurgeRule, PurgeTarget};
+pub use purge::{Invalidation, PurgeAction, PurgeRule, PurgeTarget};
 pub use timestamp::Timestamp;
 pub use zone::{Zone, ZoneName};

@@ -103,6 +103,29 @@ pub struct PurgeRule {
     pub created_on: Timestamp,
 }
 
+/// An invalidation as a copy carries it: the copy is stale from `at` if it was filled under a revision
+/// older than `revision` (SPEC §10). The rule's background work writes it into each reserve object it
+/// targets and each node into its edge copies, so the rule itself can be retired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Invalidation {
+    /// The revision of the (latest) invalidation rule that targeted the copy.
+    pub revision: i64,
+    /// When that rule committed (database clock).
+    pub at: Timestamp,
+}
+
+impl Invalidation {
+    /// Whether it applies to a copy filled (or last revalidated) under `fill_revision`.
+    pub fn applies_to(self, fill_revision: i64) -> bool {
+        self.revision > fill_revision
+    }
+
+    /// The later of two invalidations of one copy.
+    pub fn max(self, other: Self) -> Self {
+        Self { revision: self.revision.max(other.revision), at: self.at.max(other.at) }
+    }
+}
+
 /// Why a selector value was refused; the message names the value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidTarget(pub String);

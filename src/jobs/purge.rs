@@ -1,13 +1,19 @@
-//! Deleting purged objects from the reserve (SPEC §10): the purge itself is logically instant (every node
-//! judges copies against its rules); this job frees the reserve's bytes afterwards.
+//! The background work of purges and invalidations (SPEC §10): the rules are logically instant (every node
+//! judges copies against them); this job makes the reserve itself say what they said, then retires them.
 //!
-//! Each round takes the purge rules not yet worked, and for each zone makes one pass over its current
+//! Each round takes the rules not yet worked, and for each zone makes one pass over its current
 //! generation in key hash order, judging every entry against those rules as the proxy does
-//! ([`crate::purge::PurgeBook`]): targeted ones have their bodies deleted, then their entries forgotten
-//! (only if still exactly as read), and the counts drop by what was deleted. When the pass ends, the rules
-//! are marked worked. Every step is idempotent: a crash replays the pass after restart, and two nodes
-//! working at once only repeat each other. One pass serves every rule pending for the zone, so the work is
-//! one scan of the zone per round, whatever the number of purges.
+//! ([`crate::purge::PurgeBook`]): purged ones have their bodies deleted, then their entries forgotten, and
+//! invalidated ones get the invalidation written into their entries — each only if still exactly as read —
+//! and the counts drop by what was deleted. When the pass ends, the rules are marked worked. Every step is
+//! idempotent: a crash replays the pass after restart, and two nodes working at once only repeat each
+//! other. One pass serves every rule pending for the zone, so the work is one scan of the zone per round,
+//! whatever the number of purges.
+//!
+//! **Retirement.** Once a rule is worked, each node sweeps its memory tiers for it
+//! ([`crate::proxy::Sweeper`]); a rule worked and swept by every live node is deleted, and every node
+//! forgets it. Rules therefore do not accumulate: the table and each node's book hold only the rules of the
+//! last few rounds.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -16,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::reclaim::ReclaimError;
 use crate::{
-    domain::ZoneId,
+    domain::{Invalidation, ZoneId},
     http_cache::{CacheRules, codec},
     purge::{PurgeBook, Subject, Verdict},
     storage::{PendingPurge, PurgeIndex, bodies::BodyStore},
@@ -33,12 +39,21 @@ pub struct PurgeReclaimer {
     index: Arc<dyn PurgeIndex>,
     bodies: Arc<dyn BodyStore>,
     poll_interval: Duration,
+    /// Nodes that synced within this long count as live: a rule is retired only once each has swept for it.
+    liveness: Duration,
     wake: Arc<Notify>,
 }
 
 impl PurgeReclaimer {
-    pub fn new(index: Arc<dyn PurgeIndex>, bodies: Arc<dyn BodyStore>, poll_interval: Duration) -> Self {
-        Self { index, bodies, poll_interval, wake: Arc::default() }
+    /// `liveness` must be at least the nodes' view lifetime: a node silent for longer no longer serves
+    /// stored copies, and empties its memory tiers before it does again.
+    pub fn new(
+        index: Arc<dyn PurgeIndex>,
+        bodies: Arc<dyn BodyStore>,
+        poll_interval: Duration,
+        liveness: Duration,
+    ) -> Self {
+        Self { index, bodies, poll_interval, liveness, wake: Arc::default() }
     }
 
     /// Notified when a purge is recorded, so the work starts at once.
@@ -46,9 +61,15 @@ impl PurgeReclaimer {
         self.wake.clone()
     }
 
-    /// One round: every pending rule worked (or an error). Returns how many rules were finished and how
-    /// many objects deleted.
+    /// One round: every pending rule worked (or an error), then the rules every live node has swept for
+    /// retired. Returns how many rules were finished and how many objects deleted or marked.
     pub async fn round(&self) -> Result<(usize, u64), ReclaimError> {
+        let worked = self.work().await?;
+        self.index.retire_purges(self.liveness).await?;
+        Ok(worked)
+    }
+
+    async fn work(&self) -> Result<(usize, u64), ReclaimError> {
         let pending = self.index.pending_purges(RULES_PER_ROUND).await?;
         let mut by_zone: BTreeMap<ZoneId, Vec<PendingPurge>> = BTreeMap::new();
         for p in pending {
@@ -64,43 +85,46 @@ impl PurgeReclaimer {
         Ok((rules, objects))
     }
 
-    /// One pass over the zone's objects, deleting those the rules target. Returns how many were deleted.
+    /// One pass over the zone's objects, deleting those the rules purge and marking those they invalidate.
+    /// Returns how many were deleted or marked.
     async fn pass(&self, zone: &ZoneId, pending: &[PendingPurge]) -> Result<u64, ReclaimError> {
         let book = PurgeBook::default();
         book.apply(&pending.iter().map(|p| p.rule.clone()).collect::<Vec<_>>());
         let rules = CacheRules::default();
         let mut after = String::new();
-        let mut deleted = 0;
+        let mut done = 0;
         loop {
             let page = self.index.objects_after(zone, &after, PAGE).await?;
             let Some(last) = page.last() else { break };
             after = last.key_hash.clone();
             let full = page.len() == PAGE as usize;
-            let targeted: Vec<_> = page
-                .into_iter()
-                .filter(|e| {
-                    // Metadata this version cannot read is never served; only its key can target it.
-                    let stored = codec::decode(&e.meta, &rules);
-                    stored.is_some_and(|stored| {
-                        let subject = Subject { fill_revision: e.fill_revision, key: &e.key, stored: &stored };
-                        book.judge(zone, &subject) == Verdict::Purged
-                    })
-                })
-                .collect();
-            if !targeted.is_empty() {
+            let (mut purged, mut invalidated) = (Vec::new(), Vec::<(_, Invalidation)>::new());
+            for e in page {
+                // Metadata this version cannot read is never served (a miss, replaced by the next fill).
+                let Some(stored) = codec::decode(&e.meta, &rules) else { continue };
+                let subject = Subject { fill_revision: e.fill_revision, key: &e.key, stored: &stored };
+                match book.judge(zone, &subject) {
+                    Verdict::Purged => purged.push(e),
+                    Verdict::Invalidated(inv) => invalidated.push((e, inv)),
+                    Verdict::Keep => {}
+                }
+            }
+            if !purged.is_empty() {
                 // Bodies first: a crash in between leaves entries the rules still hide, and the replay
                 // deletes them (deleting a deleted body is success).
-                self.bodies.delete_many(targeted.iter().map(|e| e.blob.clone()).collect()).await?;
-                deleted += self.index.forget_purged(&targeted).await?;
+                self.bodies.delete_many(purged.iter().map(|e| e.blob.clone()).collect()).await?;
+                done += self.index.forget_purged(&purged).await?;
             }
+            done += self.index.mark_invalidated(&invalidated).await?;
             if !full {
                 break;
             }
         }
-        Ok(deleted)
+        Ok(done)
     }
 
-    /// Works rounds until `stop`: when woken by a purge, and every poll interval (a purge on another node).
+    /// Works rounds until `stop`: when woken by a purge, and every poll interval (a purge on another node,
+    /// or a node's sweep that lets rules retire).
     pub async fn run(self, stop: CancellationToken) {
         let mut backoff = Duration::from_secs(1);
         loop {
@@ -108,7 +132,7 @@ impl PurgeReclaimer {
                 Ok((0, _)) => backoff = Duration::from_secs(1),
                 Ok((rules, objects)) => {
                     backoff = Duration::from_secs(1);
-                    tracing::info!(rules, objects, "purged objects deleted from the reserve");
+                    tracing::info!(rules, objects, "purge and invalidation rules worked in the reserve");
                     continue;
                 }
                 Err(e) => {

@@ -13,11 +13,15 @@ use std::{
 };
 
 use bytes::Bytes;
-use moka::sync::Cache;
+use moka::{
+    ops::compute::{CompResult, Op},
+    sync::Cache,
+};
 
 use crate::{
-    domain::{Zone, ZoneId},
+    domain::{Invalidation, Zone, ZoneId},
     http_cache::StoredResponse,
+    purge::Verdict,
     storage::IndexEntry,
 };
 
@@ -39,6 +43,9 @@ pub struct EdgeEntry {
     /// The zone revision the filling request began under (or the revalidating one's): purge rules of
     /// newer revisions apply to it (SPEC §10).
     pub fill_revision: i64,
+    /// An invalidation it carries (from the reserve copy it was read from, or written by a sweep of this
+    /// tier once the rule's reserve work was done): it applies while `fill_revision` is below its revision.
+    pub invalidation: Option<Invalidation>,
     /// Its reserve key hash, for recording reads of the reserve copy.
     pub key_hash: String,
     /// The reserve object it was read from, if it was (a revalidation then refreshes that one too).
@@ -56,14 +63,32 @@ impl EdgeEntry {
         key_hash: String,
     ) -> Self {
         let last_noted = AtomicI64::new(0);
-        Self { stored, body, zone_id, generation, fill_revision, key_hash, from_reserve: None, last_noted }
+        Self {
+            stored,
+            body,
+            zone_id,
+            generation,
+            fill_revision,
+            invalidation: None,
+            key_hash,
+            from_reserve: None,
+            last_noted,
+        }
     }
 
     /// An entry for a body read from the reserve (it keeps the reserve copy's fill revision).
     pub fn from_reserve(stored: Arc<StoredResponse>, body: Bytes, entry: IndexEntry) -> Self {
         let filled = (entry.zone_id.clone(), entry.generation, entry.fill_revision);
         let mut e = Self::new(stored, body, filled, entry.key_hash.clone());
+        e.invalidation = entry.invalidation;
         e.from_reserve = Some(entry);
+        e
+    }
+
+    /// The same object carrying `inv` (and any later invalidation it already carried).
+    pub fn marked(&self, inv: Invalidation) -> Self {
+        let mut e = self.refreshed(self.stored.clone(), self.fill_revision);
+        e.invalidation = Some(self.invalidation.map_or(inv, |c| c.max(inv)));
         e
     }
 
@@ -73,6 +98,7 @@ impl EdgeEntry {
         let revision = self.fill_revision.max(fill_revision);
         let filled = (self.zone_id.clone(), self.generation, revision);
         let mut e = Self::new(stored, self.body.clone(), filled, self.key_hash.clone());
+        e.invalidation = self.invalidation;
         e.from_reserve = self.from_reserve.clone();
         e
     }
@@ -124,6 +150,36 @@ impl EdgeTier {
     /// Drops whatever is kept for `key` (an invalidation).
     pub fn remove(&self, key: &str) {
         self.cache.invalidate(key);
+    }
+
+    /// Applies the rules' verdicts (`judge`: what the purge rules alone say of an entry) to every entry:
+    /// purged ones are dropped, invalidated ones made to carry the invalidation, each only if the key still
+    /// holds the entry judged. Returns how many were dropped and marked.
+    pub fn sweep(&self, judge: impl Fn(&str, &EdgeEntry) -> Verdict) -> (u64, u64) {
+        let (mut dropped, mut marked) = (0, 0);
+        for (key, entry) in &self.cache {
+            let op = match judge(&key, &entry) {
+                Verdict::Keep => continue,
+                Verdict::Invalidated(inv) if entry.invalidation.is_some_and(|c| c.revision >= inv.revision) => continue,
+                Verdict::Purged => Op::Remove,
+                Verdict::Invalidated(inv) => Op::Put(Arc::new(entry.marked(inv))),
+            };
+            let done = self.cache.entry_by_ref(&*key).and_compute_with(|current| match current {
+                Some(c) if Arc::ptr_eq(c.value(), &entry) => op,
+                _ => Op::Nop,
+            });
+            match done {
+                CompResult::Removed(_) => dropped += 1,
+                CompResult::ReplacedWith(_) => marked += 1,
+                _ => {}
+            }
+        }
+        (dropped, marked)
+    }
+
+    /// Drops every entry.
+    pub fn clear(&self) {
+        self.cache.invalidate_all();
     }
 
     /// Keeps an entry, if its body is within the per-object limit (none is, with a zero-sized tier).

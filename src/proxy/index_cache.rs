@@ -5,9 +5,12 @@
 //! started since), and one whose body is gone (replaced, evicted) is dropped when the read finds nothing.
 //! This process's own writes and metadata refreshes drop the key, so the next read takes the index's word.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
-use moka::sync::Cache;
+use moka::{
+    ops::compute::{CompResult, Op},
+    sync::Cache,
+};
 
 use crate::{domain::Zone, http_cache::StoredResponse, storage::IndexEntry};
 
@@ -35,7 +38,14 @@ impl Known {
 #[derive(Clone)]
 pub struct IndexCache {
     cache: Cache<String, Arc<Known>>,
+    /// Sweeps begun. A look-up that read the index before a sweep began does not keep what it read: the
+    /// sweep might not see it, and it may predate a rule's reserve work (see [`IndexCache::sweep`]).
+    sweeps: Arc<RwLock<u64>>,
 }
+
+/// The sweep count a look-up saw before reading the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SweepEpoch(u64);
 
 impl IndexCache {
     pub fn new(capacity: u64) -> Self {
@@ -46,7 +56,7 @@ impl IndexCache {
                 u32::try_from(2 * key.len() + k.entry.blob.len() + 2 * k.meta_len + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
             })
             .build();
-        Self { cache }
+        Self { cache, sweeps: Arc::default() }
     }
 
     /// What the reserve is known to hold for `key` in the zone's current generation.
@@ -54,6 +64,51 @@ impl IndexCache {
         self.cache.get(key).filter(|k| k.entry.generation == zone.generation && k.entry.zone_id == zone.id)
     }
 
+    /// The sweep count now: take it before reading the index, and keep what was read with
+    /// [`IndexCache::insert_since`].
+    pub fn epoch(&self) -> SweepEpoch {
+        SweepEpoch(*self.sweeps.read().expect("sweep count lock"))
+    }
+
+    /// Keeps what a look-up read from the index, unless a sweep began since `epoch`. Returns it either way.
+    pub fn insert_since(&self, epoch: SweepEpoch, key: &str, known: Known) -> Arc<Known> {
+        let known = Arc::new(known);
+        let sweeps = self.sweeps.read().expect("sweep count lock");
+        if SweepEpoch(*sweeps) == epoch {
+            self.cache.insert(key.to_owned(), known.clone());
+        }
+        known
+    }
+
+    /// Drops every entry `stale` says may no longer be trusted (a worked purge or invalidation rule targets
+    /// it and it does not carry the rule's effect). Look-ups that read the index before this began do not
+    /// keep what they read, so afterwards every entry here either was judged or was read after the rules'
+    /// reserve work was done. Returns how many were dropped.
+    pub fn sweep(&self, stale: impl Fn(&str, &Known) -> bool) -> u64 {
+        *self.sweeps.write().expect("sweep count lock") += 1;
+        let mut dropped = 0;
+        for (key, known) in &self.cache {
+            if !stale(&key, &known) {
+                continue;
+            }
+            let done = self.cache.entry_by_ref(&*key).and_compute_with(|current| match current {
+                Some(c) if Arc::ptr_eq(c.value(), &known) => Op::Remove,
+                _ => Op::Nop,
+            });
+            if matches!(done, CompResult::Removed(_)) {
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+
+    /// Drops every entry.
+    pub fn clear(&self) {
+        *self.sweeps.write().expect("sweep count lock") += 1;
+        self.cache.invalidate_all();
+    }
+
+    /// Keeps the metadata of an object this node has just refreshed.
     pub fn insert(&self, key: &str, known: Known) -> Arc<Known> {
         let known = Arc::new(known);
         self.cache.insert(key.to_owned(), known.clone());

@@ -52,7 +52,7 @@ impl Ctx<'_> {
             return None;
         }
         if let Some(entry) = p.edge.get(&self.zone, &self.key) {
-            let reuse = match self.judge(entry.fill_revision, &entry.stored) {
+            let reuse = match self.judge(entry.fill_revision, entry.invalidation, &entry.stored) {
                 Verdict::Purged => {
                     p.edge.remove(&self.key);
                     Reuse::Unusable
@@ -85,7 +85,7 @@ impl Ctx<'_> {
     async fn reserve_lookup(&self, now: SystemTime) -> Option<Found> {
         let p = self.proxy;
         let known = self.known(&self.key).await?;
-        let reuse = match self.judge(known.entry.fill_revision, &known.stored) {
+        let reuse = match self.judge(known.entry.fill_revision, known.entry.invalidation, &known.stored) {
             // Its index entry and body go in the background; until then the rule keeps it unseen.
             Verdict::Purged => return None,
             Verdict::Invalidated { .. } => invalidated(known.stored.reuse(&self.parts, now, &p.rules)),
@@ -117,6 +117,7 @@ impl Ctx<'_> {
         if let Some(known) = p.index_cache.get(&self.zone, key) {
             return Some(known);
         }
+        let epoch = p.index_cache.epoch();
         let entry = match p.reserve.find(&self.zone.id, key).await {
             Ok(found) => found?,
             Err(e) => {
@@ -126,6 +127,6 @@ impl Ctx<'_> {
         };
         // Metadata this version cannot read (an older format) is a miss; a new fill replaces it.
         let stored = codec::decode(&entry.meta, &p.rules)?;
-        Some(p.index_cache.insert(key, Known::new(entry, Arc::new(stored))))
+        Some(p.index_cache.insert_since(epoch, key, Known::new(entry, Arc::new(stored))))
     }
 }

@@ -13,7 +13,7 @@
 //! 5. `fill`: stream the body to the client while filling the tiers (`edge`, the reserve);
 //! 6. `respond`: build the response; every response's cache headers are set in one place.
 //!
-//! `cdn_loop` refuses requests that have come round; `pipeline` strings the phases together; `invalidate` applies RFC 9111 §4.4 after unsafe requests;
+//! `cdn_loop` refuses requests that have come round; `pipeline` strings the phases together; `invalidate` applies RFC 9111 §4.4 after unsafe requests; `sweep` applies worked purge rules to the memory tiers so they can be retired;
 //! failures are one [`error::ProxyError`] with one table.
 
 mod admit;
@@ -32,6 +32,7 @@ pub mod origin;
 mod pipeline;
 mod request;
 pub mod respond;
+mod sweep;
 mod upstream;
 
 use std::{
@@ -68,6 +69,7 @@ use invalidations::Invalidations;
 use origin::OriginClient;
 pub(crate) use request::Ctx;
 use respond::{Answer, ReserveTag};
+pub use sweep::{Sweeper, Swept};
 
 /// Proxy settings.
 #[derive(Debug, Clone)]

@@ -107,7 +107,7 @@ impl Ctx<'_> {
         let filled = tokio::time::timeout(p.config.origin_timeout, coalesce::wait(rx)).await;
         let now = SystemTime::now();
         if let Ok(Filled::Edge(entry)) = filled
-            && self.judge(entry.fill_revision, &entry.stored) == Verdict::Keep
+            && self.judge(entry.fill_revision, entry.invalidation, &entry.stored) == Verdict::Keep
             && entry.stored.reuse(&self.parts, now, &p.rules) == Reuse::Fresh
         {
             self.counters.edge_hits.increment(1);

@@ -14,7 +14,7 @@ use super::{
     respond::{self, Answer, ReserveTag},
 };
 use crate::{
-    domain::Zone,
+    domain::{Invalidation, Zone},
     http_cache::StoredResponse,
     metrics::{CacheStatus, ZoneCounters},
     purge::{Subject, Verdict},
@@ -128,10 +128,11 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// What the zone's purges and invalidations say of a stored copy (SPEC §10).
-    pub(super) fn judge(&self, fill_revision: i64, stored: &StoredResponse) -> Verdict {
+    /// What the zone's purges and invalidations say of a stored copy filled under `fill_revision` and
+    /// carrying `carried` (SPEC §10).
+    pub(super) fn judge(&self, fill_revision: i64, carried: Option<Invalidation>, stored: &StoredResponse) -> Verdict {
         let subject = Subject { fill_revision, key: &self.key, stored };
-        self.proxy.directory.purges().judge(&self.zone.id, &subject)
+        self.proxy.directory.purges().judge(&self.zone.id, &subject).carried(carried, fill_revision)
     }
 
     /// The request as the cache asks the origin for it and judges what comes back: a `HEAD` becomes a

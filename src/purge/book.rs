@@ -3,13 +3,12 @@
 use std::{
     collections::{BTreeSet, HashMap},
     sync::RwLock,
-    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::{
-    domain::{PurgeAction, PurgeRule, PurgeTarget, ZoneId},
+    domain::{Invalidation, PurgeAction, PurgeRule, PurgeTarget, Timestamp, ZoneId},
     http_cache::StoredResponse,
     proxy::client_headers::keyed,
 };
@@ -39,13 +38,21 @@ impl Mark {
         if self.purge > fill_revision {
             *v = Verdict::Purged;
         } else if self.invalidate > fill_revision {
-            let at = UNIX_EPOCH + Duration::from_micros(u64::try_from(self.invalidated_at).unwrap_or(0));
-            *v = match *v {
-                Verdict::Purged => Verdict::Purged,
-                Verdict::Invalidated { at: earlier } => Verdict::Invalidated { at: earlier.max(at) },
-                Verdict::Keep => Verdict::Invalidated { at },
-            };
+            let at = Timestamp::from_micros(self.invalidated_at);
+            *v = v.invalidated(Invalidation { revision: self.invalidate, at });
         }
+    }
+
+    /// Forgets the rules of revisions up to `through`; returns whether nothing is left.
+    fn retire(&mut self, through: i64) -> bool {
+        if self.purge <= through {
+            self.purge = 0;
+        }
+        if self.invalidate <= through {
+            self.invalidate = 0;
+            self.invalidated_at = 0;
+        }
+        self.purge == 0 && self.invalidate == 0
     }
 }
 
@@ -110,6 +117,31 @@ impl ZoneRules {
                 }
             }
         }
+    }
+
+    /// Forgets the rules of revisions up to `through` (`latest` stays: fills that began before a retired
+    /// rule still do not land).
+    fn retire(&mut self, through: i64) {
+        self.everything.retire(through);
+        self.hosts.retain(|_, m| !m.retire(through));
+        self.tags.retain(|_, m| !m.retire(through));
+        self.prefixes.retain(|_, m| !m.retire(through));
+        self.prefix_lengths = self.prefixes.keys().map(String::len).collect();
+        self.files.retain(|_, (all, variants)| {
+            let all_gone = all.retire(through);
+            variants.retain_mut(|v| !v.mark.retire(through));
+            !(all_gone && variants.is_empty())
+        });
+    }
+
+    /// How many selector values hold rules.
+    fn len(&self) -> usize {
+        let files: usize = self.files.values().map(|(_, v)| 1 + v.len()).sum();
+        usize::from(self.everything != Mark::default())
+            + self.hosts.len()
+            + self.tags.len()
+            + self.prefixes.len()
+            + files
     }
 
     fn judge(&self, s: &Subject<'_>) -> Verdict {
@@ -181,8 +213,29 @@ pub enum Verdict {
     Keep,
     /// Purged: treat it as absent, in every tier.
     Purged,
-    /// Invalidated at `at`: stale from then on, to be revalidated before it is served.
-    Invalidated { at: SystemTime },
+    /// Invalidated: stale from the invalidation's time on, to be revalidated before it is served.
+    Invalidated(Invalidation),
+}
+
+impl Verdict {
+    /// This verdict with an invalidation added (a purge stays a purge).
+    #[must_use]
+    pub fn invalidated(self, inv: Invalidation) -> Self {
+        match self {
+            Self::Purged => Self::Purged,
+            Self::Invalidated(earlier) => Self::Invalidated(earlier.max(inv)),
+            Self::Keep => Self::Invalidated(inv),
+        }
+    }
+
+    /// This verdict with the invalidation a copy filled under `fill_revision` carries, if it applies.
+    #[must_use]
+    pub fn carried(self, carried: Option<Invalidation>, fill_revision: i64) -> Self {
+        match carried {
+            Some(inv) if inv.applies_to(fill_revision) => self.invalidated(inv),
+            _ => self,
+        }
+    }
 }
 
 /// Every zone's rules on this node.
@@ -201,6 +254,37 @@ impl PurgeBook {
         for rule in rules {
             zones.entry(rule.zone_id.clone()).or_default().add(rule);
         }
+    }
+
+    /// Forgets, in every zone, the rules of revisions up to `through`: their background work is done and
+    /// every live node has swept its memory for them (SPEC §10). Fills that began before them still do not
+    /// land.
+    pub fn retire(&self, through: i64) {
+        let mut zones = self.zones.write().expect("purge book lock");
+        for rules in zones.values_mut() {
+            rules.retire(through);
+        }
+    }
+
+    /// Raises the zone's latest rule revision to `purge_revision` (the zone's, from the store): a fill that
+    /// began before a rule this node never held, because it was retired meanwhile, still does not land.
+    pub fn raise_latest(&self, zone: &ZoneId, purge_revision: i64) {
+        if purge_revision == 0 {
+            return;
+        }
+        let mut zones = self.zones.write().expect("purge book lock");
+        let rules = zones.entry(zone.clone()).or_default();
+        rules.latest = rules.latest.max(purge_revision);
+    }
+
+    /// How many selector values hold rules, over every zone.
+    pub fn len(&self) -> usize {
+        self.zones.read().expect("purge book lock").values().map(ZoneRules::len).sum()
+    }
+
+    /// Whether no zone holds a rule.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Judges a copy of the zone.
@@ -303,8 +387,8 @@ mod tests {
         let book = PurgeBook::default();
         let s = stored("t", None, &[]);
         book.apply(&[rule(3, PurgeAction::Invalidate, PurgeTarget::Tag("t".into()))]);
-        let at = UNIX_EPOCH + Duration::from_secs(5);
-        assert_eq!(judge(&book, 1, "example.com/", &s), Verdict::Invalidated { at });
+        let inv = Invalidation { revision: 3, at: Timestamp::from_micros(5_000_000) };
+        assert_eq!(judge(&book, 1, "example.com/", &s), Verdict::Invalidated(inv));
         book.apply(&[rule(4, PurgeAction::Purge, PurgeTarget::Everything)]);
         assert_eq!(judge(&book, 1, "example.com/", &s), Verdict::Purged);
         assert_eq!(judge(&book, 3, "example.com/", &s), Verdict::Purged);
@@ -341,6 +425,39 @@ mod tests {
         assert_eq!(judge(&book, 1, "example.com/v", &en), Verdict::Keep, "within the bound: only those variants");
         book.apply(&[rule(3, PurgeAction::Purge, PurgeTarget::File { url, headers: headers(MAX_VARIANTS) })]);
         assert_eq!(judge(&book, 1, "example.com/v", &en), Verdict::Purged, "beyond it: every variant");
+    }
+
+    #[test]
+    fn retiring_forgets_rules_up_to_a_revision_but_not_the_latest() {
+        let book = PurgeBook::default();
+        let s = stored("t", None, &[]);
+        let key = "example.com/img/a";
+        book.apply(&[
+            rule(2, PurgeAction::Purge, PurgeTarget::Prefix("example.com/img".into())),
+            rule(3, PurgeAction::Invalidate, PurgeTarget::Tag("t".into())),
+            rule(4, PurgeAction::Purge, PurgeTarget::File { url: key.into(), headers: vec![] }),
+            rule(5, PurgeAction::Purge, PurgeTarget::Host("other.example.com".into())),
+        ]);
+        assert_eq!(book.len(), 4);
+        book.retire(3);
+        assert_eq!(book.len(), 2, "the prefix and the tag are gone");
+        assert_eq!(judge(&book, 1, key, &s), Verdict::Purged, "the file rule stays");
+        assert_eq!(judge(&book, 1, "example.com/img/b", &s), Verdict::Keep);
+        book.retire(5);
+        assert!(book.is_empty());
+        assert!(!book.land(&zone(), 4, || true), "a fill from before a retired rule still does not land");
+        book.raise_latest(&zone(), 9);
+        assert!(!book.land(&zone(), 8, || true));
+    }
+
+    #[test]
+    fn a_carried_invalidation_applies_to_older_fills_and_never_undoes_a_purge() {
+        let inv = Invalidation { revision: 4, at: Timestamp::from_micros(1) };
+        assert_eq!(Verdict::Keep.carried(Some(inv), 3), Verdict::Invalidated(inv));
+        assert_eq!(Verdict::Keep.carried(Some(inv), 4), Verdict::Keep);
+        assert_eq!(Verdict::Purged.carried(Some(inv), 3), Verdict::Purged);
+        let later = Invalidation { revision: 6, at: Timestamp::from_micros(9) };
+        assert_eq!(Verdict::Invalidated(later).carried(Some(inv), 3), Verdict::Invalidated(later));
     }
 
     #[test]

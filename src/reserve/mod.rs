@@ -183,6 +183,7 @@ impl Reserve {
                     meta: o.meta,
                     stored_on: Timestamp::now(),
                     fill_revision: o.fill_revision,
+                    invalidation: None,
                 })
             })
             .buffered(WRITE_CONCURRENCY)

@@ -69,6 +69,7 @@ impl Upload {
             meta,
             stored_on: Timestamp::now(),
             fill_revision,
+            invalidation: None,
         };
         Ok(Self { reserve, entry, sink, written: 0 })
     }

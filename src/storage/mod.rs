@@ -19,8 +19,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::domain::{
-    ClearOperation, Permission, PurgeAction, PurgeRule, PurgeTarget, Timestamp, TokenId, TokenScope, UserId, Zone,
-    ZoneId, ZoneName, secret::SecretHash,
+    ClearOperation, Invalidation, Permission, PurgeAction, PurgeRule, PurgeTarget, Timestamp, TokenId, TokenScope,
+    UserId, Zone, ZoneId, ZoneName, secret::SecretHash,
 };
 
 /// What went wrong in a backend. Backend detail is kept as a source for the log, never shown to clients.
@@ -187,9 +187,12 @@ pub trait ControlStore: Send + Sync + 'static {
     /// The zone's latest Clear, with current progress.
     async fn latest_clear(&self, id: &ZoneId) -> StoreResult<Option<ClearOperation>>;
 
-    /// Records that `node` has applied every zone change up to `seen_revision` (and is alive), at the
-    /// database's clock. Nodes not heard from for a day are forgotten.
-    async fn record_sync(&self, node: &str, seen_revision: i64) -> StoreResult<()>;
+    /// Records that `node` has applied every zone change up to `seen_revision` and swept its memory tiers
+    /// for worked purge rules through `swept_revision` (and is alive), at the database's clock. Nodes not
+    /// heard from for a day are forgotten. Returns the revision through which
+    /// purge rules have been retired ([`PurgeIndex::retire_purges`]), read under the same lock a
+    /// retirement takes: either this sync is seen by the retirement as live, or it sees the retirement.
+    async fn record_sync(&self, node: &str, seen_revision: i64, swept_revision: i64) -> StoreResult<i64>;
     /// Forgets `node` (it is shutting down cleanly), so that no change waits for its acknowledgement.
     async fn forget_node(&self, node: &str) -> StoreResult<()>;
     /// How many nodes other than `node`, heard from within `window`, have not yet applied revision
@@ -224,6 +227,9 @@ pub struct IndexEntry {
     /// The zone revision the filling node had applied when the request began: purge and invalidation
     /// rules of higher revisions apply to it (SPEC §10). 0: filled before any rule.
     pub fill_revision: i64,
+    /// The latest invalidation written into it by a rule's background work; it applies while
+    /// `fill_revision` is below its revision.
+    pub invalidation: Option<Invalidation>,
 }
 
 /// Outcome of recording a put.
@@ -309,7 +315,9 @@ pub trait ObjectIndex: Send + Sync + 'static {
     async fn usage(&self, zone: &ZoneId) -> StoreResult<Usage>;
     /// Replaces the metadata of an entry (after a revalidation), only if it is still the entry whose body
     /// is `blob` in that generation, and raises its fill revision to `fill_revision` (the revalidating
-    /// request's; never lowered). Returns whether it was.
+    /// request's; never lowered). Refused (`false`) when a purge or invalidation of the zone is newer than
+    /// `fill_revision`: the `304` may predate it, and the rule's background work may have read the entry
+    /// already (SPEC §10). Returns whether it was replaced.
     async fn update_meta(
         &self,
         zone: &ZoneId,
@@ -349,19 +357,20 @@ pub trait ObjectIndex: Send + Sync + 'static {
     async fn release_clear(&self, lease: &ClearLease, retry_after: Duration, error: &str) -> StoreResult<()>;
 }
 
-/// A purge rule whose reserve objects are still to be deleted.
+/// A purge or invalidation rule whose reserve work is still to be done.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingPurge {
     pub id: i64,
     pub rule: PurgeRule,
 }
 
-/// What the background deletion of purged reserve objects needs (SPEC §10): the rules not yet worked,
-/// the zone's objects in pages, and deletion that counts exactly what it removed. Every step is
-/// idempotent, so two nodes working the same rule, or a node replaying one after a crash, do no harm.
+/// What the background work of purge and invalidation rules needs (SPEC §10): the rules not yet worked,
+/// the zone's objects in pages, deletion (purges) and marking (invalidations) that touch only entries still
+/// exactly as read, and the retirement of worked rules. Every step is idempotent, so two nodes working the
+/// same rule, or a node replaying one after a crash, do no harm.
 #[async_trait]
 pub trait PurgeIndex: Send + Sync + 'static {
-    /// Up to `limit` purge rules (not invalidations) whose objects have not all been deleted, oldest first.
+    /// Up to `limit` rules (purges and invalidations) whose reserve work is not done, oldest first.
     async fn pending_purges(&self, limit: u32) -> StoreResult<Vec<PendingPurge>>;
     /// Up to `limit` entries of the zone's current generation with a key hash above `after`, in key hash
     /// order (a page of a pass over the zone).
@@ -369,6 +378,16 @@ pub trait PurgeIndex: Send + Sync + 'static {
     /// Forgets each entry if it is still exactly as read (same body, same fill revision), subtracting
     /// from the counts what was deleted; returns how many were.
     async fn forget_purged(&self, entries: &[IndexEntry]) -> StoreResult<u64>;
-    /// Marks rules as worked: every object they targeted is gone from the reserve.
+    /// Writes each invalidation into its entry if the entry is still exactly as read and does not carry
+    /// a later one; returns how many were written.
+    async fn mark_invalidated(&self, marks: &[(IndexEntry, Invalidation)]) -> StoreResult<u64>;
+    /// Marks rules as worked: every reserve object they targeted is gone (purge) or carries the
+    /// invalidation (invalidate).
     async fn finish_purges(&self, ids: &[i64]) -> StoreResult<()>;
+    /// The highest revision through which every rule is worked (the store's current revision when none
+    /// is pending): what a node sweeps its memory tiers for.
+    async fn purges_done_through(&self) -> StoreResult<i64>;
+    /// Retires (deletes) every worked rule of a revision through which every node that synced within
+    /// `window` has swept, and raises the store's retired-through revision to it. Returns that revision.
+    async fn retire_purges(&self, window: Duration) -> StoreResult<i64>;
 }

@@ -71,3 +71,36 @@ async fn a_node_cut_off_from_the_database_serves_nothing_stored_once_its_view_ex
     assert_eq!(origin.hits("/p"), hits + 1);
     db.freeze(false);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_away_while_rules_are_retired_empties_its_memory_before_serving_again() {
+    let _serial = SERIAL.lock().await;
+    let origin = TestOrigin::start().await;
+    let host = "purge-away.example";
+    let Some(shared) = Shared::new(host, &origin.url).await else { return };
+    let db = shared.link().await;
+    let (a, b) = (shared.node(&[]), shared.node_behind(&db, &["--reserve-min-ttl", "0s"]));
+    assert_eq!(set_reserve(&a, &shared.zone, &shared.token, true).await, StatusCode::OK);
+    origin.set("/p", Reply::ok("v1", LONG));
+    get(&b, host, "/p").await;
+    wait_stored(&shared.data, &shared.zone, host, "/p").await;
+    assert_eq!(get(&b, host, "/p").await.cache, "HIT");
+
+    // B is away while A purges and the rule is worked and retired without it.
+    db.freeze(true);
+    let purge = format!("/zones/{}/purge_cache", shared.zone);
+    call(&a, &purge, &shared.token, json!({"files": [format!("http://{host}/p")]})).await;
+    origin.set("/p", Reply { status: 503, ..Reply::ok("down", "no-store") });
+    let control = shared.data.control();
+    wait_until("the rule to be retired", || async { control.purge_rules(0, i64::MAX).await.unwrap().is_empty() }).await;
+
+    // Back, B never learns of the rule: it must not serve its edge copy. Until its view is fresh it serves
+    // nothing stored (the reserve marked UNAVAILABLE); then its memory tiers must have been emptied.
+    db.freeze(false);
+    let mut got = get(&b, host, "/p").await;
+    while got.reserve == "UNAVAILABLE" {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        got = get(&b, host, "/p").await;
+    }
+    assert_eq!((got.status.as_u16(), got.body.as_str()), (503, "down"), "B served a copy the purge targeted");
+}

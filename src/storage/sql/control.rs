@@ -355,17 +355,22 @@ impl ControlStore for SqlStore {
         row.as_ref().map(rows::clear).transpose()
     }
 
-    async fn record_sync(&self, node: &str, seen_revision: i64) -> StoreResult<()> {
+    async fn record_sync(&self, node: &str, seen_revision: i64, swept_revision: i64) -> StoreResult<i64> {
         let d = self.dialect;
         retrying!(async {
             let mut tx = self.begin_write().await?;
+            // Locks the row a retirement locks first (see `PurgeIndex::retire_purges`).
+            let retired = super::purges::lock_retired(&mut tx).await?;
             sqlx::query(sql(format!(
-                "INSERT INTO nodes (id, seen_revision, synced_on, started_on) VALUES ($1, $2, {now}, {now})
-                 ON CONFLICT (id) DO UPDATE SET seen_revision = excluded.seen_revision, synced_on = excluded.synced_on",
+                "INSERT INTO nodes (id, seen_revision, synced_on, started_on, swept_revision)
+                 VALUES ($1, $2, {now}, {now}, $3)
+                 ON CONFLICT (id) DO UPDATE SET seen_revision = excluded.seen_revision, synced_on = excluded.synced_on,
+                                                swept_revision = excluded.swept_revision",
                 now = d.now()
             )))
             .bind(node)
             .bind(seen_revision)
+            .bind(swept_revision)
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
@@ -374,7 +379,8 @@ impl ControlStore for SqlStore {
                 .await
                 .map_err(backend)?;
             announce(&mut tx, d, "sync").await?;
-            tx.commit().await.map_err(backend)
+            tx.commit().await.map_err(backend)?;
+            Ok(retired)
         })
     }
 

@@ -115,7 +115,7 @@ async fn upsert(
         };
         sqlx::query(
             "UPDATE objects SET cache_key = $4, blob = $5, size = $6, meta = $7, stored_on = $8, last_access = $8,
-                                fill_revision = $9
+                                fill_revision = $9, invalidated_revision = NULL, invalidated_at = NULL
              WHERE zone_id = $1 AND generation = $2 AND key_hash = $3",
         )
         .bind(e.zone_id.as_str())
@@ -311,7 +311,8 @@ impl ObjectIndex for SqlStore {
     ) -> StoreResult<bool> {
         let done = sqlx::query(sql(format!(
             "UPDATE objects SET meta = $5, fill_revision = {}(fill_revision, $6)
-             WHERE zone_id = $1 AND generation = $2 AND key_hash = $3 AND blob = $4",
+             WHERE zone_id = $1 AND generation = $2 AND key_hash = $3 AND blob = $4
+               AND $6 >= (SELECT purge_revision FROM zones WHERE id = $1)",
             self.dialect.greatest()
         )))
         .bind(zone.as_str())

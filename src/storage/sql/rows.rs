@@ -4,8 +4,8 @@ use sqlx::{Row, any::AnyRow};
 
 use crate::{
     domain::{
-        ClearOperation, ClearProgress, Permission, PurgeAction, PurgeRule, PurgeTarget, Timestamp, TokenId, TokenScope,
-        UserId, Zone, ZoneId, ZoneName, secret::SecretHash,
+        ClearOperation, ClearProgress, Invalidation, Permission, PurgeAction, PurgeRule, PurgeTarget, Timestamp,
+        TokenId, TokenScope, UserId, Zone, ZoneId, ZoneName, secret::SecretHash,
     },
     storage::{IndexEntry, PendingClear, StoreError, StoreResult, StoredToken, StoredUser},
 };
@@ -115,6 +115,11 @@ pub(super) fn entry(r: &AnyRow) -> StoreResult<IndexEntry> {
         meta: r.get("meta"),
         stored_on: ts(r.get("stored_on")),
         fill_revision: r.get("fill_revision"),
+        invalidation: match (r.get::<Option<i64>, _>("invalidated_revision"), r.get::<Option<i64>, _>("invalidated_at"))
+        {
+            (Some(revision), Some(at)) => Some(Invalidation { revision, at: ts(at) }),
+            _ => None,
+        },
     })
 }
 

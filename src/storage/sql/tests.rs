@@ -123,6 +123,7 @@ fn entry(zone: &ZoneId, generation: i64, key: &str, size: u64) -> IndexEntry {
         meta: vec![],
         stored_on: Timestamp::now(),
         fill_revision: 0,
+        invalidation: None,
     }
 }
 
@@ -371,16 +372,16 @@ async fn lagging_nodes_are_those_heard_from_recently_that_have_not_applied_a_rev
     let s = &f.store;
     let window = Duration::from_secs(5);
     assert_eq!(s.lagging_nodes("me", 1, window).await.unwrap(), 0);
-    s.record_sync("me", 0).await.unwrap();
-    s.record_sync("other", 3).await.unwrap();
+    s.record_sync("me", 0, 0).await.unwrap();
+    s.record_sync("other", 3, 0).await.unwrap();
     assert_eq!(s.lagging_nodes("me", 3, window).await.unwrap(), 0, "itself does not count");
     assert_eq!(s.lagging_nodes("me", 4, window).await.unwrap(), 1);
-    s.record_sync("other", 4).await.unwrap();
+    s.record_sync("other", 4, 0).await.unwrap();
     assert_eq!(s.lagging_nodes("me", 4, window).await.unwrap(), 0);
     assert_eq!(s.lagging_nodes("me", 5, window).await.unwrap(), 1);
     s.forget_node("other").await.unwrap();
     assert_eq!(s.lagging_nodes("me", 5, window).await.unwrap(), 0, "a node that left is not waited for");
-    s.record_sync("other", 4).await.unwrap();
+    s.record_sync("other", 4, 0).await.unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(s.lagging_nodes("me", 9, Duration::from_millis(10)).await.unwrap(), 0, "silent nodes do not count");
 }

@@ -9,6 +9,7 @@ mod invalidation;
 mod memory;
 pub mod origin;
 mod purge;
+mod purge_retirement;
 mod raw_origin;
 mod reserve;
 mod semantics;

@@ -7,16 +7,16 @@ use serde_json::{Value, json};
 
 use super::{origin::*, *};
 
-fn purge_path(zone: &ZoneId) -> String {
+pub(super) fn purge_path(zone: &ZoneId) -> String {
     format!("/zones/{zone}/purge_cache")
 }
 
-fn invalidate_path(zone: &ZoneId) -> String {
+pub(super) fn invalidate_path(zone: &ZoneId) -> String {
     format!("/zones/{zone}/invalidate_cache")
 }
 
 /// An app whose reserve takes every cacheable object, with one zone `host` in front of a test origin.
-async fn setup(host: &str) -> (TestApp, TestOrigin, ZoneId, String) {
+pub(super) async fn setup(host: &str) -> (TestApp, TestOrigin, ZoneId, String) {
     let app = spawn_configured(|c| c.proxy.reserve_min_ttl = Duration::ZERO).await;
     let origin = TestOrigin::start().await;
     let zone = app.zone_with_origin(host, &origin.url).await;
@@ -26,7 +26,7 @@ async fn setup(host: &str) -> (TestApp, TestOrigin, ZoneId, String) {
 }
 
 /// Serves `path` once from the origin and waits until both tiers hold it.
-async fn cached(app: &TestApp, origin: &TestOrigin, zone: &ZoneId, host: &str, path: &str, tags: &str) {
+pub(super) async fn cached(app: &TestApp, origin: &TestOrigin, zone: &ZoneId, host: &str, path: &str, tags: &str) {
     origin.set(path, Reply::ok(format!("{path} v1"), "public, max-age=600").header("cache-tag", tags));
     let first = app.proxy_get(host, path).await;
     assert_eq!(first.cache(), "MISS", "{path}");
