@@ -91,6 +91,8 @@ struct SyncState {
     swept: i64,
     /// The revision through which the rules are retired, as last read.
     retired: i64,
+    /// Rules applied from the feed and not swept for yet, oldest first.
+    unswept: Vec<PurgeRule>,
 }
 
 /// Empties this node's memory tiers (see [`ZoneDirectory::on_flush`]).
@@ -151,10 +153,19 @@ impl ZoneDirectory {
         self.state.lock().expect("sync state lock").swept
     }
 
+    /// The rules this node has applied, of revisions above its last sweep and up to `through`: what the
+    /// next sweep judges by. A rule is listed from the sync that applied it until a sweep or a flush
+    /// covers it, so a sweep never covers a revision without the rules of it that this node applied.
+    pub fn unswept(&self, through: i64) -> Vec<PurgeRule> {
+        let state = self.state.lock().expect("sync state lock");
+        state.unswept.iter().filter(|r| r.revision <= through).cloned().collect()
+    }
+
     /// Records a sweep of this node's memory tiers through `revision`.
     pub fn note_swept(&self, revision: i64) {
         let mut state = self.state.lock().expect("sync state lock");
         state.swept = state.swept.max(revision);
+        state.unswept.retain(|r| r.revision > revision);
     }
 
     /// The zone that serves `host` (already lower-cased, without port): the zone of that name, else of its
@@ -253,6 +264,7 @@ impl ZoneDirectory {
             // A purge commits its rules with the zone's revision: every rule up to `through` is visible.
             let rules = self.control.purge_rules(revision, through).await?;
             self.purges.apply(&rules);
+            self.state.lock().expect("sync state lock").unswept.extend(rules);
             {
                 let mut table = self.by_name.write().expect("zone table lock");
                 for zone in changes {
@@ -281,6 +293,7 @@ impl ZoneDirectory {
                 flush();
             }
             state.swept = retired;
+            state.unswept.retain(|r| r.revision > retired);
         }
         if retired > state.retired {
             state.retired = retired;

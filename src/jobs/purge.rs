@@ -64,25 +64,42 @@ impl PurgeReclaimer {
     /// One round: every pending rule worked (or an error), then the rules every live node has swept for
     /// retired. Returns how many rules were finished and how many objects deleted or marked.
     pub async fn round(&self) -> Result<(usize, u64), ReclaimError> {
-        let worked = self.work().await?;
-        self.index.retire_purges(self.liveness).await?;
+        let worked = self.work().await;
+        // Rules worked in earlier rounds retire even when this round's work failed.
+        let retired = self.index.retire_purges(self.liveness).await;
+        let worked = worked?;
+        retired?;
         Ok(worked)
     }
 
+    /// Works every pending rule, zone by zone: a zone whose pass fails does not hold the others back (its
+    /// rules stay pending; the first error is returned once the others are done).
     async fn work(&self) -> Result<(usize, u64), ReclaimError> {
         let pending = self.index.pending_purges(RULES_PER_ROUND).await?;
         let mut by_zone: BTreeMap<ZoneId, Vec<PendingPurge>> = BTreeMap::new();
         for p in pending {
             by_zone.entry(p.rule.zone_id.clone()).or_default().push(p);
         }
-        let (mut rules, mut objects) = (0, 0);
+        let (mut rules, mut objects, mut failed) = (0, 0, None);
         for (zone, pending) in by_zone {
-            objects += self.pass(&zone, &pending).await?;
-            let ids: Vec<i64> = pending.iter().map(|p| p.id).collect();
-            self.index.finish_purges(&ids).await?;
-            rules += ids.len();
+            let worked = async {
+                let n = self.pass(&zone, &pending).await?;
+                let ids: Vec<i64> = pending.iter().map(|p| p.id).collect();
+                self.index.finish_purges(&ids).await?;
+                Ok::<_, ReclaimError>((ids.len(), n))
+            };
+            match worked.await {
+                Ok((r, n)) => (rules, objects) = (rules + r, objects + n),
+                Err(e) => {
+                    tracing::warn!(zone = %zone, error = %e, "working a zone's purge rules failed; will retry");
+                    failed.get_or_insert(e);
+                }
+            }
         }
-        Ok((rules, objects))
+        match failed {
+            Some(e) => Err(e),
+            None => Ok((rules, objects)),
+        }
     }
 
     /// One pass over the zone's objects, deleting those the rules purge and marking those they invalidate.

@@ -108,13 +108,6 @@ impl IndexCache {
         self.cache.invalidate_all();
     }
 
-    /// Keeps the metadata of an object this node has just refreshed.
-    pub fn insert(&self, key: &str, known: Known) -> Arc<Known> {
-        let known = Arc::new(known);
-        self.cache.insert(key.to_owned(), known.clone());
-        known
-    }
-
     pub fn forget(&self, key: &str) {
         self.cache.invalidate(key);
     }

@@ -117,16 +117,24 @@ impl Ctx<'_> {
         if let Some(known) = p.index_cache.get(&self.zone, key) {
             return Some(known);
         }
-        let epoch = p.index_cache.epoch();
-        let entry = match p.reserve.find(&self.zone.id, key).await {
-            Ok(found) => found?,
-            Err(e) => {
-                tracing::warn!(zone = %self.zone.name, error = %e, "reserve lookup failed; treating as a miss");
-                return None;
+        // A sweep that began during the read may have been followed by the retirement of a rule whose
+        // reserve work the read predates: read again then, and if that happens twice, call it a miss.
+        for _ in 0..2 {
+            let epoch = p.index_cache.epoch();
+            let entry = match p.reserve.find(&self.zone.id, key).await {
+                Ok(found) => found?,
+                Err(e) => {
+                    tracing::warn!(zone = %self.zone.name, error = %e, "reserve lookup failed; treating as a miss");
+                    return None;
+                }
+            };
+            if p.index_cache.epoch() != epoch {
+                continue;
             }
-        };
-        // Metadata this version cannot read (an older format) is a miss; a new fill replaces it.
-        let stored = codec::decode(&entry.meta, &p.rules)?;
-        Some(p.index_cache.insert_since(epoch, key, Known::new(entry, Arc::new(stored))))
+            // Metadata this version cannot read (an older format) is a miss; a new fill replaces it.
+            let stored = codec::decode(&entry.meta, &p.rules)?;
+            return Some(p.index_cache.insert_since(epoch, key, Known::new(entry, Arc::new(stored))));
+        }
+        None
     }
 }

@@ -190,20 +190,23 @@ impl Ctx<'_> {
             return;
         }
         let meta = codec::encode(fresh);
+        // Taken before the write: a sweep that begins meanwhile may not see what this keeps in memory.
+        let epoch = p.index_cache.epoch();
         let update = p.reserve.update_meta(entry, &meta, self.fill_revision);
         let Some(updated) = p.invalidations.land(&self.key, self.seen, update).await else {
             // Invalidated meanwhile: the object is gone or going.
             return;
         };
         match updated {
-            Ok(true) => {
+            Ok(Some(fill_revision)) => {
                 self.counters.class_a.increment(1);
                 let mut entry = entry.clone();
                 entry.meta = meta;
-                entry.fill_revision = entry.fill_revision.max(self.fill_revision);
-                p.index_cache.insert(&self.key, Known::new(entry, fresh.clone()));
+                entry.fill_revision = fill_revision;
+                p.index_cache.forget(&self.key);
+                p.index_cache.insert_since(epoch, &self.key, Known::new(entry, fresh.clone()));
             }
-            Ok(false) => p.index_cache.forget(&self.key),
+            Ok(None) => p.index_cache.forget(&self.key),
             Err(e) => {
                 tracing::warn!(zone = %self.zone.name, error = %e, "could not refresh a reserve object's metadata");
                 p.index_cache.forget(&self.key);

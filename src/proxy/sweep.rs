@@ -82,10 +82,21 @@ impl Sweeper {
         let done = self.index.purges_done_through().await?;
         // Only rules this node holds: its book has every rule through its revision.
         let through = done.min(self.directory.revision());
-        if through <= self.directory.swept() {
+        let swept = self.directory.swept();
+        if through <= swept {
             return Ok(None);
         }
-        let (book, edge, index_cache) = (self.directory.purges().clone(), self.edge.clone(), self.index_cache.clone());
+        // Only the rules since the last sweep: copies older rules targeted were swept then, and none has
+        // arrived since (see the module docs).
+        let rules = self.directory.unswept(through);
+        if rules.is_empty() {
+            // Zone changes only: nothing to look at.
+            self.directory.note_swept(through);
+            return Ok(Some(Swept { through, ..Swept::default() }));
+        }
+        let book = PurgeBook::default();
+        book.apply(&rules);
+        let (edge, index_cache) = (self.edge.clone(), self.index_cache.clone());
         let (edge_dropped, edge_marked, metadata_dropped) =
             tokio::task::spawn_blocking(move || sweep(&book, &edge, &index_cache))
                 .await

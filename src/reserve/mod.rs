@@ -332,8 +332,14 @@ impl Reserve {
     }
 
     /// Replaces a stored object's metadata after a revalidation by a request that began at zone revision
-    /// `fill_revision`; `false` if it was replaced meanwhile.
-    pub async fn update_meta(&self, entry: &IndexEntry, meta: &[u8], fill_revision: i64) -> Result<bool, ReserveError> {
+    /// `fill_revision`. Returns its fill revision afterwards (not raised past a newer purge rule, see
+    /// [`crate::storage::ObjectIndex::update_meta`]), or `None` if it was replaced meanwhile.
+    pub async fn update_meta(
+        &self,
+        entry: &IndexEntry,
+        meta: &[u8],
+        fill_revision: i64,
+    ) -> Result<Option<i64>, ReserveError> {
         let e = entry;
         Ok(self.index.update_meta(&e.zone_id, e.generation, &e.key_hash, &e.blob, meta, fill_revision).await?)
     }

@@ -267,7 +267,7 @@ impl ObjectIndex for LostAck {
         b: &str,
         m: &[u8],
         r: i64,
-    ) -> crate::storage::StoreResult<bool> {
+    ) -> crate::storage::StoreResult<Option<i64>> {
         self.0.update_meta(z, g, k, b, m, r).await
     }
     async fn record_access(&self, accesses: &[Access]) -> crate::storage::StoreResult<()> {

@@ -189,9 +189,9 @@ pub trait ControlStore: Send + Sync + 'static {
 
     /// Records that `node` has applied every zone change up to `seen_revision` and swept its memory tiers
     /// for worked purge rules through `swept_revision` (and is alive), at the database's clock. Nodes not
-    /// heard from for a day are forgotten. Returns the revision through which
-    /// purge rules have been retired ([`PurgeIndex::retire_purges`]), read under the same lock a
-    /// retirement takes: either this sync is seen by the retirement as live, or it sees the retirement.
+    /// heard from for a day are forgotten. Returns the revision through which purge rules have been retired
+    /// ([`PurgeIndex::retire_purges`]); the caller reads the rules first, so a retirement that deleted rules
+    /// it did not read is seen here. It takes no lock another node waits on.
     async fn record_sync(&self, node: &str, seen_revision: i64, swept_revision: i64) -> StoreResult<i64>;
     /// Forgets `node` (it is shutting down cleanly), so that no change waits for its acknowledgement.
     async fn forget_node(&self, node: &str) -> StoreResult<()>;
@@ -315,9 +315,10 @@ pub trait ObjectIndex: Send + Sync + 'static {
     async fn usage(&self, zone: &ZoneId) -> StoreResult<Usage>;
     /// Replaces the metadata of an entry (after a revalidation), only if it is still the entry whose body
     /// is `blob` in that generation, and raises its fill revision to `fill_revision` (the revalidating
-    /// request's; never lowered). Refused (`false`) when a purge or invalidation of the zone is newer than
-    /// `fill_revision`: the `304` may predate it, and the rule's background work may have read the entry
-    /// already (SPEC §10). Returns whether it was replaced.
+    /// request's; never lowered) unless a purge or invalidation of the zone is newer than that: the `304`
+    /// may predate the rule, whose background work may have read the entry already, so the rule must
+    /// still apply to it (SPEC §10). Read under the zone's lock, as a purge takes it. Returns the entry's
+    /// fill revision afterwards, or `None` if it was replaced meanwhile.
     async fn update_meta(
         &self,
         zone: &ZoneId,
@@ -326,7 +327,7 @@ pub trait ObjectIndex: Send + Sync + 'static {
         blob: &str,
         meta: &[u8],
         fill_revision: i64,
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<Option<i64>>;
     /// Records when objects were last read, in one transaction, in key order (two nodes flushing at once
     /// never deadlock). Never moves a time backwards; entries gone meanwhile are skipped.
     async fn record_access(&self, accesses: &[Access]) -> StoreResult<()>;

@@ -360,7 +360,12 @@ impl ControlStore for SqlStore {
         retrying!(async {
             let mut tx = self.begin_write().await?;
             // Locks the row a retirement locks first (see `PurgeIndex::retire_purges`).
-            let retired = super::purges::lock_retired(&mut tx).await?;
+            // Read after this sync's read of the rules: had a retirement deleted rules this node never
+            // read, this sees it (and the node empties its memory tiers before using its view).
+            let retired: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = 'purge_retired_through'")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?;
             sqlx::query(sql(format!(
                 "INSERT INTO nodes (id, seen_revision, synced_on, started_on, swept_revision)
                  VALUES ($1, $2, {now}, {now}, $3)

@@ -308,23 +308,42 @@ impl ObjectIndex for SqlStore {
         blob: &str,
         meta: &[u8],
         fill_revision: i64,
-    ) -> StoreResult<bool> {
-        let done = sqlx::query(sql(format!(
-            "UPDATE objects SET meta = $5, fill_revision = {}(fill_revision, $6)
-             WHERE zone_id = $1 AND generation = $2 AND key_hash = $3 AND blob = $4
-               AND $6 >= (SELECT purge_revision FROM zones WHERE id = $1)",
-            self.dialect.greatest()
-        )))
-        .bind(zone.as_str())
-        .bind(generation)
-        .bind(key_hash)
-        .bind(blob)
-        .bind(meta)
-        .bind(fill_revision)
-        .execute(&self.write)
-        .await
-        .map_err(backend)?;
-        Ok(done.rows_affected() > 0)
+    ) -> StoreResult<Option<i64>> {
+        let d = self.dialect;
+        retrying!(async {
+            let mut tx = self.begin_write().await?;
+            // The zone first, as every writer locks it: a purge commits either before this reads its
+            // revision (and the fill revision stays below the rule's) or after this commits (and its
+            // background work reads the entry as written here).
+            let purge_revision: Option<i64> =
+                sqlx::query_scalar(sql(format!("SELECT purge_revision FROM zones WHERE id = $1{}", d.for_share())))
+                    .bind(zone.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            let Some(purge_revision) = purge_revision else {
+                tx.rollback().await.map_err(backend)?;
+                return Ok(None);
+            };
+            let raise_to = if fill_revision >= purge_revision { fill_revision } else { 0 };
+            let after: Option<i64> = sqlx::query_scalar(sql(format!(
+                "UPDATE objects SET meta = $5, fill_revision = {}(fill_revision, $6)
+                 WHERE zone_id = $1 AND generation = $2 AND key_hash = $3 AND blob = $4
+                 RETURNING fill_revision",
+                d.greatest()
+            )))
+            .bind(zone.as_str())
+            .bind(generation)
+            .bind(key_hash)
+            .bind(blob)
+            .bind(meta)
+            .bind(raise_to)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+            tx.commit().await.map_err(backend)?;
+            Ok(after)
+        })
     }
 
     async fn record_access(&self, accesses: &[Access]) -> StoreResult<()> {

@@ -33,8 +33,8 @@ async fn done_through<'c, E: sqlx::Executor<'c, Database = Any>>(e: E) -> StoreR
     .map_err(backend)
 }
 
-/// Locks the retired-through counter (first, in every transaction that takes it) and reads it.
-pub(super) async fn lock_retired(tx: &mut Transaction<'static, Any>) -> StoreResult<i64> {
+/// Locks the retired-through counter and reads it.
+async fn lock_retired(tx: &mut Transaction<'static, Any>) -> StoreResult<i64> {
     sqlx::query_scalar("UPDATE counters SET value = value WHERE name = 'purge_retired_through' RETURNING value")
         .fetch_one(&mut **tx)
         .await
@@ -169,8 +169,8 @@ impl PurgeIndex for SqlStore {
         }
         retrying!(async {
             let mut tx = self.begin_write().await?;
-            // The lock first: a node's sync takes it too, so either the sync commits first (and the node
-            // counts as live below, its sweep holding the retirement back) or it reads the new value.
+            // Serializes retirements. A node's sync does not wait on it: one that misses this retirement
+            // still holds the rules, and one that read the rules after it reads the new value.
             let retired = lock_retired(&mut tx).await?;
             let done = done_through(&mut *tx).await?;
             let swept =

@@ -44,7 +44,6 @@ async fn retired_rules_leave_edge_copies_purged_or_invalidated() {
     assert_eq!(app.proxy_get(host, "/inv").await.cache(), "HIT");
     ok(app.post(&purge_path(&zone), &token).json(&json!({"tags": ["g"]})).send().await.unwrap()).await;
     ok(app.post(&invalidate_path(&zone), &token).json(&json!({"tags": ["i"]})).send().await.unwrap()).await;
-    assert_eq!(rules_held(&app).await, 2.0);
     retired(&app).await;
     // No rule is left to judge them: the copies themselves say what the rules said.
     let hits = origin.hits("/gone");

@@ -65,12 +65,13 @@ async fn writes_filled_before_a_purge_are_refused(f: Fixture) {
     assert_eq!(outcomes[0], RecordOutcome::Purged);
     assert!(matches!(outcomes[1], RecordOutcome::Recorded { .. }));
     assert_eq!(s.usage(&z).await.unwrap(), Usage { objects: 1, bytes: 10 });
-    // A revalidation that began before the purge is refused too (its 304 may predate it); a later one
-    // raises the fill revision.
+    // A revalidation that began before the purge refreshes the metadata but not the fill revision (its 304
+    // may predate the purge, which must still apply); a later one raises it.
     let stored = s.lookup(&z, &crate::reserve::key_hash("new")).await.unwrap().unwrap();
-    assert!(!s.update_meta(&z, 1, &stored.key_hash, &stored.blob, b"m", r - 5).await.unwrap());
-    assert_eq!(s.lookup(&z, &stored.key_hash).await.unwrap().unwrap().fill_revision, r);
-    assert!(s.update_meta(&z, 1, &stored.key_hash, &stored.blob, b"m", r + 5).await.unwrap());
+    assert_eq!(s.update_meta(&z, 1, &stored.key_hash, &stored.blob, b"m1", r - 5).await.unwrap(), Some(r));
+    let after = s.lookup(&z, &stored.key_hash).await.unwrap().unwrap();
+    assert_eq!((after.fill_revision, after.meta.as_slice()), (r, &b"m1"[..]));
+    assert_eq!(s.update_meta(&z, 1, &stored.key_hash, &stored.blob, b"m", r + 5).await.unwrap(), Some(r + 5));
     assert_eq!(s.lookup(&z, &stored.key_hash).await.unwrap().unwrap().fill_revision, r + 5);
 }
 
@@ -98,7 +99,7 @@ async fn invalidations_are_written_into_entries_still_as_read(f: Fixture) {
     assert!(inv.applies_to(marked.fill_revision));
     assert_eq!(s.lookup(&z, &hash("b")).await.unwrap().unwrap().invalidation, None);
     // A revalidation that began after the rule lifts it: the fill revision passes the invalidation's.
-    assert!(s.update_meta(&z, 1, &a.key_hash, &a.blob, b"m", r).await.unwrap());
+    assert_eq!(s.update_meta(&z, 1, &a.key_hash, &a.blob, b"m", r).await.unwrap(), Some(r));
     let revalidated = s.lookup(&z, &hash("a")).await.unwrap().unwrap();
     assert!(!revalidated.invalidation.unwrap().applies_to(revalidated.fill_revision));
 }
