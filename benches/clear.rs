@@ -6,6 +6,7 @@
 //! cargo bench --bench clear -- reclaim-s3 [--objects N]
 //! cargo bench --bench clear -- startup [--objects N] [--objects-dir DIR]
 //! cargo bench --bench clear -- purge-latency [--objects N] [--backend shared]
+//! cargo bench --bench clear -- purge-reclaim [--objects N]
 //! ```
 //!
 //! Each compares within one run (this machine is shared and noisy) and prints Markdown rows. `--backend shared`
@@ -125,6 +126,11 @@ async fn token(data: &Stores) -> String {
 /// Stores `n` objects of `size` bytes, in batches (four at once on S3); on local disk without fsync per body
 /// (one `sync` at the end).
 async fn seed(data: &Stores, config: &StoreConfig, zone: &ZoneId, n: usize, size: usize) {
+    seed_with(data, config, zone, n, size, &[]).await;
+}
+
+/// [`seed`], every object with metadata `meta` (an encoded stored response).
+async fn seed_with(data: &Stores, config: &StoreConfig, zone: &ZoneId, n: usize, size: usize, meta: &[u8]) {
     let reserve = if config.is_shared() {
         Reserve::over(data)
     } else {
@@ -142,7 +148,7 @@ async fn seed(data: &Stores, config: &StoreConfig, zone: &ZoneId, n: usize, size
                 .iter()
                 .map(|i| NewObject {
                     key: format!("https://bench/{i}"),
-                    meta: vec![],
+                    meta: meta.to_vec(),
                     body: body.clone(),
                     fill_revision: 0,
                 })
@@ -431,6 +437,7 @@ async fn main() {
         "reclaim-s3" => scale_out::reclaim_s3(&a).await,
         "startup" => startup(&a).await,
         "purge-latency" => purge::purge_latency(&a).await,
+        "purge-reclaim" => purge::purge_reclaim(&a).await,
         other => panic!("unknown scenario {other}: post-latency, reclaim, reclaim-s3, startup or purge-latency"),
     }
 }

@@ -245,9 +245,18 @@ impl ZoneDirectory {
     /// targets (SPEC §10).
     pub async fn publish_purge(&self, zone: Zone, rules: &[PurgeRule]) {
         self.purges.apply(rules);
-        // Catch up at once, so this node's own fills are stamped with the purge's revision.
-        if let Err(e) = self.sync().await {
-            tracing::debug!(error = %e, "could not sync after a purge; the next sync will");
+        // Catch up at once, so this node's own fills are stamped with the purge's revision (until then they
+        // do not land). Reads only: with the embedded store a write would wait for the writer, which the
+        // background work shares. Only while this node's view is usable: then it counts as live, so no rule
+        // it has not read can be retired, and the next sync records what it applied.
+        if self.reserve_usable() {
+            match self.catch_up().await {
+                Ok(revision) => {
+                    let mut state = self.state.lock().expect("sync state lock");
+                    state.revision = state.revision.max(revision);
+                }
+                Err(e) => tracing::debug!(error = %e, "could not catch up after a purge; the next sync will"),
+            }
         }
         self.publish(zone).await;
     }
@@ -256,28 +265,7 @@ impl ZoneDirectory {
     /// the sync in the store, and extends the view.
     pub async fn sync(&self) -> StoreResult<()> {
         let started = Instant::now();
-        let mut revision = self.state.lock().expect("sync state lock").revision;
-        loop {
-            let changes = self.control.zone_changes(revision, FEED_PAGE).await?;
-            let last_page = changes.len() < FEED_PAGE as usize;
-            let through = changes.iter().map(|z| z.revision).max().unwrap_or(revision);
-            // A purge commits its rules with the zone's revision: every rule up to `through` is visible.
-            let rules = self.control.purge_rules(revision, through).await?;
-            self.purges.apply(&rules);
-            self.state.lock().expect("sync state lock").unswept.extend(rules);
-            {
-                let mut table = self.by_name.write().expect("zone table lock");
-                for zone in changes {
-                    // Rules retired before this node read them still keep older fills from landing.
-                    self.purges.raise_latest(&zone.id, zone.purge_revision);
-                    install(&mut table, zone);
-                }
-            }
-            revision = revision.max(through);
-            if last_page {
-                break;
-            }
-        }
+        let revision = self.catch_up().await?;
         let swept = self.swept();
         let retired = self.control.record_sync(&self.node, revision, swept).await?;
         let mut state = self.state.lock().expect("sync state lock");
@@ -302,6 +290,34 @@ impl ZoneDirectory {
         state.revision = state.revision.max(revision);
         state.valid_until = Some(started + self.config.view_ttl);
         Ok(())
+    }
+
+    /// Reads the change feed since this node's revision and applies it (zones, then the rules up to the
+    /// zones' revision). Returns the revision reached; the caller makes it this node's.
+    async fn catch_up(&self) -> StoreResult<i64> {
+        let mut revision = self.state.lock().expect("sync state lock").revision;
+        loop {
+            let changes = self.control.zone_changes(revision, FEED_PAGE).await?;
+            let last_page = changes.len() < FEED_PAGE as usize;
+            let through = changes.iter().map(|z| z.revision).max().unwrap_or(revision);
+            // A purge commits its rules with the zone's revision: every rule up to `through` is visible.
+            let rules = self.control.purge_rules(revision, through).await?;
+            self.purges.apply(&rules);
+            self.state.lock().expect("sync state lock").unswept.extend(rules);
+            {
+                let mut table = self.by_name.write().expect("zone table lock");
+                for zone in changes {
+                    // Rules retired before this node read them still keep older fills from landing.
+                    self.purges.raise_latest(&zone.id, zone.purge_revision);
+                    install(&mut table, zone);
+                }
+            }
+            revision = revision.max(through);
+            if last_page {
+                break;
+            }
+        }
+        Ok(revision)
     }
 
     /// Syncs every `interval`, and when woken by a notification, until `stop`.

@@ -1,7 +1,7 @@
 //! [`PurgeIndex`] in SQL: the rules still to be worked, the deletion or marking of what they target, and
 //! their retirement.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use async_trait::async_trait;
 use sqlx::{Any, Row, Transaction};
@@ -9,17 +9,95 @@ use sqlx::{Any, Row, Transaction};
 use super::{SqlStore, backend, index::CountChanges, retrying, rows, sql};
 use crate::{
     domain::{Invalidation, ZoneId},
-    storage::{IndexEntry, PendingPurge, PurgeIndex, StoreResult},
+    storage::{IndexEntry, PendingPurge, PurgeIndex, StoreError, StoreResult},
 };
 
-/// Entries in lock order (zone, generation, key hash), as every writer of objects locks them.
-fn in_key_order<T>(items: &[T], entry: impl Fn(&T) -> &IndexEntry) -> Vec<&T> {
-    let mut sorted: Vec<&T> = items.iter().collect();
-    sorted.sort_by(|a, b| {
-        let (a, b) = (entry(a), entry(b));
-        (a.zone_id.as_str(), a.generation, &a.key_hash).cmp(&(b.zone_id.as_str(), b.generation, &b.key_hash))
-    });
-    sorted
+/// Rows per statement (and per transaction) of [`exactly`]: a few milliseconds of the embedded store's
+/// single writer, so an API call waiting for it is not held up long; three parameters each, well under
+/// both databases' limits.
+const EXACT_ROWS: usize = 100;
+
+/// An entry as read: (key hash, blob, fill revision).
+type ExactRow = (String, String, i64);
+
+/// Entries grouped by (zone, generation, `extra`) in lock order, each group in key order and cut into
+/// statements of at most [`EXACT_ROWS`] rows.
+type ExactGroups<X> = Vec<((String, i64, X), Vec<ExactRow>)>;
+
+fn exact_groups<'a, X: Ord + Copy>(entries: impl Iterator<Item = (&'a IndexEntry, X)>) -> ExactGroups<X> {
+    let mut by: BTreeMap<(String, i64, X), Vec<ExactRow>> = BTreeMap::new();
+    for (e, x) in entries {
+        by.entry((e.zone_id.as_str().to_owned(), e.generation, x)).or_default().push((
+            e.key_hash.clone(),
+            e.blob.clone(),
+            e.fill_revision,
+        ));
+    }
+    let mut groups = Vec::new();
+    for (group, mut rows) in by {
+        rows.sort();
+        for chunk in rows.chunks(EXACT_ROWS) {
+            groups.push((group.clone(), chunk.to_vec()));
+        }
+    }
+    groups
+}
+
+/// A condition matching `n` entries of one zone and generation exactly as read (same body, same fill
+/// revision), found by primary key; its parameters start after the first `skip`, and are bound by
+/// [`bind_exact`].
+fn exactly(n: usize, skip: usize) -> String {
+    let p = |i: usize| format!("${}", skip + i);
+    let keys: Vec<String> = (0..n).map(|i| p(3 + i)).collect();
+    let rows: Vec<String> = (0..n)
+        .map(|i| {
+            let at = 3 + n + 3 * i;
+            format!("({}, {}, {})", p(at), p(at + 1), p(at + 2))
+        })
+        .collect();
+    format!(
+        "zone_id = {} AND generation = {} AND key_hash IN ({}) AND (key_hash, blob, fill_revision) IN (VALUES {})",
+        p(1),
+        p(2),
+        keys.join(", "),
+        rows.join(", ")
+    )
+}
+
+/// Binds [`exactly`]'s parameters.
+fn bind_exact<'q, Q: BindExact<'q>>(q: Q, zone: &'q str, generation: i64, rows: &'q [ExactRow]) -> Q {
+    let mut q = q.bind_str(zone).bind_i64(generation);
+    for (key_hash, _, _) in rows {
+        q = q.bind_str(key_hash);
+    }
+    for (key_hash, blob, fill_revision) in rows {
+        q = q.bind_str(key_hash).bind_str(blob).bind_i64(*fill_revision);
+    }
+    q
+}
+
+/// The two query kinds [`bind_exact`] binds.
+trait BindExact<'q> {
+    fn bind_str(self, v: &'q str) -> Self;
+    fn bind_i64(self, v: i64) -> Self;
+}
+
+impl<'q> BindExact<'q> for sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+    fn bind_str(self, v: &'q str) -> Self {
+        self.bind(v)
+    }
+    fn bind_i64(self, v: i64) -> Self {
+        self.bind(v)
+    }
+}
+
+impl<'q, O> BindExact<'q> for sqlx::query::QueryScalar<'q, Any, O, sqlx::any::AnyArguments> {
+    fn bind_str(self, v: &'q str) -> Self {
+        self.bind(v)
+    }
+    fn bind_i64(self, v: i64) -> Self {
+        self.bind(v)
+    }
 }
 
 /// The highest revision through which every rule is worked, read in `tx` (or the pool).
@@ -73,66 +151,50 @@ impl PurgeIndex for SqlStore {
         if entries.is_empty() {
             return Ok(0);
         }
-        let sorted = in_key_order(entries, |e| e);
-        retrying!(async {
-            let mut tx = self.begin_write().await?;
-            let mut counts = CountChanges::new();
-            let mut deleted = 0;
-            // In key order, as every writer locks objects.
-            for e in &sorted {
-                let size: Option<i64> = sqlx::query_scalar(
-                    "DELETE FROM objects
-                     WHERE zone_id = $1 AND generation = $2 AND key_hash = $3 AND blob = $4 AND fill_revision = $5
-                     RETURNING size",
-                )
-                .bind(e.zone_id.as_str())
-                .bind(e.generation)
-                .bind(&e.key_hash)
-                .bind(&e.blob)
-                .bind(e.fill_revision)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?;
-                if let Some(size) = size {
-                    super::index::subtract_deleted(&mut counts, e.zone_id.as_str(), e.generation, size);
-                    deleted += 1;
+        let mut deleted = 0;
+        // One short transaction per group, in key order (as every writer locks objects); each is whole,
+        // counts included, so stopping between them leaves nothing to repair.
+        for ((zone, generation, ()), rows) in &exact_groups(entries.iter().map(|e| (e, ()))) {
+            deleted += retrying!(async {
+                let mut tx = self.begin_write().await?;
+                let text = format!("DELETE FROM objects WHERE {} RETURNING size", exactly(rows.len(), 0));
+                let sizes: Vec<i64> = bind_exact(sqlx::query_scalar(sql(text)), zone, *generation, rows)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                let mut counts = CountChanges::new();
+                for size in &sizes {
+                    super::index::subtract_deleted(&mut counts, zone, *generation, *size);
                 }
-            }
-            super::index::apply_counts(&mut tx, &counts).await?;
-            tx.commit().await.map_err(backend)?;
-            Ok(deleted)
-        })
+                super::index::apply_counts(&mut tx, &counts).await?;
+                tx.commit().await.map_err(backend)?;
+                Ok::<_, StoreError>(sizes.len() as u64)
+            })?;
+        }
+        Ok(deleted)
     }
 
     async fn mark_invalidated(&self, marks: &[(IndexEntry, Invalidation)]) -> StoreResult<u64> {
         if marks.is_empty() {
             return Ok(0);
         }
-        let sorted = in_key_order(marks, |(e, _)| e);
-        retrying!(async {
-            let mut tx = self.begin_write().await?;
-            let mut marked = 0;
-            for (e, inv) in &sorted {
-                let done = sqlx::query(
-                    "UPDATE objects SET invalidated_revision = $6, invalidated_at = $7
-                     WHERE zone_id = $1 AND generation = $2 AND key_hash = $3 AND blob = $4 AND fill_revision = $5
-                       AND (invalidated_revision IS NULL OR invalidated_revision < $6)",
-                )
-                .bind(e.zone_id.as_str())
-                .bind(e.generation)
-                .bind(&e.key_hash)
-                .bind(&e.blob)
-                .bind(e.fill_revision)
-                .bind(inv.revision)
-                .bind(inv.at.as_micros())
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-                marked += done.rows_affected();
-            }
-            tx.commit().await.map_err(backend)?;
-            Ok(marked)
-        })
+        let mut marked = 0;
+        // One statement per group, each its own short transaction (see `forget_purged`).
+        for ((zone, generation, (revision, at)), rows) in
+            &exact_groups(marks.iter().map(|(e, inv)| (e, (inv.revision, inv.at.as_micros()))))
+        {
+            let text = format!(
+                "UPDATE objects SET invalidated_revision = $1, invalidated_at = $2
+                 WHERE (invalidated_revision IS NULL OR invalidated_revision < $1) AND {}",
+                exactly(rows.len(), 2)
+            );
+            marked += retrying!(async {
+                let query = sqlx::query(sql(text.clone())).bind(*revision).bind(*at);
+                let done = bind_exact(query, zone, *generation, rows).execute(&self.write).await.map_err(backend)?;
+                Ok::<_, StoreError>(done.rows_affected())
+            })?;
+        }
+        Ok(marked)
     }
 
     async fn finish_purges(&self, ids: &[i64]) -> StoreResult<()> {
