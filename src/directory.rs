@@ -16,7 +16,9 @@
 //! notifications — or until `view_ttl` has passed, after which any node that had not applied it has
 //! stopped using its view. Either way, once the API answers, no node serves the reserve by the old
 //! setting or from a pre-Clear generation (SPEC §6.1). The argument needs no synchronized clocks: a
-//! node's view expires by its own monotonic clock, `view_ttl` after a moment that preceded the commit.
+//! node's view expires by its own monotonic clock, `view_ttl` after a moment that preceded the commit. A
+//! node without a usable view (starting, or back from an outage) records itself as live before it reads
+//! the feed, so a change committed while that read is in flight waits for it too.
 
 use std::{
     collections::HashMap,
@@ -265,6 +267,18 @@ impl ZoneDirectory {
     /// the sync in the store, and extends the view.
     pub async fn sync(&self) -> StoreResult<()> {
         let started = Instant::now();
+        if !self.reserve_usable() {
+            // Starting, or back after losing the store: be counted as live before reading the feed. A change
+            // committed before this record is in what is read next; one committed after it waits for this
+            // node's acknowledgement ([`ZoneDirectory::publish`]). Without it, a change committed while this
+            // sync was in flight, before this node had a recent record, would not wait for a node whose new
+            // view lacks it.
+            let (revision, swept) = {
+                let state = self.state.lock().expect("sync state lock");
+                (state.revision, state.swept)
+            };
+            self.control.record_sync(&self.node, revision, swept).await?;
+        }
         let revision = self.catch_up().await?;
         let swept = self.swept();
         let retired = self.control.record_sync(&self.node, revision, swept).await?;
