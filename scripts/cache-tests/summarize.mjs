@@ -4,12 +4,17 @@
 //
 //   node summarize.mjs [--config NAME] [--known FILE] [--reruns DIR] RESULTS.json
 //   node summarize.mjs --list-unexpected [--known FILE] RESULTS.json
+//   node summarize.mjs --list-hidden-roots RESULTS.json
 //
 // RESULTS.json is what the suite's CLI prints (`npm run --silent cli --base=URL > RESULTS.json`).
 // --known defaults to known-differences.txt beside this file. --reruns names a directory of logs of
 // `--id=<test-id>` re-runs, one `<test-id>.log` per unexpected required failure (run.sh writes them): a
 // failure whose re-run passed is reported as FLAKY and does not fail the run. --list-unexpected prints
-// only the ids of the unexpected required failures, one a line (what run.sh re-runs).
+// only the ids of the unexpected required failures, one a line (what run.sh re-runs). --list-hidden-roots
+// prints the ids of the failed tests that are not themselves required but that required tests depend on,
+// directly or through other dependency failures: the suite does not count those required tests, so a root
+// that failed by chance (an optional test such as freshness-max-age) silently hides them (run.sh re-runs
+// each root on its own, and the whole suite once more if one passes).
 //
 // Exit status: 0 no unexpected required failure, 1 some, 2 bad input (unreadable results, malformed
 // known list, unknown option).
@@ -66,8 +71,9 @@ function parseArgs (argv) {
     else if (arg === '--known') opts.known = value()
     else if (arg === '--reruns') opts.reruns = value()
     else if (arg === '--list-unexpected') opts.listUnexpected = true
+    else if (arg === '--list-hidden-roots') opts.listHiddenRoots = true
     else if (arg === '-h' || arg === '--help') {
-      console.log('usage: node summarize.mjs [--config NAME] [--known FILE] [--reruns DIR] [--list-unexpected] RESULTS.json')
+      console.log('usage: node summarize.mjs [--config NAME] [--known FILE] [--reruns DIR] [--list-unexpected | --list-hidden-roots] RESULTS.json')
       process.exit(0)
     } else if (arg.startsWith('-')) die(`unknown option ${arg}`)
     else if (opts.results === null) opts.results = arg
@@ -184,6 +190,22 @@ async function main () {
 
   if (opts.listUnexpected) {
     for (const t of failures.filter(t => t.known === undefined)) console.log(t.id)
+    return
+  }
+  if (opts.listHiddenRoots) {
+    const byId = new Map(tests.map(t => [t.id, t]))
+    const roots = new Set()
+    const walk = (t, seen) => {
+      for (const d of t.depends) {
+        const dep = byId.get(d)
+        if (!dep || seen.has(d) || [PASS, YES].includes(dep.symbol)) continue
+        seen.add(d)
+        if (dep.symbol === DEPENDENCY_FAIL) walk(dep, seen)
+        else if (dep.kind !== 'required') roots.add(d)
+      }
+    }
+    for (const t of tests.filter(t => t.kind === 'required' && t.symbol === DEPENDENCY_FAIL)) walk(t, new Set())
+    for (const id of roots) console.log(id)
     return
   }
 
