@@ -17,7 +17,18 @@ pub(super) fn invalidate_path(zone: &ZoneId) -> String {
 
 /// An app whose reserve takes every cacheable object, with one zone `host` in front of a test origin.
 pub(super) async fn setup(host: &str) -> (TestApp, TestOrigin, ZoneId, String) {
-    let app = spawn_configured(|c| c.proxy.reserve_min_ttl = Duration::ZERO).await;
+    setup_tiers(host, true).await
+}
+
+/// [`setup`], with the edge tier off when `edge` is false (every hit then comes from the reserve).
+pub(super) async fn setup_tiers(host: &str, edge: bool) -> (TestApp, TestOrigin, ZoneId, String) {
+    let app = spawn_configured(|c| {
+        c.proxy.reserve_min_ttl = Duration::ZERO;
+        if !edge {
+            c.proxy.edge_cache_bytes = 0;
+        }
+    })
+    .await;
     let origin = TestOrigin::start().await;
     let zone = app.zone_with_origin(host, &origin.url).await;
     app.set_reserve(&zone, true).await;
@@ -256,15 +267,7 @@ async fn purged_objects_are_deleted_from_the_reserve_and_counted_out() {
 #[tokio::test]
 async fn an_invalidated_reserve_copy_is_fresh_again_once_revalidated() {
     let host = "inv-reserve.example";
-    let app = spawn_configured(|c| {
-        c.proxy.reserve_min_ttl = Duration::ZERO;
-        c.proxy.edge_cache_bytes = 0;
-    })
-    .await;
-    let origin = TestOrigin::start().await;
-    let zone = app.zone_with_origin(host, &origin.url).await;
-    app.set_reserve(&zone, true).await;
-    let token = app.token(&[Permission::CachePurge], TokenScope::AllZones).await;
+    let (app, origin, zone, token) = setup_tiers(host, false).await;
     origin.set("/e", Reply::ok("e", "public, max-age=600").header("etag", "\"e\""));
     app.proxy_get(host, "/e").await;
     app.wait_stored(&zone, host, "/e").await;

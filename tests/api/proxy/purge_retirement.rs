@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::{
     origin::*,
-    purge::{cached, invalidate_path, purge_path, setup},
+    purge::{cached, invalidate_path, purge_path, setup, setup_tiers},
     *,
 };
 
@@ -59,15 +59,7 @@ async fn retired_rules_leave_edge_copies_purged_or_invalidated() {
 #[tokio::test]
 async fn retired_rules_leave_reserve_copies_purged_or_invalidated() {
     let host = "retire-reserve.example";
-    let app = spawn_configured(|c| {
-        c.proxy.reserve_min_ttl = Duration::ZERO;
-        c.proxy.edge_cache_bytes = 0;
-    })
-    .await;
-    let origin = TestOrigin::start().await;
-    let zone = app.zone_with_origin(host, &origin.url).await;
-    app.set_reserve(&zone, true).await;
-    let token = app.token(&[Permission::CachePurge], TokenScope::AllZones).await;
+    let (app, origin, zone, token) = setup_tiers(host, false).await;
     for (path, tag) in [("/gone", "g"), ("/inv", "i"), ("/kept", "k")] {
         origin.set(path, Reply::ok(path, "public, max-age=600").header("etag", "\"e\"").header("cache-tag", tag));
         app.proxy_get(host, path).await;
