@@ -37,13 +37,12 @@ use cache_reserve::{
     server::{self, ServeConfig},
     storage::{
         ControlStore, NewZone, StoredToken,
-        bodies::ObjectBodies,
+        bodies::segment::{AppendConfig, SegmentBodies},
         open::{ControlBackend, StoreConfig, Stores},
         testing::Backend,
     },
 };
 use futures::StreamExt;
-use object_store::local::LocalFileSystem;
 use sqlx::{Connection, Executor};
 
 struct Args {
@@ -134,8 +133,8 @@ async fn seed_with(data: &Stores, config: &StoreConfig, zone: &ZoneId, n: usize,
     let reserve = if config.is_shared() {
         Reserve::over(data)
     } else {
-        let blobs = LocalFileSystem::new_with_prefix(config.data_dir.join("objects")).unwrap().with_fsync(false);
-        Reserve::new(data.index(), Arc::new(ObjectBodies::remote(Arc::new(blobs), "bench".into())))
+        let append = AppendConfig { segment_bytes: config.segment_bytes, fsync: false };
+        Reserve::new(data.index(), Arc::new(SegmentBodies::open(&config.data_dir.join("objects"), append).unwrap()))
     };
     let body = Bytes::from(vec![b'x'; size]);
     let started = Instant::now();

@@ -24,9 +24,9 @@ async fn seed_bodies(bodies: &dyn BodyStore, zone: &ZoneId, n: usize, size: usiz
     let body = Bytes::from(vec![b'x'; size]);
     stream::iter(0..n)
         .map(|i| {
-            let location = bodies.new_location(zone, 1, &key_hash(&format!("https://bench/{i}")));
+            let key = key_hash(&format!("https://bench/{i}"));
             let body = body.clone();
-            async move { bodies.put(&location, body).await.unwrap() }
+            async move { drop(bodies.put(zone, 1, &key, body).await.unwrap()) }
         })
         .buffer_unordered(64)
         .collect::<Vec<()>>()

@@ -87,6 +87,18 @@ pub struct StoreArgs {
     /// PostgreSQL connections per process.
     #[arg(long, env = "CACHE_RESERVE_POSTGRES_CONNECTIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(2..=1000))]
     pub postgres_connections: u32,
+    /// With local bodies: the size at which a segment file is finished and the next begun (bodies up to
+    /// 1 MiB are packed into segments). At least 1MiB.
+    #[arg(long, env = "CACHE_RESERVE_SEGMENT_BYTES", default_value = "64MiB", value_parser = parse_segment_bytes)]
+    pub segment_bytes: u64,
+}
+
+fn parse_segment_bytes(s: &str) -> Result<u64, String> {
+    let n = size::parse(s)?;
+    if n < 1 << 20 {
+        return Err(format!("{s:?} is below 1MiB"));
+    }
+    Ok(n)
 }
 
 /// `--object-store`, before `--s3-endpoint` is joined to it.
@@ -121,6 +133,7 @@ impl StoreArgs {
         let mut config = StoreConfig::embedded(&self.data_dir);
         config.control = self.control_store.clone();
         config.postgres_connections = self.postgres_connections;
+        config.segment_bytes = self.segment_bytes;
         config.bodies = match &self.object_store {
             ObjectStoreArg::Local => BodyBackend::Local,
             ObjectStoreArg::S3(location) => {

@@ -9,6 +9,11 @@
 //! cleared generation is left, a sweep of the zone's old generations removes bodies that were written but
 //! never indexed (a put cut short by a crash), and only then is the Clear marked `Completed`.
 //!
+//! A body store that keeps a generation's bodies in files of their own ([`BodyStore::drops_generations`]:
+//! local segments) is swept at every batch instead, before the index entries go: the first sweep removes
+//! every file of the cleared generations, whatever their number of objects, and the batches only forget
+//! index entries (which name nothing visible any more: look-ups read the current generation only).
+//!
 //! A Clear whose batch fails (a body that cannot be deleted, say) is released with a backoff of its own and
 //! the node moves on to other Clears, so one stuck Clear never holds up another zone's.
 
@@ -182,6 +187,14 @@ impl Reclaimer {
     async fn work(&self, lease: &ClearLease) -> Result<BatchTimings, ReclaimError> {
         let clear = &lease.clear;
         let started = Instant::now();
+        if self.bodies.drops_generations() {
+            // Every body of the cleared generations goes at once, by the file (after the first batch there
+            // is nothing left, and this is one directory listing); the index entries follow in batches.
+            let removed = self.bodies.sweep_below(&clear.zone_id, clear.target_generation).await?;
+            if removed > 0 {
+                tracing::info!(zone = %clear.zone_id, files = removed, elapsed = ?started.elapsed(), "removed the cleared generations' files");
+            }
+        }
         let batch = self.index.bodies_below(&clear.zone_id, clear.target_generation, self.batch_size).await?;
         let find = started.elapsed();
         let Some(last) = batch.last() else {
@@ -193,7 +206,9 @@ impl Reclaimer {
             tracing::info!(zone = %clear.zone_id, clear = clear.clear_id, "cache reserve clear completed");
             return Ok(BatchTimings { find, ..Default::default() });
         };
-        self.bodies.delete_many(batch.iter().map(|b| b.blob.clone()).collect()).await?;
+        if !self.bodies.drops_generations() {
+            self.bodies.delete_many(batch.iter().map(|b| b.blob.clone()).collect()).await?;
+        }
         let delete_bodies = started.elapsed() - find;
         self.index.forget_through(lease, last, self.config.lease).await?;
         let forget = started.elapsed() - find - delete_bodies;

@@ -18,7 +18,11 @@ pub use upload::{Upload, memory_bound as upload_memory_bound};
 
 use crate::{
     domain::{Timestamp, ZoneId},
-    storage::{Access, IndexEntry, ObjectIndex, RecordOutcome, StoreError, Usage, bodies::BodyStore, open::Stores},
+    storage::{
+        Access, IndexEntry, ObjectIndex, RecordOutcome, StoreError, Usage,
+        bodies::{BodyStore, Written},
+        open::Stores,
+    },
 };
 
 /// SHA-256 of a cache key, hex: the index's key for an object.
@@ -167,30 +171,31 @@ impl Reserve {
         objects: Vec<NewObject>,
     ) -> Result<Vec<PutOutcome>, ReserveError> {
         let generation = self.index.current_generation(zone).await?.ok_or(ReserveError::NoZone)?;
-        let written: Vec<Result<IndexEntry, object_store::Error>> = stream::iter(objects)
+        let written: Vec<Result<(IndexEntry, Written), object_store::Error>> = stream::iter(objects)
             .map(|o| async move {
                 let key_hash = key_hash(&o.key);
-                let blob = self.bodies.new_location(zone, generation, &key_hash);
                 let size = o.body.len() as u64;
-                self.bodies.put(&blob, o.body).await?;
-                Ok(IndexEntry {
+                let written = self.bodies.put(zone, generation, &key_hash, o.body).await?;
+                let entry = IndexEntry {
                     zone_id: zone.clone(),
                     generation,
                     key_hash,
                     key: o.key,
-                    blob,
+                    blob: written.location.clone(),
                     size,
                     meta: o.meta,
                     stored_on: Timestamp::now(),
                     fill_revision: o.fill_revision,
                     invalidation: None,
-                })
+                };
+                Ok((entry, written))
             })
             .buffered(WRITE_CONCURRENCY)
             .collect()
             .await;
-        let (entries, failures): (Vec<_>, Vec<_>) = written.into_iter().partition(Result::is_ok);
-        let entries: Vec<IndexEntry> = entries.into_iter().filter_map(Result::ok).collect();
+        let (done, failures): (Vec<_>, Vec<_>) = written.into_iter().partition(Result::is_ok);
+        // The holds keep the bodies' segments as they are until the index has recorded them.
+        let (entries, _holds): (Vec<IndexEntry>, Vec<Written>) = done.into_iter().filter_map(Result::ok).unzip();
         if let Some(Err(e)) = failures.into_iter().next() {
             self.delete_blobs(entries.iter().map(|e| e.blob.as_str())).await;
             return Err(e.into());

@@ -17,6 +17,7 @@ use crate::{
 
 struct Fixture {
     _dir: tempfile::TempDir,
+    config: crate::storage::open::StoreConfig,
     stores: Stores,
     store: SqlStore,
     reserve: Reserve,
@@ -31,7 +32,8 @@ impl Fixture {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
-        let stores = Stores::open(&backend.fresh(dir.path()).await.unwrap()).await.unwrap();
+        let config = backend.fresh(dir.path()).await.unwrap();
+        let stores = Stores::open(&config).await.unwrap();
         let reserve = Reserve::over(&stores);
         let reclaimer = Reclaimer::new(
             stores.index(),
@@ -39,7 +41,7 @@ impl Fixture {
             ReclaimConfig { batch_size: Some(3), ..Default::default() },
             "test-node".into(),
         );
-        Some(Self { _dir: dir, store: stores.sql.clone(), stores, reserve, reclaimer })
+        Some(Self { _dir: dir, config, store: stores.sql.clone(), stores, reserve, reclaimer })
     }
 
     async fn bodies(&self) -> u64 {
@@ -122,8 +124,7 @@ async fn clear_hides_at_once_and_reclaim_deletes_everything_old_and_nothing_new(
         f.reserve.put(&z, &format!("old{i}"), vec![], Bytes::from(vec![1u8; 100])).await.unwrap();
     }
     // An unindexed body in the old generation, as a crash between body write and index record leaves.
-    let orphan = f.stores.bodies.new_location(&z, 1, &key_hash("orphan"));
-    f.stores.bodies.put(&orphan, Bytes::from_static(b"x")).await.unwrap();
+    drop(f.stores.bodies.put(&z, 1, &key_hash("orphan"), Bytes::from_static(b"x")).await.unwrap());
 
     set_reserve(&f, &z, false).await;
     let crate::storage::StartClearOutcome::Started { op, .. } = f.store.start_clear(&z).await.unwrap() else {
@@ -212,12 +213,12 @@ async fn nothing_is_recorded_once_the_reserve_is_off_and_a_missing_or_damaged_bo
     assert_eq!(f.bodies().await, 0);
     set_reserve(&f, &z, true).await;
 
-    for (key, damage) in [("gone", None), ("short", Some(&b"hel"[..]))] {
+    for (key, damage) in [("gone", None), ("damaged", Some(&b"HEL"[..]))] {
         f.reserve.put(&z, key, vec![], Bytes::from_static(b"hello")).await.unwrap();
         let entry = f.reserve.find(&z, key).await.unwrap().unwrap();
         match damage {
             None => f.stores.bodies.delete_many(vec![entry.blob.clone()]).await.unwrap(),
-            Some(bytes) => f.stores.bodies.put(&entry.blob, Bytes::from_static(bytes)).await.unwrap(),
+            Some(bytes) => crate::storage::testing::damage_body(&f.config, &entry.blob, bytes).await.unwrap(),
         }
         assert!(f.reserve.open(&entry).await.unwrap().is_none(), "{key}");
         assert!(f.reserve.find(&z, key).await.unwrap().is_none(), "{key}: the index still names it");
@@ -321,22 +322,27 @@ async fn a_record_whose_outcome_is_unknown_keeps_its_body(f: Fixture) {
     assert_eq!(got.body.as_ref(), b"committed");
 }
 
-/// A body store whose deletes fail for one zone: that zone's Clear cannot finish.
+/// A body store whose deletes (and sweeps) fail for one zone: that zone's Clear cannot finish.
 struct UndeletableFor(Arc<dyn crate::storage::bodies::BodyStore>, ZoneId);
 
 #[async_trait::async_trait]
 impl crate::storage::bodies::BodyStore for UndeletableFor {
-    fn new_location(&self, zone: &ZoneId, generation: i64, key_hash: &str) -> String {
-        self.0.new_location(zone, generation, key_hash)
-    }
-    async fn put(&self, location: &str, body: Bytes) -> Result<(), object_store::Error> {
-        self.0.put(location, body).await
+    async fn put(
+        &self,
+        zone: &ZoneId,
+        generation: i64,
+        key_hash: &str,
+        body: Bytes,
+    ) -> Result<crate::storage::bodies::Written, object_store::Error> {
+        self.0.put(zone, generation, key_hash, body).await
     }
     async fn put_multipart(
         &self,
-        location: &str,
-    ) -> Result<Box<dyn object_store::MultipartUpload>, object_store::Error> {
-        self.0.put_multipart(location).await
+        zone: &ZoneId,
+        generation: i64,
+        key_hash: &str,
+    ) -> Result<(String, Box<dyn object_store::MultipartUpload>), object_store::Error> {
+        self.0.put_multipart(zone, generation, key_hash).await
     }
     async fn open(&self, location: &str) -> Result<Option<GetResult>, object_store::Error> {
         self.0.open(location).await
@@ -347,7 +353,13 @@ impl crate::storage::bodies::BodyStore for UndeletableFor {
         }
         self.0.delete_many(locations).await
     }
+    fn drops_generations(&self) -> bool {
+        self.0.drops_generations()
+    }
     async fn sweep_below(&self, zone: &ZoneId, below: i64) -> Result<u64, object_store::Error> {
+        if zone == &self.1 {
+            return Err(object_store::Error::Generic { store: "test", source: "permission denied".into() });
+        }
         self.0.sweep_below(zone, below).await
     }
     async fn recover(&self, before: std::time::SystemTime) -> Result<u64, object_store::Error> {

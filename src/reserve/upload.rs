@@ -13,7 +13,7 @@ use object_store::WriteMultipart;
 use super::{PutOutcome, Reserve, ReserveError, key_hash};
 use crate::{
     domain::{Timestamp, ZoneId},
-    storage::IndexEntry,
+    storage::{IndexEntry, bodies::Written},
 };
 
 /// Part size of multipart uploads (S3's minimum is 5 MiB for every part but the last).
@@ -52,12 +52,13 @@ impl Upload {
         size: u64,
     ) -> Result<Self, ReserveError> {
         let key_hash = key_hash(key);
-        let blob = reserve.bodies.new_location(zone, generation, &key_hash);
-        let sink = if size <= BUFFERED_MAX {
-            Sink::Buffered(BytesMut::with_capacity(usize::try_from(size).unwrap_or(0)))
+        // A buffered body learns its location when it is written, in `finish`.
+        let (blob, sink) = if size <= BUFFERED_MAX {
+            (String::new(), Sink::Buffered(BytesMut::with_capacity(usize::try_from(size).unwrap_or(0))))
         } else {
-            let upload = reserve.bodies.put_multipart(&blob).await.map_err(|e| reserve.observe_blob(e))?;
-            Sink::Multipart(WriteMultipart::new_with_chunk_size(upload, PART_SIZE))
+            let (blob, upload) =
+                reserve.bodies.put_multipart(zone, generation, &key_hash).await.map_err(|e| reserve.observe_blob(e))?;
+            (blob, Sink::Multipart(WriteMultipart::new_with_chunk_size(upload, PART_SIZE)))
         };
         let entry = IndexEntry {
             zone_id: zone.clone(),
@@ -95,11 +96,14 @@ impl Upload {
             self.abort().await;
             return Err(ReserveError::Incomplete { expected, got });
         }
+        let e = &self.entry;
         let written = match self.sink {
-            Sink::Buffered(buf) => self.reserve.bodies.put(&self.entry.blob, buf.freeze()).await,
-            Sink::Multipart(w) => w.finish().await.map(|_| ()),
+            Sink::Buffered(buf) => self.reserve.bodies.put(&e.zone_id, e.generation, &e.key_hash, buf.freeze()).await,
+            Sink::Multipart(w) => w.finish().await.map(|_| Written::at(self.entry.blob.clone())),
         };
-        written.map_err(|e| self.reserve.observe_blob(e))?;
+        // Held until the index has recorded the location (see `Written::hold`).
+        let written = written.map_err(|e| self.reserve.observe_blob(e))?;
+        self.entry.blob = written.location.clone();
         self.entry.stored_on = Timestamp::now();
         self.reserve.record_grouped(self.entry).await
     }

@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use super::{
     ControlStore, ObjectIndex, PurgeIndex,
-    bodies::{BodyStore, ObjectBodies, s3},
+    bodies::{BodyStore, s3, segment},
     sql::SqlStore,
 };
 
@@ -40,6 +40,8 @@ pub struct StoreConfig {
     pub postgres_connections: u32,
     /// How long to wait for a PostgreSQL connection before an operation fails as unavailable.
     pub postgres_connect_timeout: Duration,
+    /// Local bodies: when a segment file is finished, in bytes.
+    pub segment_bytes: u64,
 }
 
 impl StoreConfig {
@@ -51,6 +53,7 @@ impl StoreConfig {
             bodies: BodyBackend::Local,
             postgres_connections: 16,
             postgres_connect_timeout: Duration::from_secs(5),
+            segment_bytes: segment::DEFAULT_SEGMENT_BYTES,
         }
     }
 
@@ -121,8 +124,9 @@ impl Stores {
                 let objects = dir.join("objects");
                 std::fs::create_dir_all(&objects)
                     .with_context(|| format!("cannot create the object directory {}", objects.display()))?;
+                let append = segment::AppendConfig { segment_bytes: config.segment_bytes, fsync: true };
                 Arc::new(
-                    ObjectBodies::local(&objects)
+                    segment::SegmentBodies::open(&objects, append)
                         .with_context(|| format!("cannot open the object directory {}", objects.display()))?,
                 )
             }

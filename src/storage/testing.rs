@@ -97,3 +97,27 @@ fn random_hex() -> String {
 pub fn shared_required() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }
+
+/// Damages a stored body in place, as a failing disk or a stray write outside our control would: the bytes
+/// at the start of the body are overwritten with `bytes` (a segment record; its checksum no longer holds),
+/// or the body becomes `bytes` (a one-file body, an S3 object).
+pub async fn damage_body(config: &StoreConfig, location: &str, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::FileExt;
+    match &config.bodies {
+        BodyBackend::Local => {
+            let root = config.data_dir.join("objects");
+            match super::bodies::segment::body_region(&root, location) {
+                Some((file, offset, _)) => {
+                    std::fs::File::options().write(true).open(file)?.write_all_at(bytes, offset)?;
+                }
+                None => std::fs::write(root.join(location), bytes)?,
+            }
+        }
+        BodyBackend::S3 { location: bucket, endpoint } => {
+            let store = super::bodies::s3::open(bucket, endpoint.as_deref())?.object_store();
+            let path = object_store::path::Path::from(location);
+            object_store::ObjectStoreExt::put(&*store, &path, bytes.to_vec().into()).await?;
+        }
+    }
+    Ok(())
+}

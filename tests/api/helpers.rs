@@ -111,6 +111,13 @@ pub struct TestApp {
     _running: Running,
 }
 
+impl TestApp {
+    /// The backends the server runs on.
+    pub fn store_config(&self) -> &StoreConfig {
+        &self._stores.config
+    }
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(ReclaimConfig { poll_interval: Duration::from_millis(50), ..Default::default() }).await
 }

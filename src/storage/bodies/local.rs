@@ -122,7 +122,7 @@ fn read_small(file: &FsPath, location: Path) -> Result<GetResult> {
 }
 
 /// object_store's staging names: the final name, `#`, then digits.
-fn is_staging_name(name: &str) -> bool {
+pub(super) fn is_staging_name(name: &str) -> bool {
     name.rsplit_once('#').is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 

@@ -9,6 +9,7 @@
 mod layout;
 pub mod local;
 pub mod s3;
+pub mod segment;
 
 use std::{fmt, sync::Arc, time::SystemTime};
 
@@ -23,17 +24,38 @@ use crate::domain::ZoneId;
 /// service after its own retries).
 pub type BodyError = object_store::Error;
 
+/// A body just written: where it is, and what keeps it safe until its location is recorded.
+pub struct Written {
+    /// The location to record in the index.
+    pub location: String,
+    /// Held until the location is recorded in the index or given up: a segment store does not compact
+    /// or recover the segment holding the body meanwhile. Drop it then.
+    pub hold: Option<Arc<dyn Send + Sync>>,
+}
+
+impl Written {
+    /// A body that needs no hold (one object, one file).
+    pub fn at(location: String) -> Self {
+        Self { location, hold: None }
+    }
+}
+
 /// Where the reserve keeps object bodies.
 #[async_trait]
 pub trait BodyStore: Send + Sync + 'static {
-    /// A new location for one write of the body of `key_hash` in the zone's `generation`; every call
-    /// returns a different one.
-    fn new_location(&self, zone: &ZoneId, generation: i64, key_hash: &str) -> String;
-    /// Writes a whole body at once (one `PUT` on S3; staged, fsynced and renamed on disk): when it returns
-    /// the body is durable and complete, and before, nothing is visible.
-    async fn put(&self, location: &str, body: Bytes) -> Result<(), BodyError>;
-    /// Starts a streamed write of a large body (S3 multipart upload); nothing is visible until it completes.
-    async fn put_multipart(&self, location: &str) -> Result<Box<dyn MultipartUpload>, BodyError>;
+    /// Writes a whole body of `key_hash` for the zone's `generation`, at a new location (every write gets
+    /// one of its own): when it returns, the body is durable and complete, and before, nothing is visible
+    /// (one `PUT` on S3; on disk, an append to a segment and its `fdatasync`, or a staged, fsynced and
+    /// renamed file).
+    async fn put(&self, zone: &ZoneId, generation: i64, key_hash: &str, body: Bytes) -> Result<Written, BodyError>;
+    /// Starts a streamed write of a large body at a new location (S3 multipart upload, or a staged file);
+    /// nothing is visible until it completes.
+    async fn put_multipart(
+        &self,
+        zone: &ZoneId,
+        generation: i64,
+        key_hash: &str,
+    ) -> Result<(String, Box<dyn MultipartUpload>), BodyError>;
     /// Opens a body for reading; `None` when there is none at `location`.
     async fn open(&self, location: &str) -> Result<Option<GetResult>, BodyError>;
     /// Deletes bodies (S3: `DeleteObjects`, 1,000 keys a request, 20 requests in flight); one already gone
@@ -45,8 +67,15 @@ pub trait BodyStore: Send + Sync + 'static {
     fn preferred_delete_batch(&self) -> u32 {
         1000
     }
+    /// Whether [`BodyStore::sweep_below`] frees every body of the generations below at once, whether
+    /// indexed or not, so that a Clear's reclaim need not delete them one by one (a segment store drops
+    /// whole segment files).
+    fn drops_generations(&self) -> bool {
+        false
+    }
     /// Deletes every body the zone has in generations below `below`: once a Clear has forgotten its
-    /// index entries, what is left there was never indexed (a write a crash cut short). Returns how many.
+    /// index entries, what is left there was never indexed (a write a crash cut short); with
+    /// [`BodyStore::drops_generations`], everything there. Returns how many files or objects it removed.
     async fn sweep_below(&self, zone: &ZoneId, below: i64) -> Result<u64, BodyError>;
     /// Removes what writes cut short by a crash left behind, if this store can leave anything (partial
     /// files on disk; on S3 an abandoned multipart upload is invisible and the bucket's lifecycle rule
@@ -84,20 +113,30 @@ impl ObjectBodies {
     pub fn remote(store: Arc<dyn ObjectStore>, description: String) -> Self {
         Self { store, local: None, description }
     }
+
+    /// The object store underneath, for tools and tests that read or damage a body in place.
+    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
+    }
 }
 
 #[async_trait]
 impl BodyStore for ObjectBodies {
-    fn new_location(&self, zone: &ZoneId, generation: i64, key_hash: &str) -> String {
-        layout::blob_path(zone, generation, key_hash).to_string()
+    async fn put(&self, zone: &ZoneId, generation: i64, key_hash: &str, body: Bytes) -> Result<Written, BodyError> {
+        let location = layout::blob_path(zone, generation, key_hash);
+        self.store.put(&location, PutPayload::from_bytes(body)).await?;
+        Ok(Written::at(location.to_string()))
     }
 
-    async fn put(&self, location: &str, body: Bytes) -> Result<(), BodyError> {
-        self.store.put(&Path::from(location), PutPayload::from_bytes(body)).await.map(|_| ())
-    }
-
-    async fn put_multipart(&self, location: &str) -> Result<Box<dyn MultipartUpload>, BodyError> {
-        self.store.put_multipart(&Path::from(location)).await
+    async fn put_multipart(
+        &self,
+        zone: &ZoneId,
+        generation: i64,
+        key_hash: &str,
+    ) -> Result<(String, Box<dyn MultipartUpload>), BodyError> {
+        let location = layout::blob_path(zone, generation, key_hash);
+        let upload = self.store.put_multipart(&location).await?;
+        Ok((location.to_string(), upload))
     }
 
     async fn open(&self, location: &str) -> Result<Option<GetResult>, BodyError> {

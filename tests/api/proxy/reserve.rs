@@ -200,7 +200,9 @@ async fn a_missing_or_damaged_reserve_body_is_a_miss_that_heals_the_index() {
         async move { data.reserve().find(&zone, &key).await.unwrap().unwrap().blob }
     };
     let bodies = app.data.bodies.clone();
-    bodies.put(&blob("/truncated").await, Bytes::copy_from_slice(&body[..1000])).await.unwrap();
+    cache_reserve::storage::testing::damage_body(app.store_config(), &blob("/truncated").await, &[b'x'; 1000])
+        .await
+        .unwrap();
     bodies.delete_many(vec![blob("/gone").await, blob("/head").await]).await.unwrap();
     // Never a short body under the stored length: a miss, fetched whole.
     for path in ["/truncated", "/gone"] {

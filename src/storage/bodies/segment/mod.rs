@@ -1,0 +1,286 @@
+//! Bodies on local disk, packed into append-only segment files: the reserve's local store.
+//!
+//! Each zone generation has its own segments, `{root}/{zone}/g{generation}/s{id:016x}.seg`, of about
+//! [`AppendConfig::segment_bytes`] each; a body's location names its segment, offset and length
+//! ([`format::RecordLocation`]). What this buys over a file per object:
+//! - a hit is one positional read from an already open file, on the calling thread when the bytes are in
+//!   the page cache ([`read`]);
+//! - many bodies share one `fdatasync` ([`append`]);
+//! - a Clear frees a generation by removing its directory: a cost per segment, not per object
+//!   ([`BodyStore::drops_generations`]);
+//! - a million small objects are a few dozen files, and start-up reads none of them.
+//!
+//! Deleted records stay in place until compaction copies a segment's live records elsewhere and removes
+//! it. Bodies over [`format::MAX_BODY`] (which stream, and whose own file costs little next to their
+//! size) and every body written before segments existed live one per file, in the same directories, through
+//! [`ObjectBodies`]; both kinds of location are served.
+
+pub mod append;
+pub mod format;
+pub mod read;
+pub mod recover;
+pub mod scan;
+#[cfg(test)]
+mod tests;
+
+use std::{
+    collections::HashMap,
+    io,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::SystemTime,
+};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::{GetResult, GetResultPayload, MultipartUpload, ObjectMeta};
+
+pub use append::AppendConfig;
+use append::Appender;
+use format::RecordLocation;
+use read::Segments;
+
+use super::{BodyError, BodyStore, ObjectBodies, Written};
+use crate::domain::ZoneId;
+
+const STORE: &str = "SegmentBodies";
+
+fn io_error(e: io::Error) -> BodyError {
+    BodyError::Generic { store: STORE, source: Box::new(e) }
+}
+
+/// Default [`AppendConfig::segment_bytes`]: 64 MiB (a million 4 KiB bodies fill about 65 segments).
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+
+/// Bodies under one directory; see the module docs.
+pub struct SegmentBodies {
+    root: PathBuf,
+    files: ObjectBodies,
+    config: AppendConfig,
+    appenders: Mutex<HashMap<(ZoneId, i64), Arc<Appender>>>,
+    segments: Segments,
+}
+
+impl SegmentBodies {
+    /// Bodies under `root`, which must exist.
+    pub fn open(root: &Path, config: AppendConfig) -> Result<Self, BodyError> {
+        let files = ObjectBodies::local(root)?;
+        let root = std::fs::canonicalize(root).map_err(io_error)?;
+        Ok(Self { segments: Segments::new(&root), root, files, config, appenders: Mutex::default() })
+    }
+
+    /// Reads that went to the blocking pool (not wholly in the page cache), since opening.
+    pub fn pool_reads(&self) -> u64 {
+        self.segments.pool_reads()
+    }
+
+    fn appender(&self, zone: &ZoneId, generation: i64) -> Arc<Appender> {
+        let mut appenders = self.appenders.lock().expect("appenders");
+        appenders
+            .entry((zone.clone(), generation))
+            .or_insert_with(|| Arc::new(Appender::new(&self.root, zone, generation, self.config.clone())))
+            .clone()
+    }
+}
+
+/// Where a segment-stored body lies on disk, for tools and tests: the segment file, the byte offset of the
+/// body in it, and its length. `None` for a location that is not a segment record.
+pub fn body_region(root: &Path, location: &str) -> Option<(PathBuf, u64, u64)> {
+    let loc = RecordLocation::parse(location)?;
+    let file = root.join(loc.zone.as_str()).join(format!("g{}", loc.generation)).join(loc.file_name());
+    Some((file, loc.offset + format::HEADER_LEN as u64, loc.len))
+}
+
+#[async_trait]
+impl BodyStore for SegmentBodies {
+    async fn put(&self, zone: &ZoneId, generation: i64, key_hash: &str, body: Bytes) -> Result<Written, BodyError> {
+        if body.len() as u64 > format::MAX_BODY {
+            return self.files.put(zone, generation, key_hash, body).await;
+        }
+        let (location, hold) = self.appender(zone, generation).append(key_hash, body).await.map_err(io_error)?;
+        Ok(Written { location: location.to_string(), hold: Some(hold) })
+    }
+
+    async fn put_multipart(
+        &self,
+        zone: &ZoneId,
+        generation: i64,
+        key_hash: &str,
+    ) -> Result<(String, Box<dyn MultipartUpload>), BodyError> {
+        self.files.put_multipart(zone, generation, key_hash).await
+    }
+
+    async fn open(&self, location: &str) -> Result<Option<GetResult>, BodyError> {
+        let Some(loc) = RecordLocation::parse(location) else { return self.files.open(location).await };
+        let Some(body) = self.segments.read(&loc).await.map_err(io_error)? else { return Ok(None) };
+        let size = body.len() as u64;
+        let meta = ObjectMeta {
+            location: object_store::path::Path::from(location),
+            last_modified: Default::default(),
+            size,
+            e_tag: None,
+            version: None,
+        };
+        Ok(Some(GetResult {
+            payload: GetResultPayload::Stream(futures::stream::once(async move { Ok(body) }).boxed()),
+            meta,
+            range: 0..size,
+            attributes: Default::default(),
+            extensions: Default::default(),
+        }))
+    }
+
+    async fn delete_many(&self, locations: Vec<String>) -> Result<(), BodyError> {
+        let mut files = Vec::new();
+        let mut records: HashMap<(ZoneId, i64, u64), Vec<u64>> = HashMap::new();
+        for l in locations {
+            match RecordLocation::parse(&l) {
+                Some(r) => records.entry((r.zone, r.generation, r.segment)).or_default().push(r.offset),
+                None => files.push(l),
+            }
+        }
+        if !records.is_empty() {
+            for ((zone, generation, segment), offsets) in &records {
+                self.segments.forget(zone, *generation, *segment, offsets);
+            }
+            let root = self.root.clone();
+            tokio::task::spawn_blocking(move || mark_dead(&root, records))
+                .await
+                .map_err(|e| io_error(io::Error::other(e)))?
+                .map_err(io_error)?;
+        }
+        self.files.delete_many(files).await
+    }
+
+    fn drops_generations(&self) -> bool {
+        true
+    }
+
+    async fn sweep_below(&self, zone: &ZoneId, below: i64) -> Result<u64, BodyError> {
+        self.appenders.lock().expect("appenders").retain(|(z, g), _| z != zone || *g >= below);
+        self.segments.close_below(zone, below);
+        let zone_dir = self.root.join(zone.as_str());
+        tokio::task::spawn_blocking(move || remove_generations_below(&zone_dir, below))
+            .await
+            .map_err(|e| io_error(io::Error::other(e)))?
+            .map_err(io_error)
+    }
+
+    async fn recover(&self, before: SystemTime) -> Result<u64, BodyError> {
+        let staging = self.files.recover(before).await?;
+        let root = self.root.clone();
+        let recovered = tokio::task::spawn_blocking(move || recover::recover_all(&root))
+            .await
+            .map_err(|e| io_error(io::Error::other(e)))?
+            .map_err(io_error)?;
+        if recovered.sealed > 0 {
+            tracing::info!(
+                segments = recovered.sealed,
+                torn_bytes = recovered.torn_bytes,
+                "sealed the segments of writers a crash or restart stopped"
+            );
+        }
+        Ok(staging + recovered.removed + recovered.sealed)
+    }
+
+    async fn count(&self, zone: Option<&ZoneId>) -> Result<u64, BodyError> {
+        let dir = zone.map_or_else(|| self.root.clone(), |z| self.root.join(z.as_str()));
+        tokio::task::spawn_blocking(move || count_under(&dir))
+            .await
+            .map_err(|e| io_error(io::Error::other(e)))?
+            .map_err(io_error)
+    }
+
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+}
+
+/// Appends deleted offsets to their segments' `.dead` files (segments already gone are skipped).
+fn mark_dead(root: &Path, records: HashMap<(ZoneId, i64, u64), Vec<u64>>) -> io::Result<()> {
+    use std::io::Write;
+    for ((zone, generation, segment), offsets) in records {
+        let dir = root.join(zone.as_str()).join(format!("g{generation}"));
+        if !dir.join(format::segment_file_name(segment)).exists() {
+            continue;
+        }
+        let bytes: Vec<u8> = offsets.iter().flat_map(|o| o.to_le_bytes()).collect();
+        let mut f =
+            std::fs::File::options().append(true).create(true).open(dir.join(format::dead_file_name(segment)))?;
+        // One write of whole 8-byte entries: appends of concurrent deleters never interleave inside one.
+        f.write_all(&bytes)?;
+    }
+    Ok(())
+}
+
+/// Removes the `g{n}` directories of a zone with `n < below`. Returns the files removed.
+fn remove_generations_below(zone_dir: &Path, below: i64) -> io::Result<u64> {
+    let mut removed = 0;
+    let entries = match std::fs::read_dir(zone_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let generation = entry.file_name().to_str().and_then(|n| n.strip_prefix('g')?.parse::<i64>().ok());
+        if generation.is_some_and(|g| g < below) && entry.file_type()?.is_dir() {
+            removed += remove_tree(&entry.path())?;
+        }
+    }
+    Ok(removed)
+}
+
+/// Removes a directory and everything under it. Returns the files removed.
+fn remove_tree(dir: &Path) -> io::Result<u64> {
+    let mut removed = 0;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            removed += remove_tree(&entry.path())?;
+        } else {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    match std::fs::remove_dir(dir) {
+        Ok(()) => Ok(removed),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(removed),
+        Err(e) => Err(e),
+    }
+}
+
+/// Bodies stored under `dir`: live segment records plus one-file bodies (staging files not counted).
+fn count_under(dir: &Path) -> io::Result<u64> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut n = 0;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.file_type()?.is_dir() {
+            n += count_under(&entry.path())?;
+        } else if format::parse_segment_file_name(&name).is_some() {
+            match read::live_records(&entry.path()) {
+                Ok(live) => n += live,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        } else if !(name.ends_with(".dead") || name.ends_with(".new") || super::local::is_staging_name(&name)) {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
