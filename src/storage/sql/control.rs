@@ -198,7 +198,7 @@ impl ControlStore for SqlStore {
         let rows = sqlx::query("SELECT * FROM zones WHERE revision > $1 ORDER BY revision LIMIT $2")
             .bind(after)
             .bind(i64::from(limit))
-            .fetch_all(&self.read)
+            .fetch_all(&self.sync_read)
             .await
             .map_err(backend)?;
         rows.iter().map(rows::zone).collect()
@@ -344,7 +344,7 @@ impl ControlStore for SqlStore {
         )
         .bind(after)
         .bind(through)
-        .fetch_all(&self.read)
+        .fetch_all(&self.sync_read)
         .await
         .map_err(backend)?;
         rows.iter().map(rows::purge_rule).collect()

@@ -119,6 +119,9 @@ impl Dialect {
 #[derive(Clone)]
 pub struct SqlStore {
     read: AnyPool,
+    /// The zone directory's sync reads, on a connection of their own: a flood of index look-ups (queued on
+    /// `read`) must not delay a sync past the view's lifetime, which would make the node bypass its tiers.
+    sync_read: AnyPool,
     /// SQLite: a single connection, so writers queue here instead of spinning in SQLite's busy handler.
     /// PostgreSQL: the same pool as `read`.
     write: AnyPool,
@@ -153,8 +156,9 @@ impl SqlStore {
         };
         let write = pool(1, false).connect_with(options.clone()).await.map_err(backend)?;
         SQLITE_MIGRATIONS.run(&write).await.map_err(backend)?;
-        let read = pool(4, true).connect_with(options).await.map_err(backend)?;
-        let store = Self { read, write, dialect: Dialect::Sqlite, listen_url: None };
+        let read = pool(4, true).connect_with(options.clone()).await.map_err(backend)?;
+        let sync_read = pool(1, true).connect_with(options).await.map_err(backend)?;
+        let store = Self { read, sync_read, write, dialect: Dialect::Sqlite, listen_url: None };
         store.ensure_account().await?;
         Ok(store)
     }
@@ -181,7 +185,17 @@ impl SqlStore {
         } else {
             check_migrated(&pool).await?;
         }
-        let store = Self { read: pool.clone(), write: pool, dialect: Dialect::Postgres, listen_url: Some(url.into()) };
+        let sync_read = AnyPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(connect_timeout)
+            .connect_lazy_with(url.parse().map_err(backend)?);
+        let store = Self {
+            read: pool.clone(),
+            sync_read,
+            write: pool,
+            dialect: Dialect::Postgres,
+            listen_url: Some(url.into()),
+        };
         store.ensure_account().await?;
         Ok(store)
     }
@@ -211,6 +225,7 @@ impl SqlStore {
     /// Closes the pools (checkpointing SQLite's WAL).
     pub async fn close(&self) {
         self.read.close().await;
+        self.sync_read.close().await;
         self.write.close().await;
     }
 }
