@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     api::{self, AppState},
     directory::{SyncConfig, ZoneDirectory, node_name},
-    jobs::{PurgeReclaimer, ReclaimConfig, Reclaimer, Retention, RetentionConfig},
+    jobs::{CompactConfig, Compactor, PurgeReclaimer, ReclaimConfig, Reclaimer, Retention, RetentionConfig},
     metrics::Metrics,
     net::{ConnLimits, FileBudget, Listener, raise_open_files_limit},
     proxy::{self, CdnId, Proxy, ProxyConfig},
@@ -33,6 +33,8 @@ pub struct ServeConfig {
     pub stores: StoreConfig,
     pub api_listen: SocketAddr,
     pub reclaim: ReclaimConfig,
+    /// Compaction of local segments (unused with S3 bodies).
+    pub compact: CompactConfig,
     pub proxy: ProxyConfig,
     /// How the zone table keeps in step with the store and the other nodes.
     pub sync: SyncConfig,
@@ -54,6 +56,7 @@ impl ServeConfig {
             stores,
             api_listen: "127.0.0.1:0".parse().expect("a valid address"),
             reclaim: ReclaimConfig::default(),
+            compact: CompactConfig::default(),
             proxy: ProxyConfig { listen: "127.0.0.1:0".parse().expect("a valid address"), ..ProxyConfig::default() },
             sync: SyncConfig::default(),
             proxy_conns: ConnLimits::with_max_connections(10_000),
@@ -136,6 +139,10 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     };
     tasks.spawn(reclaimer.run(shutdown.clone()));
     tasks.spawn(purges.run(shutdown.clone()));
+    if let Some(segments) = stores.segments.clone() {
+        let compactor = Compactor::new(stores.index(), stores.compaction_index(), segments, config.compact.clone());
+        tasks.spawn(compactor.run(shutdown.clone()));
+    }
 
     let api_listener = TcpListener::bind(config.api_listen)
         .await

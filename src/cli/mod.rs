@@ -18,7 +18,7 @@ pub use client::ClientError;
 
 use crate::{
     directory::SyncConfig,
-    jobs::ReclaimConfig,
+    jobs::{CompactConfig, ReclaimConfig},
     proxy::ProxyConfig,
     server::{self, ServeConfig},
     storage::{
@@ -158,6 +158,11 @@ pub struct ServeArgs {
     /// Pause between reclaim batches, e.g. `0s`, `50ms`, to spare a shared disk.
     #[arg(long, env = "CACHE_RESERVE_RECLAIM_PAUSE", default_value = "0s", value_parser = duration::parse)]
     pub reclaim_pause: Duration,
+    /// With local bodies: how often to look for mostly dead segments to compact (copying their live
+    /// records out, then removing them). Each generation is examined in full at start and hourly, and in
+    /// between once this process has deleted enough in it.
+    #[arg(long, env = "CACHE_RESERVE_COMPACTION_INTERVAL", default_value = "30s", value_parser = duration::parse)]
+    pub compaction_interval: Duration,
     /// Address of the caching proxy.
     #[arg(long, env = "CACHE_RESERVE_PROXY_LISTEN", default_value = "127.0.0.1:8788")]
     pub proxy_listen: SocketAddr,
@@ -287,6 +292,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             lease: args.reclaim_lease,
             ..Default::default()
         },
+        compact: CompactConfig { interval: args.compaction_interval, ..Default::default() },
         proxy: ProxyConfig {
             listen: args.proxy_listen,
             edge_cache_bytes: args.edge_cache_bytes,

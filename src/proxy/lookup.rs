@@ -17,6 +17,9 @@ fn invalidated(reuse: Reuse) -> Reuse {
     if reuse == Reuse::Fresh { Reuse::Validate } else { reuse }
 }
 
+/// A look-up found the body remembered in memory gone.
+struct StaleMemory;
+
 /// A stored response that may answer the request, fresh or after validation.
 pub struct Found {
     /// [`Reuse::Fresh`] or [`Reuse::Validate`].
@@ -83,32 +86,44 @@ impl Ctx<'_> {
     }
 
     async fn reserve_lookup(&self, now: SystemTime) -> Option<Found> {
+        match self.reserve_lookup_once(now).await {
+            Ok(found) => found,
+            // The body remembered in memory is gone: moved by compaction, or replaced, since it was
+            // remembered. Forgotten now, so the index is read afresh, and may name another copy.
+            Err(StaleMemory) => self.reserve_lookup_once(now).await.ok().flatten(),
+        }
+    }
+
+    /// One look-up in the reserve; `Err(StaleMemory)` when the entry remembered in memory named a body that
+    /// is gone (the entry is forgotten).
+    async fn reserve_lookup_once(&self, now: SystemTime) -> Result<Option<Found>, StaleMemory> {
         let p = self.proxy;
-        let known = self.known(&self.key).await?;
+        let remembered = p.index_cache.get(&self.zone, &self.key).is_some();
+        let Some(known) = self.known(&self.key).await else { return Ok(None) };
         let reuse = match self.judge(known.entry.fill_revision, known.entry.invalidation, &known.stored) {
             // Its index entry and body go in the background; until then the rule keeps it unseen.
-            Verdict::Purged => return None,
+            Verdict::Purged => return Ok(None),
             Verdict::Invalidated { .. } => invalidated(known.stored.reuse(&self.parts, now, &p.rules)),
             Verdict::Keep => known.stored.reuse(&self.parts, now, &p.rules),
         };
         if reuse == Reuse::Unusable {
-            return None;
+            return Ok(None);
         }
         let body = match p.reserve.open(&known.entry).await {
             Ok(Some(body)) => body,
             Ok(None) => {
                 // Gone or damaged: the index no longer names it; forget it here too.
                 p.index_cache.forget(&self.key);
-                return None;
+                return if remembered { Err(StaleMemory) } else { Ok(None) };
             }
             Err(e) => {
                 tracing::warn!(zone = %self.zone.name, error = %e, "reserve read failed; treating as a miss");
-                return None;
+                return Ok(None);
             }
         };
         self.counters.class_b.increment(1);
         p.note_read(&self.zone, known.entry.generation, &known.entry.key_hash);
-        Some(Found { reuse, tier: Tier::Reserve(known), body: Some(body) })
+        Ok(Some(Found { reuse, tier: Tier::Reserve(known), body: Some(body) }))
     }
 
     /// What the reserve holds for `key`: from memory when known, else from the index (then remembered).

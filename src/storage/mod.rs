@@ -365,6 +365,41 @@ pub struct PendingPurge {
     pub rule: PurgeRule,
 }
 
+/// A body stored in a zone generation: its entry's key, where the body is, and its size in bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBody {
+    pub key_hash: String,
+    pub blob: String,
+    pub size: u64,
+}
+
+/// A body copied elsewhere by compaction: the entry of `key_hash` is to name `to` instead of `from`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relocation {
+    pub key_hash: String,
+    pub from: String,
+    pub to: String,
+}
+
+/// What the compaction of a local segment store needs of the index: which bodies are live, and the
+/// relocation of entries to their bodies' copies, only where nothing changed them meanwhile.
+#[async_trait]
+pub trait CompactionIndex: Send + Sync + 'static {
+    /// Up to `limit` bodies of the zone's `generation` with a key hash above `after`, in key hash order.
+    async fn bodies_after(
+        &self,
+        zone: &ZoneId,
+        generation: i64,
+        after: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredBody>>;
+    /// In one transaction: points each entry at its body's copy if it still names the original. Refused
+    /// (`None`, nothing changed) while a purge or invalidation rule of the zone is not yet worked: that
+    /// work deletes or marks entries only as it read them, body location included. Else, per relocation,
+    /// whether it was made (not when the entry was replaced, evicted or purged meanwhile).
+    async fn relocate(&self, zone: &ZoneId, generation: i64, moves: &[Relocation]) -> StoreResult<Option<Vec<bool>>>;
+}
+
 /// What the background work of purge and invalidation rules needs (SPEC §10): the rules not yet worked,
 /// the zone's objects in pages, deletion (purges) and marking (invalidations) that touch only entries still
 /// exactly as read, and the retirement of worked rules. Every step is idempotent, so two nodes working the

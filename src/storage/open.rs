@@ -6,7 +6,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use anyhow::Context;
 
 use super::{
-    ControlStore, ObjectIndex, PurgeIndex,
+    CompactionIndex, ControlStore, ObjectIndex, PurgeIndex,
     bodies::{BodyStore, s3, segment},
     sql::SqlStore,
 };
@@ -98,6 +98,8 @@ pub fn redact_password(url: &str) -> String {
 pub struct Stores {
     pub sql: SqlStore,
     pub bodies: Arc<dyn BodyStore>,
+    /// The same store as `bodies` when it is the local segment store (for its compaction).
+    pub segments: Option<Arc<segment::SegmentBodies>>,
 }
 
 impl Stores {
@@ -119,22 +121,25 @@ impl Stores {
                     .with_context(|| format!("cannot open the control store at {}", redact_password(url)))?
             }
         };
+        let mut segments = None;
         let bodies: Arc<dyn BodyStore> = match &config.bodies {
             BodyBackend::Local => {
                 let objects = dir.join("objects");
                 std::fs::create_dir_all(&objects)
                     .with_context(|| format!("cannot create the object directory {}", objects.display()))?;
                 let append = segment::AppendConfig { segment_bytes: config.segment_bytes, fsync: true };
-                Arc::new(
+                let store = Arc::new(
                     segment::SegmentBodies::open(&objects, append)
                         .with_context(|| format!("cannot open the object directory {}", objects.display()))?,
-                )
+                );
+                segments = Some(store.clone());
+                store
             }
             BodyBackend::S3 { location, endpoint } => {
                 Arc::new(s3::open(location, endpoint.as_deref()).with_context(|| format!("cannot open {location}"))?)
             }
         };
-        Ok(Self { sql, bodies })
+        Ok(Self { sql, bodies, segments })
     }
 
     pub fn control(&self) -> Arc<dyn ControlStore> {
@@ -146,6 +151,10 @@ impl Stores {
     }
 
     pub fn purge_index(&self) -> Arc<dyn PurgeIndex> {
+        Arc::new(self.sql.clone())
+    }
+
+    pub fn compaction_index(&self) -> Arc<dyn CompactionIndex> {
         Arc::new(self.sql.clone())
     }
 

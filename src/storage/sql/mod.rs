@@ -11,6 +11,7 @@
 //! Times are BIGINT unix microseconds; those that nodes compare come from the database's clock
 //! ([`Dialect::now`]).
 
+mod compaction;
 mod control;
 mod feed;
 mod index;

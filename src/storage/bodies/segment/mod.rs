@@ -60,6 +60,9 @@ pub struct SegmentBodies {
     config: AppendConfig,
     appenders: Mutex<HashMap<(ZoneId, i64), Arc<Appender>>>,
     segments: Segments,
+    /// Record bytes (headers included) this process deleted per zone generation since compaction last
+    /// looked: a hint of how much there is to reclaim.
+    dead_bytes: Mutex<HashMap<(ZoneId, i64), u64>>,
 }
 
 impl SegmentBodies {
@@ -67,7 +70,93 @@ impl SegmentBodies {
     pub fn open(root: &Path, config: AppendConfig) -> Result<Self, BodyError> {
         let files = ObjectBodies::local(root)?;
         let root = std::fs::canonicalize(root).map_err(io_error)?;
-        Ok(Self { segments: Segments::new(&root), root, files, config, appenders: Mutex::default() })
+        Ok(Self {
+            segments: Segments::new(&root),
+            root,
+            files,
+            config,
+            appenders: Mutex::default(),
+            dead_bytes: Mutex::default(),
+        })
+    }
+
+    /// The zone generations that have a directory here.
+    pub fn generations(&self) -> io::Result<Vec<(ZoneId, i64)>> {
+        let mut out = Vec::new();
+        for zone in read_dir_or_empty(&self.root)? {
+            let Some(id) = zone.file_name().to_str().and_then(|z| ZoneId::parse(z).ok()) else { continue };
+            for generation in read_dir_or_empty(&zone.path())? {
+                if let Some(g) = generation.file_name().to_str().and_then(|n| n.strip_prefix('g')?.parse().ok()) {
+                    out.push((id.clone(), g));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The segments of a zone generation: (id, bytes).
+    pub fn segments_of(&self, zone: &ZoneId, generation: i64) -> io::Result<Vec<(u64, u64)>> {
+        let mut out = Vec::new();
+        for entry in read_dir_or_empty(&self.generation_dir(zone, generation))? {
+            if let Some(id) = entry.file_name().to_str().and_then(format::parse_segment_file_name) {
+                match entry.metadata() {
+                    Ok(m) => out.push((id, m.len())),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Record bytes this process deleted in the zone generation since the last call.
+    pub fn take_dead_bytes(&self, zone: &ZoneId, generation: i64) -> u64 {
+        self.dead_bytes.lock().expect("dead bytes").remove(&(zone.clone(), generation)).unwrap_or(0)
+    }
+
+    /// Locks a segment for compaction: `None` while any process writes it or holds a body placed in it
+    /// that is not yet recorded or given up. Keep the file until the segment is removed.
+    pub fn lock_for_compaction(
+        &self,
+        zone: &ZoneId,
+        generation: i64,
+        segment: u64,
+    ) -> io::Result<Option<std::fs::File>> {
+        let path = self.generation_dir(zone, generation).join(format::segment_file_name(segment));
+        let file = match std::fs::File::options().read(true).write(true).open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match append::lock(&file) {
+            Ok(()) => Ok(Some(file)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes a segment whose live records were all copied elsewhere (readers that have it open finish
+    /// from the unlinked file).
+    pub fn remove_segment(&self, zone: &ZoneId, generation: i64, segment: u64) -> io::Result<()> {
+        self.segments.close(zone, generation, segment);
+        let dir = self.generation_dir(zone, generation);
+        for name in [format::segment_file_name(segment), format::dead_file_name(segment)] {
+            match std::fs::remove_file(dir.join(name)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// The segment a location names, if it is a record of this zone generation.
+    pub fn segment_of(location: &str) -> Option<(u64, u64)> {
+        RecordLocation::parse(location).map(|l| (l.segment, l.len))
+    }
+
+    fn generation_dir(&self, zone: &ZoneId, generation: i64) -> PathBuf {
+        self.root.join(zone.as_str()).join(format!("g{generation}"))
     }
 
     /// Reads that went to the blocking pool (not wholly in the page cache), since opening.
@@ -134,15 +223,25 @@ impl BodyStore for SegmentBodies {
     async fn delete_many(&self, locations: Vec<String>) -> Result<(), BodyError> {
         let mut files = Vec::new();
         let mut records: HashMap<(ZoneId, i64, u64), Vec<u64>> = HashMap::new();
+        let mut freed: HashMap<(ZoneId, i64), u64> = HashMap::new();
         for l in locations {
             match RecordLocation::parse(&l) {
-                Some(r) => records.entry((r.zone, r.generation, r.segment)).or_default().push(r.offset),
+                Some(r) => {
+                    *freed.entry((r.zone.clone(), r.generation)).or_default() += format::HEADER_LEN as u64 + r.len;
+                    records.entry((r.zone, r.generation, r.segment)).or_default().push(r.offset);
+                }
                 None => files.push(l),
             }
         }
         if !records.is_empty() {
             for ((zone, generation, segment), offsets) in &records {
                 self.segments.forget(zone, *generation, *segment, offsets);
+            }
+            {
+                let mut dead_bytes = self.dead_bytes.lock().expect("dead bytes");
+                for (key, bytes) in freed {
+                    *dead_bytes.entry(key).or_default() += bytes;
+                }
             }
             let root = self.root.clone();
             tokio::task::spawn_blocking(move || mark_dead(&root, records))
@@ -194,6 +293,14 @@ impl BodyStore for SegmentBodies {
 
     fn describe(&self) -> String {
         self.root.display().to_string()
+    }
+}
+
+fn read_dir_or_empty(dir: &Path) -> io::Result<Vec<std::fs::DirEntry>> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries.collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
     }
 }
 

@@ -1,0 +1,85 @@
+//! [`CompactionIndex`] in SQL: the live bodies of a zone generation, page by page, and conditional
+//! relocation of entries to their bodies' copies.
+
+use async_trait::async_trait;
+use sqlx::Row;
+
+use super::{SqlStore, backend, retrying, sql};
+use crate::{
+    domain::ZoneId,
+    storage::{CompactionIndex, Relocation, StoreResult, StoredBody},
+};
+
+#[async_trait]
+impl CompactionIndex for SqlStore {
+    async fn bodies_after(
+        &self,
+        zone: &ZoneId,
+        generation: i64,
+        after: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredBody>> {
+        let rows = sqlx::query(
+            "SELECT key_hash, blob, size FROM objects WHERE zone_id = $1 AND generation = $2 AND key_hash > $3
+             ORDER BY key_hash LIMIT $4",
+        )
+        .bind(zone.as_str())
+        .bind(generation)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
+        Ok(rows
+            .iter()
+            .map(|r| StoredBody {
+                key_hash: r.get("key_hash"),
+                blob: r.get("blob"),
+                size: u64::try_from(r.get::<i64, _>("size")).unwrap_or(0),
+            })
+            .collect())
+    }
+
+    async fn relocate(&self, zone: &ZoneId, generation: i64, moves: &[Relocation]) -> StoreResult<Option<Vec<bool>>> {
+        let d = self.dialect;
+        retrying!(async {
+            let mut tx = self.begin_write().await?;
+            // The zone first, as every writer locks it: a purge commits either before this looks for its
+            // rules (and this is refused) or after this commits (and its work reads the new locations).
+            let zone_exists: Option<i64> =
+                sqlx::query_scalar(sql(format!("SELECT purge_revision FROM zones WHERE id = $1{}", d.for_share())))
+                    .bind(zone.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            let pending: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM purge_rules WHERE zone_id = $1 AND done_on IS NULL LIMIT 1")
+                    .bind(zone.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            if zone_exists.is_none() || pending.is_some() {
+                tx.rollback().await.map_err(backend)?;
+                return Ok(None);
+            }
+            let mut made = Vec::with_capacity(moves.len());
+            for m in moves {
+                let done = sqlx::query(
+                    "UPDATE objects SET blob = $5
+                     WHERE zone_id = $1 AND generation = $2 AND key_hash = $3 AND blob = $4",
+                )
+                .bind(zone.as_str())
+                .bind(generation)
+                .bind(&m.key_hash)
+                .bind(&m.from)
+                .bind(&m.to)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+                made.push(done.rows_affected() == 1);
+            }
+            tx.commit().await.map_err(backend)?;
+            Ok(Some(made))
+        })
+    }
+}
