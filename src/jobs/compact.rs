@@ -125,10 +125,11 @@ impl Compactor {
             }
             let segments = self.store.segments_of(&zone, generation)?;
             let bytes: u64 = segments.iter().map(|(_, len)| len).sum();
-            let dead = self.store.take_dead_bytes(&zone, generation);
+            let dead = self.store.dead_bytes(&zone, generation);
             if !full && (dead as f64) < (1.0 - self.config.live_ratio) * bytes as f64 / 2.0 {
                 continue;
             }
+            self.store.reset_dead_bytes(&zone, generation);
             self.compact_generation(&zone, generation, segments, &mut done).await?;
         }
         Ok(done)

@@ -137,6 +137,29 @@ async fn a_relocation_of_an_entry_changed_meanwhile_is_not_made(f: Fixture) {
     assert_eq!(f.reserve.get(&f.zone, "k1").await.unwrap().unwrap().body, body(1, 1), "the newer body stays");
 }
 
+async fn deletions_seen_here_add_up_across_passes_until_a_pass_compacts(f: Fixture) {
+    f.put(0..400, 0).await;
+    let delete = |range: std::ops::Range<usize>| {
+        let f = &f;
+        async move {
+            for i in range.filter(|i| i % 2 == 0) {
+                assert!(f.reserve.delete(&f.zone, &format!("k{i}")).await.unwrap());
+            }
+        }
+    };
+    // A tenth of the bytes deleted: below the trigger (15 %), so a pass that is not full does nothing.
+    delete(0..80).await;
+    assert_eq!(f.compactor.pass(false).await.unwrap(), Compacted::default());
+    // Another tenth: together above it.
+    delete(80..160).await;
+    let done = f.compactor.pass(false).await.unwrap();
+    assert!(done.segments_removed > 0, "{done:?}");
+    for i in 0..400 {
+        let got = f.reserve.get(&f.zone, &format!("k{i}")).await.unwrap().map(|o| o.body);
+        assert_eq!(got, (i >= 160 || i % 2 == 1).then(|| body(i, 0)), "k{i}");
+    }
+}
+
 macro_rules! on_both_indexes {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -164,4 +187,5 @@ on_both_indexes!(
     churn_then_compaction_bounds_space_and_keeps_every_live_object,
     a_rule_being_worked_defers_relocation_until_it_is_done,
     a_relocation_of_an_entry_changed_meanwhile_is_not_made,
+    deletions_seen_here_add_up_across_passes_until_a_pass_compacts,
 );

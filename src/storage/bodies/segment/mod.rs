@@ -109,9 +109,14 @@ impl SegmentBodies {
         Ok(out)
     }
 
-    /// Record bytes this process deleted in the zone generation since the last call.
-    pub fn take_dead_bytes(&self, zone: &ZoneId, generation: i64) -> u64 {
-        self.dead_bytes.lock().expect("dead bytes").remove(&(zone.clone(), generation)).unwrap_or(0)
+    /// Record bytes this process deleted in the zone generation since [`SegmentBodies::reset_dead_bytes`].
+    pub fn dead_bytes(&self, zone: &ZoneId, generation: i64) -> u64 {
+        self.dead_bytes.lock().expect("dead bytes").get(&(zone.clone(), generation)).copied().unwrap_or(0)
+    }
+
+    /// Starts counting [`SegmentBodies::dead_bytes`] afresh (compaction has just looked).
+    pub fn reset_dead_bytes(&self, zone: &ZoneId, generation: i64) {
+        self.dead_bytes.lock().expect("dead bytes").remove(&(zone.clone(), generation));
     }
 
     /// Locks a segment for compaction: `None` while any process writes it or holds a body placed in it
