@@ -95,6 +95,8 @@ struct SyncState {
     retired: i64,
     /// Rules applied from the feed and not swept for yet, oldest first.
     unswept: Vec<PurgeRule>,
+    /// Whether the last sync took longer than the view's lifetime (the reserve was bypassed meanwhile).
+    lapsed: bool,
 }
 
 /// Empties this node's memory tiers (see [`ZoneDirectory::on_flush`]).
@@ -280,9 +282,21 @@ impl ZoneDirectory {
             self.control.record_sync(&self.node, revision, swept).await?;
         }
         let revision = self.catch_up().await?;
+        let read = started.elapsed();
         let swept = self.swept();
         let retired = self.control.record_sync(&self.node, revision, swept).await?;
         let mut state = self.state.lock().expect("sync state lock");
+        let took = started.elapsed();
+        let lapsed = took > self.config.view_ttl;
+        if lapsed && !state.lapsed {
+            tracing::warn!(
+                took = ?took, reads = ?read, record = ?(took - read), view_ttl = ?self.config.view_ttl,
+                "a zone sync took longer than the view's lifetime: the reserve was bypassed until it finished"
+            );
+        } else if !lapsed && state.lapsed {
+            tracing::info!(took = ?took, "zone syncs are back within the view's lifetime");
+        }
+        state.lapsed = lapsed;
         if retired > state.swept {
             // Rules were retired that this node never swept for (it was not live): its memory tiers may
             // hold copies they targeted, and nothing would judge them now. Empty them before serving.

@@ -126,6 +126,10 @@ pub struct SqlStore {
     /// SQLite: a single connection, so writers queue here instead of spinning in SQLite's busy handler.
     /// PostgreSQL: the same pool as `read`.
     write: AnyPool,
+    /// The zone directory's sync record (SQLite: a second writer connection, which waits only for the
+    /// transaction holding SQLite's write lock, not behind every queued writer: under a flood of fills the
+    /// queue is seconds long, past the view's lifetime. PostgreSQL: `write`).
+    sync_write: AnyPool,
     dialect: Dialect,
     /// PostgreSQL: where to `LISTEN` for other nodes' changes.
     listen_url: Option<String>,
@@ -158,8 +162,9 @@ impl SqlStore {
         let write = pool(1, false).connect_with(options.clone()).await.map_err(backend)?;
         SQLITE_MIGRATIONS.run(&write).await.map_err(backend)?;
         let read = pool(4, true).connect_with(options.clone()).await.map_err(backend)?;
-        let sync_read = pool(1, true).connect_with(options).await.map_err(backend)?;
-        let store = Self { read, sync_read, write, dialect: Dialect::Sqlite, listen_url: None };
+        let sync_read = pool(1, true).connect_with(options.clone()).await.map_err(backend)?;
+        let sync_write = pool(1, false).connect_with(options).await.map_err(backend)?;
+        let store = Self { read, sync_read, write, sync_write, dialect: Dialect::Sqlite, listen_url: None };
         store.ensure_account().await?;
         Ok(store)
     }
@@ -193,6 +198,7 @@ impl SqlStore {
         let store = Self {
             read: pool.clone(),
             sync_read,
+            sync_write: pool.clone(),
             write: pool,
             dialect: Dialect::Postgres,
             listen_url: Some(url.into()),
@@ -208,9 +214,18 @@ impl SqlStore {
 
     /// A write transaction: in SQLite one that takes the write lock at once (no deferred upgrade to fail).
     async fn begin_write(&self) -> StoreResult<Transaction<'static, Any>> {
-        match self.dialect {
-            Dialect::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await.map_err(backend),
-            Dialect::Postgres => self.write.begin().await.map_err(backend),
+        Self::begin_on(&self.write, self.dialect).await
+    }
+
+    /// [`SqlStore::begin_write`] on the sync's own connection.
+    async fn begin_sync_write(&self) -> StoreResult<Transaction<'static, Any>> {
+        Self::begin_on(&self.sync_write, self.dialect).await
+    }
+
+    async fn begin_on(pool: &AnyPool, dialect: Dialect) -> StoreResult<Transaction<'static, Any>> {
+        match dialect {
+            Dialect::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend),
+            Dialect::Postgres => pool.begin().await.map_err(backend),
         }
     }
 
@@ -227,6 +242,7 @@ impl SqlStore {
     pub async fn close(&self) {
         self.read.close().await;
         self.sync_read.close().await;
+        self.sync_write.close().await;
         self.write.close().await;
     }
 }
