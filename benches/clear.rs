@@ -133,7 +133,7 @@ async fn seed_with(data: &Stores, config: &StoreConfig, zone: &ZoneId, n: usize,
     let reserve = if config.is_shared() {
         Reserve::over(data)
     } else {
-        let append = AppendConfig { segment_bytes: config.segment_bytes, fsync: false };
+        let append = AppendConfig { segment_bytes: config.segment_bytes, fsync: false, mapped_reads: true };
         Reserve::new(data.index(), Arc::new(SegmentBodies::open(&config.data_dir.join("objects"), append).unwrap()))
     };
     let body = Bytes::from(vec![b'x'; size]);

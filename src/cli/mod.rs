@@ -91,6 +91,10 @@ pub struct StoreArgs {
     /// 1 MiB are packed into segments). At least 1MiB.
     #[arg(long, env = "CACHE_RESERVE_SEGMENT_BYTES", default_value = "64MiB", value_parser = parse_segment_bytes)]
     pub segment_bytes: u64,
+    /// With local bodies: serve reserve hits from a read-only mapping of the segment when its pages are in
+    /// the page cache (one copy fewer than a read into memory); `false` reads with `preadv2`.
+    #[arg(long, env = "CACHE_RESERVE_SEGMENT_MAPPED_READS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub segment_mapped_reads: bool,
 }
 
 fn parse_segment_bytes(s: &str) -> Result<u64, String> {
@@ -134,6 +138,7 @@ impl StoreArgs {
         config.control = self.control_store.clone();
         config.postgres_connections = self.postgres_connections;
         config.segment_bytes = self.segment_bytes;
+        config.segment_mapped_reads = self.segment_mapped_reads;
         config.bodies = match &self.object_store {
             ObjectStoreArg::Local => BodyBackend::Local,
             ObjectStoreArg::S3(location) => {

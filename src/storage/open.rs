@@ -42,6 +42,8 @@ pub struct StoreConfig {
     pub postgres_connect_timeout: Duration,
     /// Local bodies: when a segment file is finished, in bytes.
     pub segment_bytes: u64,
+    /// Local bodies: whether hits read through a mapping of the segment (else `preadv2`).
+    pub segment_mapped_reads: bool,
 }
 
 impl StoreConfig {
@@ -54,6 +56,7 @@ impl StoreConfig {
             postgres_connections: 16,
             postgres_connect_timeout: Duration::from_secs(5),
             segment_bytes: segment::DEFAULT_SEGMENT_BYTES,
+            segment_mapped_reads: true,
         }
     }
 
@@ -127,7 +130,11 @@ impl Stores {
                 let objects = dir.join("objects");
                 std::fs::create_dir_all(&objects)
                     .with_context(|| format!("cannot create the object directory {}", objects.display()))?;
-                let append = segment::AppendConfig { segment_bytes: config.segment_bytes, fsync: true };
+                let append = segment::AppendConfig {
+                    segment_bytes: config.segment_bytes,
+                    fsync: true,
+                    mapped_reads: config.segment_mapped_reads,
+                };
                 let store = Arc::new(
                     segment::SegmentBodies::open(&objects, append)
                         .with_context(|| format!("cannot open the object directory {}", objects.display()))?,

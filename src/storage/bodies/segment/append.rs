@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 use super::format::{HEADER_LEN, Header, Kind, RecordLocation, dead_file_name, segment_file_name};
 use crate::domain::ZoneId;
 
-/// How segments are written.
+/// How segments are written (and read).
 #[derive(Debug, Clone)]
 pub struct AppendConfig {
     /// A segment is finished once it holds this many bytes (a batch may overrun it).
@@ -33,6 +33,9 @@ pub struct AppendConfig {
     /// Whether batches are made durable (`fdatasync`) before they are acknowledged: always, but in
     /// benchmarks that seed data.
     pub fsync: bool,
+    /// Whether hits read through a mapping of the segment (one copy fewer; see [`super::map`]) rather
+    /// than with `preadv2`.
+    pub mapped_reads: bool,
 }
 
 /// A segment being written (or recently written) by this process; holds its lock while it lives.

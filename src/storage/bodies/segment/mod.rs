@@ -17,6 +17,7 @@
 
 pub mod append;
 pub mod format;
+pub mod map;
 pub mod read;
 pub mod recover;
 pub mod scan;
@@ -71,7 +72,7 @@ impl SegmentBodies {
         let files = ObjectBodies::local(root)?;
         let root = std::fs::canonicalize(root).map_err(io_error)?;
         Ok(Self {
-            segments: Segments::new(&root),
+            segments: Segments::new(&root, config.mapped_reads),
             root,
             files,
             config,

@@ -22,6 +22,7 @@ use std::{
 use bytes::{Bytes, BytesMut};
 
 use super::format::{HEADER_LEN, Header, Kind, RecordLocation, crc32c, dead_file_name, segment_file_name};
+use super::map::Mapping;
 use crate::domain::ZoneId;
 
 /// Segments kept open at once.
@@ -34,6 +35,49 @@ pub struct ReadSegment {
     file: File,
     dead_file: Option<File>,
     dead: Mutex<Dead>,
+    /// The file mapped as far as it was long when last mapped (mapped reads only).
+    map: std::sync::RwLock<Option<Arc<Mapping>>>,
+}
+
+/// What a mapped read found.
+enum Mapped {
+    /// Read (or found torn or damaged: `None`) from the mapping.
+    Done(Option<Bytes>),
+    /// Not all in the page cache: read it in the blocking pool.
+    Cold,
+    /// No mapping: read it with `pread`.
+    Unmapped,
+}
+
+impl ReadSegment {
+    /// Reads a record from the mapping, remapping once if the file has grown past it.
+    fn read_mapped(&self, loc: &RecordLocation, total: usize) -> io::Result<Mapped> {
+        let end = loc.offset.saturating_add(total as u64);
+        let mut map = self.map.read().expect("segment map").clone();
+        if map.as_ref().is_none_or(|m| m.mapped_len() < end) {
+            let len = self.file.metadata()?.len();
+            if len < end {
+                return Ok(Mapped::Done(verify(BytesMut::new(), loc)));
+            }
+            map = Mapping::new(&self.file, len)?;
+            *self.map.write().expect("segment map") = map.clone();
+        }
+        let Some(map) = map else { return Ok(Mapped::Unmapped) };
+        if !map.resident(loc.offset, total) {
+            return Ok(Mapped::Cold);
+        }
+        let header: &[u8; HEADER_LEN] = map.slice(loc.offset, HEADER_LEN).try_into().expect("header length");
+        let body_at = loc.offset + HEADER_LEN as u64;
+        let len = total - HEADER_LEN;
+        let ok = Header::decode(header).is_ok_and(|h| {
+            h.kind == Kind::Body && h.body_len == loc.len && h.body_crc == crc32c(map.slice(body_at, len))
+        });
+        if !ok {
+            tracing::warn!(location = %loc, "a reserve record is torn or damaged; not serving it");
+            return Ok(Mapped::Done(None));
+        }
+        Ok(Mapped::Done(Some(map.bytes(body_at, len))))
+    }
 }
 
 /// Offsets deleted in a segment, as far as its `.dead` file has been read.
@@ -74,15 +118,18 @@ pub struct Segments {
     nowait: AtomicBool,
     /// Reads that went to the blocking pool (the bytes were not all in the page cache).
     pool_reads: AtomicU64,
+    /// Whether reads hand out the page cache's pages through a mapping ([`super::map`]).
+    mapped: bool,
 }
 
 impl Segments {
-    pub fn new(root: &Path) -> Self {
+    pub fn new(root: &Path, mapped: bool) -> Self {
         Self {
             root: root.to_owned(),
             open: moka::sync::Cache::builder().max_capacity(OPEN_SEGMENTS).support_invalidation_closures().build(),
             nowait: AtomicBool::new(true),
             pool_reads: AtomicU64::new(0),
+            mapped,
         }
     }
 
@@ -111,7 +158,15 @@ impl Segments {
             return Ok(None);
         }
         let total = HEADER_LEN + usize::try_from(loc.len).map_err(io::Error::other)?;
-        if self.nowait.load(Ordering::Relaxed) {
+        let mut cold = false;
+        if self.mapped {
+            match segment.read_mapped(loc, total)? {
+                Mapped::Done(body) => return Ok(body),
+                Mapped::Cold => cold = true,
+                Mapped::Unmapped => {}
+            }
+        }
+        if !cold && self.nowait.load(Ordering::Relaxed) {
             match read_nowait(&segment.file, loc.offset, total) {
                 Nowait::Done(buf) => return Ok(verify(buf, loc)),
                 Nowait::WouldBlock => {}
@@ -172,7 +227,7 @@ fn open_segment(dir: &Path, segment: u64) -> io::Result<Option<ReadSegment>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(e),
     };
-    Ok(Some(ReadSegment { file, dead_file, dead: Mutex::default() }))
+    Ok(Some(ReadSegment { file, dead_file, dead: Mutex::default(), map: Default::default() }))
 }
 
 enum Nowait {

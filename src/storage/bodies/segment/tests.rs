@@ -19,11 +19,16 @@ use super::{
 use crate::{reserve::key_hash, storage::bodies::BodyStore};
 
 fn config(segment_bytes: u64) -> AppendConfig {
-    AppendConfig { segment_bytes, fsync: true }
+    AppendConfig { segment_bytes, fsync: true, mapped_reads: true }
 }
 
 fn store(dir: &Path, segment_bytes: u64) -> SegmentBodies {
     SegmentBodies::open(dir, config(segment_bytes)).unwrap()
+}
+
+/// A store whose hits read with `preadv2` (`mapped` false) or through a mapping.
+fn reading(dir: &Path, mapped: bool) -> SegmentBodies {
+    SegmentBodies::open(dir, AppendConfig { mapped_reads: mapped, ..config(64 << 20) }).unwrap()
 }
 
 fn body(i: usize, len: usize) -> Bytes {
@@ -118,8 +123,14 @@ async fn large_bodies_are_files_of_their_own_and_both_kinds_are_served() {
 
 #[tokio::test]
 async fn deleted_damaged_and_misnamed_records_read_as_gone_in_every_process() {
+    for mapped in [true, false] {
+        deleted_damaged_and_misnamed_records_read_as_gone(mapped).await;
+    }
+}
+
+async fn deleted_damaged_and_misnamed_records_read_as_gone(mapped: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (store(dir.path(), 64 << 20), store(dir.path(), 64 << 20));
+    let (a, b) = (reading(dir.path(), mapped), reading(dir.path(), mapped));
     let z = ZoneId::generate();
     let [one, two, three] = [1, 2, 3].map(|i| body(i, 500));
     let one_at = a.put(&z, 1, &key_hash("1"), one.clone()).await.unwrap().location;
@@ -150,22 +161,26 @@ async fn deleted_damaged_and_misnamed_records_read_as_gone_in_every_process() {
 
 #[tokio::test]
 async fn a_read_of_bytes_not_in_the_page_cache_goes_to_the_pool_and_a_cached_one_does_not() {
+    for mapped in [true, false] {
+        a_cold_read_goes_to_the_pool(mapped).await;
+    }
+}
+
+async fn a_cold_read_goes_to_the_pool(mapped: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let s = store(dir.path(), 64 << 20);
     let z = ZoneId::generate();
     let b = body(3, 64 << 10);
-    let at = s.put(&z, 1, &key_hash("k"), b.clone()).await.unwrap().location;
-    assert_eq!(read(&s, &at).await.unwrap(), b);
-    let warm = s.pool_reads();
-    assert_eq!(read(&s, &at).await.unwrap(), b);
-    assert_eq!(s.pool_reads(), warm, "a cached read stays on the calling thread");
-    // Evict the (clean, synced) pages: the next read would wait for the disk.
+    let at = store(dir.path(), 64 << 20).put(&z, 1, &key_hash("k"), b.clone()).await.unwrap().location;
+    // Evict the (clean, synced, not yet mapped) pages: the first read would wait for the disk.
     let (file, _, _) = body_region(dir.path(), &at).unwrap();
     let f = File::open(file).unwrap();
     // SAFETY: fadvise on a descriptor we own.
     assert_eq!(unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) }, 0);
+    let s = reading(dir.path(), mapped);
     assert_eq!(read(&s, &at).await.unwrap(), b);
-    assert_eq!(s.pool_reads(), warm + 1, "a cold read goes to the blocking pool");
+    assert_eq!(s.pool_reads(), 1, "a cold read goes to the blocking pool");
+    assert_eq!(read(&s, &at).await.unwrap(), b);
+    assert_eq!(s.pool_reads(), 1, "a cached read stays on the calling thread");
 }
 
 #[tokio::test]
