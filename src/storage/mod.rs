@@ -328,8 +328,9 @@ pub trait ObjectIndex: Send + Sync + 'static {
         meta: &[u8],
         fill_revision: i64,
     ) -> StoreResult<Option<i64>>;
-    /// Records when objects were last read, in one transaction, in key order (two nodes flushing at once
-    /// never deadlock). Never moves a time backwards; entries gone meanwhile are skipped.
+    /// Records when objects were last read, in key order (two nodes flushing at once never deadlock), in
+    /// short transactions of a few hundred each: on an error some may be recorded, and recording them again
+    /// is harmless. Never moves a time backwards; entries gone meanwhile are skipped.
     async fn record_access(&self, accesses: &[Access]) -> StoreResult<()>;
     /// Forgets up to `limit` entries of current generations last read before `before`, least recently
     /// read first, adjusting the counts by what was actually deleted; returns them so their bodies can be

@@ -204,6 +204,9 @@ impl SqlStore {
     }
 }
 
+/// Reads recorded per transaction by [`ObjectIndex::record_access`] (a few milliseconds of the writer).
+const ACCESS_ROWS: usize = 250;
+
 #[async_trait]
 impl ObjectIndex for SqlStore {
     async fn current_generation(&self, zone: &ZoneId) -> StoreResult<Option<i64>> {
@@ -355,23 +358,28 @@ impl ObjectIndex for SqlStore {
         sorted.sort_by(|a, b| {
             (a.zone_id.as_str(), a.generation, &a.key_hash).cmp(&(b.zone_id.as_str(), b.generation, &b.key_hash))
         });
-        retrying!(async {
-            let mut tx = self.begin_write().await?;
-            for a in &sorted {
-                sqlx::query(
-                    "UPDATE objects SET last_access = $4
-                     WHERE zone_id = $1 AND generation = $2 AND key_hash = $3 AND last_access < $4",
-                )
-                .bind(a.zone_id.as_str())
-                .bind(a.generation)
-                .bind(&a.key_hash)
-                .bind(a.at.as_micros())
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-            }
-            tx.commit().await.map_err(backend)
-        })
+        // In transactions of ACCESS_ROWS: a flush of tens of thousands of reads in one would hold SQLite's
+        // single write lock for seconds on a busy machine, and the zone sync's record waits for it.
+        for chunk in sorted.chunks(ACCESS_ROWS) {
+            retrying!(async {
+                let mut tx = self.begin_write().await?;
+                for a in chunk {
+                    sqlx::query(
+                        "UPDATE objects SET last_access = $4
+                         WHERE zone_id = $1 AND generation = $2 AND key_hash = $3 AND last_access < $4",
+                    )
+                    .bind(a.zone_id.as_str())
+                    .bind(a.generation)
+                    .bind(&a.key_hash)
+                    .bind(a.at.as_micros())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                }
+                tx.commit().await.map_err(backend)
+            })?;
+        }
+        Ok(())
     }
 
     async fn evict_idle(&self, before: Timestamp, limit: u32) -> StoreResult<Vec<IndexEntry>> {
