@@ -3,9 +3,10 @@
 //!
 //! Bodies up to the part size are gathered in memory and written with one put (one S3 `PUT`, no multipart
 //! round trips); larger ones go through a multipart upload, so memory stays bounded by the parts in flight
-//! whatever the object size. Both are atomic in the body store: on local disk the file is written under a
-//! staging name and renamed into place; on S3 the object appears when the upload completes. A crash before
-//! that leaves no visible object.
+//! whatever the object size. Both are atomic in the body store: on local disk a gathered body up to 1 MiB is
+//! one segment record, acknowledged once synced, and a larger one a file written under a staging name and
+//! renamed into place; on S3 the object appears when the upload completes. A crash before that leaves no
+//! visible object.
 
 use bytes::{Bytes, BytesMut};
 use object_store::WriteMultipart;

@@ -1,6 +1,7 @@
 //! Object bodies: the narrow interface the reserve and the jobs use ([`BodyStore`]), so that none of them
-//! knows a path layout or a storage service; and its implementation over object_store, on local disk
-//! ([`local::LocalBodies`]) or on S3-compatible storage ([`s3::open`]).
+//! knows a path layout or a storage service; its implementation on local disk, append-only segments
+//! ([`segment::SegmentBodies`], with large bodies one file each through [`local::LocalBodies`]); and on
+//! S3-compatible storage, one object per body over object_store ([`s3::open`]).
 //!
 //! A body is written once under a location of its own (a new one per write), so a replaced or superseded
 //! body can be deleted without touching the one that replaced it; the location names the zone's generation,
