@@ -153,6 +153,9 @@ impl Segments {
     /// Reads a record's body: `None` when the segment is gone, the record was deleted, or it does not check
     /// out (torn, damaged, not the length the location says).
     pub async fn read(&self, loc: &RecordLocation) -> io::Result<Option<Bytes>> {
+        if loc.len > super::format::MAX_BODY || loc.offset > i64::MAX as u64 / 2 {
+            return Ok(None); // No record is that long or that far: a location this store never wrote.
+        }
         let Some(segment) = self.segment(loc).await? else { return Ok(None) };
         if segment.is_dead(loc.offset)? {
             return Ok(None);

@@ -152,6 +152,8 @@ async fn deleted_damaged_and_misnamed_records_read_as_gone(mapped: bool) {
         RecordLocation { len: loc.len - 1, ..loc.clone() },
         RecordLocation { offset: loc.offset + 1, ..loc.clone() },
         RecordLocation { offset: 1 << 40, ..loc.clone() },
+        RecordLocation { len: u64::MAX, ..loc.clone() },
+        RecordLocation { offset: u64::MAX, ..loc.clone() },
         RecordLocation { segment: loc.segment ^ 1, ..loc.clone() },
     ] {
         assert!(read(&a, &wrong.to_string()).await.is_none(), "{wrong}");
