@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo bench --bench clear -- post-latency [--objects N] [--objects-dir DIR] [--backend shared]
-//! cargo bench --bench clear -- reclaim [--objects N] [--dir DIR]
+//! cargo bench --bench clear -- reclaim [--objects N] [--dir DIR] [--objects-dir DIR] [--reclaim-batch N]
 //! cargo bench --bench clear -- reclaim-s3 [--objects N]
 //! cargo bench --bench clear -- startup [--objects N] [--objects-dir DIR]
 //! cargo bench --bench clear -- purge-latency [--objects N] [--backend shared]
@@ -51,6 +51,8 @@ struct Args {
     dir: PathBuf,
     objects_dir: Option<PathBuf>,
     backend: Backend,
+    /// Entries per reclaim batch (`ReclaimConfig::batch_size`); `None` for the body store's preference.
+    reclaim_batch: Option<u32>,
 }
 
 fn args() -> Args {
@@ -62,6 +64,7 @@ fn args() -> Args {
         dir: PathBuf::from("target/bench-data"),
         objects_dir: None,
         backend: Backend::Embedded,
+        reclaim_batch: None,
     };
     while let Some(flag) = it.next() {
         let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
@@ -69,6 +72,7 @@ fn args() -> Args {
             "--objects" => a.objects = value.parse().expect("--objects N"),
             "--dir" => a.dir = value.into(),
             "--objects-dir" => a.objects_dir = Some(value.into()),
+            "--reclaim-batch" => a.reclaim_batch = Some(value.parse().expect("--reclaim-batch N")),
             "--backend" => {
                 a.backend = match value.as_str() {
                     "embedded" => Backend::Embedded,
@@ -122,8 +126,8 @@ async fn token(data: &Stores) -> String {
     secret.expose().to_owned()
 }
 
-/// Stores `n` objects of `size` bytes, in batches (four at once on S3); on local disk without fsync per body
-/// (one `sync` at the end).
+/// Stores `n` objects of `size` bytes, in batches (four at once on S3); on local disk appended to the zone's
+/// segment files without fsync (one `sync` at the end).
 async fn seed(data: &Stores, config: &StoreConfig, zone: &ZoneId, n: usize, size: usize) {
     seed_with(data, config, zone, n, size, &[]).await;
 }
@@ -284,15 +288,24 @@ async fn seed_quiet(data: &Stores, z: &ZoneId) {
     data.sql.set_reserve(z, false).await.unwrap();
 }
 
-/// Reclaim of `objects` 4 KiB objects against `rm -rf` of as many 4 KiB files, same disk, same run.
+/// Reclaim of `objects` 4 KiB objects against `rm -rf` of as many 4 KiB files, same filesystem, same run. With
+/// `--objects-dir`, the bodies and rm's tree live there (e.g. on a tmpfs) and the index stays under `--dir`.
 async fn reclaim(a: &Args) {
     let n = if a.objects == 0 { 100_000 } else { a.objects };
     let base = a.dir.join("reclaim");
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(&base).unwrap();
+    let batch = ReclaimConfig { batch_size: a.reclaim_batch, ..ReclaimConfig::default() };
+    println!(
+        "| order | objects | `rm -rf` | our Clear | of which: first batch (drops the generation's files) \
+         | later batches (forget the index) | ratio (rm/ours) |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     for round in 0..2 {
-        // rm -rf's tree: 256 directories, like the reserve's fan-out.
-        let tree = base.join("tree");
+        // rm -rf's tree: 256 directories, like the fan-out of the reserve's one-file bodies.
+        let tree = a.objects_dir.as_deref().unwrap_or(&base).join("tree");
+        let _ = std::fs::remove_dir_all(&tree);
+        let t = Instant::now();
         let body = vec![b'x'; 4096];
         for i in 0..n {
             let d = tree.join(format!("{:02x}", i % 256));
@@ -301,10 +314,14 @@ async fn reclaim(a: &Args) {
             }
             std::fs::write(d.join(i.to_string()), &body).unwrap();
         }
-        let config = StoreConfig::embedded(fresh_dir(&base, "data", None));
+        eprintln!("wrote rm -rf's {n} files in {:.1?}", t.elapsed());
+        let config = StoreConfig::embedded(fresh_dir(&base, "data", a.objects_dir.as_deref()));
         let data = Stores::open(&config).await.unwrap();
         let z = zone(&data, "example.com").await;
         seed(&data, &config, &z, n, 4096).await;
+        let generation_dir = config.data_dir.join("objects").join(z.as_str()).join("g1");
+        let segments = std::fs::read_dir(&generation_dir).unwrap().count();
+        eprintln!("the zone's generation 1 holds {segments} files (segments and their hints)");
         tokio::time::sleep(Duration::from_secs(3)).await;
 
         let rm = || {
@@ -313,48 +330,81 @@ async fn reclaim(a: &Args) {
             let before_sync = t.elapsed();
             Command::new("sync").status().unwrap();
             eprintln!("rm -rf: unlinks {before_sync:.1?}, final sync {:.1?}", t.elapsed() - before_sync);
+            assert!(!tree.exists());
             t.elapsed()
         };
+        // Split: a segment store drops the cleared generation's files in the first batch (its time is in that
+        // batch's `find`, where the reclaimer sweeps), and every batch forgets index entries.
         let ours = || async {
             let t = Instant::now();
             data.sql.start_clear(&z).await.unwrap();
-            let reclaimer = Reclaimer::new(data.index(), data.bodies.clone(), ReclaimConfig::default(), "bench".into());
-            let mut spent = BatchTimings::default();
-            while let Step::Busy(b) = reclaimer.step().await.unwrap() {
-                spent.find += b.find;
-                spent.delete_bodies += b.delete_bodies;
-                spent.forget += b.forget;
+            let started = t.elapsed();
+            let reclaimer = Reclaimer::new(data.index(), data.bodies.clone(), batch.clone(), "bench".into());
+            let mut first: Option<(Duration, BatchTimings)> = None;
+            let (mut later, mut batches) = (BatchTimings::default(), 0);
+            loop {
+                let s = Instant::now();
+                match reclaimer.step().await.unwrap() {
+                    Step::Busy(b) if first.is_none() => first = Some((s.elapsed(), b)),
+                    Step::Busy(b) => {
+                        batches += 1;
+                        later.objects += b.objects;
+                        later.find += b.find;
+                        later.delete_bodies += b.delete_bodies;
+                        later.forget += b.forget;
+                    }
+                    Step::Failed => panic!("a reclaim batch failed"),
+                    Step::Idle => break,
+                }
             }
             assert!(data.sql.latest_clear(&z).await.unwrap().unwrap().end_ts.is_some());
             let before_sync = t.elapsed();
             Command::new("sync").status().unwrap();
+            let (first_time, f) = first.unwrap();
+            let rest = before_sync - started - first_time;
             eprintln!(
-                "reclaim: find {:.1?}, delete bodies {:.1?}, forget {:.1?}, rest {:.1?}, final sync {:.1?}",
-                spent.find,
-                spent.delete_bodies,
-                spent.forget,
-                before_sync.saturating_sub(spent.find + spent.delete_bodies + spent.forget),
+                "reclaim: start_clear {started:.1?}; first batch {first_time:.1?} (sweep of the generation's files \
+                 and find {:.1?}, delete bodies {:.1?}, forget {} entries {:.1?}); {batches} later batches {rest:.1?} \
+                 (find {:.1?}, delete bodies {:.1?}, forget {} entries {:.1?}, other {:.1?}); final sync {:.1?}",
+                f.find,
+                f.delete_bodies,
+                f.objects,
+                f.forget,
+                later.find,
+                later.delete_bodies,
+                later.objects,
+                later.forget,
+                rest.saturating_sub(later.find + later.delete_bodies + later.forget),
                 t.elapsed() - before_sync
             );
-            t.elapsed()
+            (t.elapsed(), first_time, rest)
         };
         // Alternate which goes first, so neither always inherits the other's pending discards.
-        let (rm_time, our_time) = if round == 0 {
+        let (rm_time, (our_time, first_time, rest)) = if round == 0 {
             let r = rm();
             (r, ours().await)
         } else {
             let o = ours().await;
             (rm(), o)
         };
-        let rate = |d: Duration| n as f64 / d.as_secs_f64();
+        // Nothing of the cleared generation is left: no files, no index entries.
+        assert!(!generation_dir.exists(), "{} is left after the Clear", generation_dir.display());
+        assert_eq!(data.bodies.count(Some(&z)).await.unwrap(), 0, "bodies left after the Clear");
+        let url = format!("sqlite://{}", config.data_dir.join("control.db").display());
+        let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM objects").fetch_one(&mut db).await.unwrap();
+        assert_eq!(rows, 0, "index entries left after the Clear");
+        let s = |d: Duration| format!("{:.2} s", d.as_secs_f64());
         println!(
-            "| {} | {n} | {:.1} s ({:.0}/s) | {:.1} s ({:.0}/s) | {:.2}x |",
+            "| {} | {n} | {} ({:.0}/s) | {} ({:.0}/s) | {} | {} | {:.2}x |",
             if round == 0 { "rm first" } else { "reclaim first" },
-            rm_time.as_secs_f64(),
-            rate(rm_time),
-            our_time.as_secs_f64(),
-            rate(our_time),
-            rate(our_time) / rate(rm_time)
+            s(rm_time),
+            n as f64 / rm_time.as_secs_f64(),
+            s(our_time),
+            n as f64 / our_time.as_secs_f64(),
+            s(first_time),
+            s(rest),
+            rm_time.as_secs_f64() / our_time.as_secs_f64()
         );
         data.close().await;
     }
@@ -379,7 +429,12 @@ async fn startup(a: &Args) {
                 println!("| {n} | cold | (cannot drop the page cache here) | | |");
                 return;
             }
-            rows.push(start_once(&http, &dir, &z, &token).await);
+            let (ready, rss, hwm) = start_once(&http, &dir, &z, &token).await;
+            eprintln!(
+                "start ({}): ready in {ready:.1?}, RSS {rss} KiB, peak {hwm} KiB",
+                if cold { "cold" } else { "warm" }
+            );
+            rows.push((ready, rss, hwm));
         }
         rows.sort();
         let (ready, rss, hwm) = rows[rows.len() / 2];
