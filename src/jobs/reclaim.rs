@@ -187,6 +187,7 @@ impl Reclaimer {
     async fn work(&self, lease: &ClearLease) -> Result<BatchTimings, ReclaimError> {
         let clear = &lease.clear;
         let started = Instant::now();
+        let mut sweep = Duration::ZERO;
         if self.bodies.drops_generations() {
             // Every body of the cleared generations goes at once, by the file (after the first batch there
             // is nothing left, and this is one directory listing); the index entries follow in batches.
@@ -194,9 +195,11 @@ impl Reclaimer {
             if removed > 0 {
                 tracing::info!(zone = %clear.zone_id, files = removed, elapsed = ?started.elapsed(), "removed the cleared generations' files");
             }
+            sweep = started.elapsed();
         }
         let batch = self.index.bodies_below(&clear.zone_id, clear.target_generation, self.batch_size).await?;
-        let find = started.elapsed();
+        // The sweep counts as deleting bodies, not as finding them.
+        let find = started.elapsed() - sweep;
         let Some(last) = batch.last() else {
             let swept = self.bodies.sweep_below(&clear.zone_id, clear.target_generation).await?;
             if swept > 0 {

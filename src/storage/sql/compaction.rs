@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::{SqlStore, backend, retrying, sql};
+use super::{SqlStore, backend, index::lock_zone_for_share, retrying};
 use crate::{
     domain::ZoneId,
     storage::{CompactionIndex, Relocation, StoreResult, StoredBody},
@@ -46,12 +46,7 @@ impl CompactionIndex for SqlStore {
             let mut tx = self.begin_write().await?;
             // The zone first, as every writer locks it: a purge commits either before this looks for its
             // rules (and this is refused) or after this commits (and its work reads the new locations).
-            let zone_exists: Option<i64> =
-                sqlx::query_scalar(sql(format!("SELECT purge_revision FROM zones WHERE id = $1{}", d.for_share())))
-                    .bind(zone.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(backend)?;
+            let zone_exists = lock_zone_for_share(&mut tx, d, zone).await?;
             let pending: Option<i64> =
                 sqlx::query_scalar("SELECT id FROM purge_rules WHERE zone_id = $1 AND done_on IS NULL LIMIT 1")
                     .bind(zone.as_str())

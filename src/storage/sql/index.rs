@@ -204,6 +204,21 @@ impl SqlStore {
     }
 }
 
+/// Locks the zone's row as every writer of its objects does (shared: writers of different objects do not
+/// wait for each other, a purge taking it exclusively waits for them all) and returns its purge revision;
+/// `None` when there is no such zone.
+pub(super) async fn lock_zone_for_share(
+    tx: &mut Transaction<'static, Any>,
+    d: Dialect,
+    zone: &ZoneId,
+) -> StoreResult<Option<i64>> {
+    sqlx::query_scalar(sql(format!("SELECT purge_revision FROM zones WHERE id = $1{}", d.for_share())))
+        .bind(zone.as_str())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)
+}
+
 /// Reads recorded per transaction by [`ObjectIndex::record_access`] (a few milliseconds of the writer).
 const ACCESS_ROWS: usize = 250;
 
@@ -318,13 +333,7 @@ impl ObjectIndex for SqlStore {
             // The zone first, as every writer locks it: a purge commits either before this reads its
             // revision (and the fill revision stays below the rule's) or after this commits (and its
             // background work reads the entry as written here).
-            let purge_revision: Option<i64> =
-                sqlx::query_scalar(sql(format!("SELECT purge_revision FROM zones WHERE id = $1{}", d.for_share())))
-                    .bind(zone.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(backend)?;
-            let Some(purge_revision) = purge_revision else {
+            let Some(purge_revision) = lock_zone_for_share(&mut tx, d, zone).await? else {
                 tx.rollback().await.map_err(backend)?;
                 return Ok(None);
             };
