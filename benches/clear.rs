@@ -39,6 +39,7 @@ use cache_reserve::{
         ControlStore, NewZone, StoredToken,
         bodies::segment::{AppendConfig, SegmentBodies},
         open::{ControlBackend, StoreConfig, Stores},
+        sql::objects_table,
         testing::Backend,
     },
 };
@@ -175,16 +176,17 @@ async fn seed_index_only(config: &StoreConfig, zone: &ZoneId, n: usize, size: us
     let started = Instant::now();
     let mut db = sqlx::PgConnection::connect(url).await.unwrap();
     db.execute(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO objects (zone_id, generation, key_hash, cache_key, blob, size, meta, stored_on, last_access)
-         SELECT '{zone}', 1, md5(i::text) || md5((i + 1)::text), 'https://bench/' || i, '{zone}/g1/none/' || i,
+        "INSERT INTO {table} (key_hash, cache_key, blob, size, meta, stored_on, last_access)
+         SELECT md5(i::text) || md5((i + 1)::text), 'https://bench/' || i, '{zone}/g1/none/' || i,
                 {size}, ''::bytea, 0, 0
          FROM generate_series(1, {n}) AS i;
          INSERT INTO generations (zone_id, generation, objects, bytes) VALUES ('{zone}', 1, {n}, {bytes})
          ON CONFLICT (zone_id, generation) DO UPDATE SET objects = generations.objects + {n},
                                                           bytes = generations.bytes + {bytes};
-         ANALYZE objects;
+         ANALYZE {table};
          CHECKPOINT;",
-        bytes = n * size
+        bytes = n * size,
+        table = objects_table(zone, 1),
     )))
     .await
     .unwrap();
@@ -392,8 +394,14 @@ async fn reclaim(a: &Args) {
         assert_eq!(data.bodies.count(Some(&z)).await.unwrap(), 0, "bodies left after the Clear");
         let url = format!("sqlite://{}", config.data_dir.join("control.db").display());
         let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM objects").fetch_one(&mut db).await.unwrap();
-        assert_eq!(rows, 0, "index entries left after the Clear");
+        let tables: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM sqlite_master WHERE name = '{}'",
+            objects_table(&z, 1).trim_matches('"')
+        )))
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+        assert_eq!(tables, 0, "the cleared generation's index entries are left after the Clear");
         let s = |d: Duration| format!("{:.2} s", d.as_secs_f64());
         println!(
             "| {} | {n} | {} ({:.0}/s) | {} ({:.0}/s) | {} | {} | {:.2}x |",

@@ -37,10 +37,10 @@ async fn seed_sqlite_index(config: &StoreConfig, zone: &ZoneId, n: usize, size: 
     let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "WITH RECURSIVE i(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM i WHERE n < {n})
-         INSERT INTO objects (zone_id, generation, key_hash, cache_key, blob, size, meta, stored_on, last_access,
-                              fill_revision)
-         SELECT '{zone}', 1, printf('%064x', n), 'https://bench/' || n, '{zone}/g1/none/' || n, {size}, $1, $2, $2, 0
-         FROM i"
+         INSERT INTO {} (key_hash, cache_key, blob, size, meta, stored_on, last_access, fill_revision)
+         SELECT printf('%064x', n), 'https://bench/' || n, '{zone}/g1/none/' || n, {size}, $1, $2, $2, 0
+         FROM i",
+        objects_table(zone, 1)
     )))
     .bind(meta)
     // Stored and read now: entries never read would be the retention job's to evict, during the run.

@@ -156,8 +156,8 @@ pub struct ServeArgs {
     /// Address of the control API (port 0 picks a free port; the log line says which).
     #[arg(long, env = "CACHE_RESERVE_API_LISTEN", default_value = "127.0.0.1:8787")]
     pub api_listen: SocketAddr,
-    /// Objects the reclaimer deletes per batch. Default: 1,000 on local disk, 20,000 on S3 (20 DeleteObjects
-    /// requests of 1,000 keys in flight).
+    /// Objects whose bodies the reclaimer deletes per batch on S3. Default 20,000 (20 DeleteObjects requests
+    /// of 1,000 keys in flight). Unused on local disk, where a Clear drops segment files and index tables whole.
     #[arg(long, env = "CACHE_RESERVE_RECLAIM_BATCH", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub reclaim_batch: Option<u32>,
     /// Pause between reclaim batches, e.g. `0s`, `50ms`, to spare a shared disk.

@@ -10,9 +10,10 @@
 //! never indexed (a put cut short by a crash), and only then is the Clear marked `Completed`.
 //!
 //! A body store that keeps a generation's bodies in files of their own ([`BodyStore::drops_generations`]:
-//! local segments) is swept at every batch instead, before the index entries go: the first sweep removes
-//! every file of the cleared generations, whatever their number of objects, and the batches only forget
-//! index entries (which name nothing visible any more: look-ups read the current generation only).
+//! local segments) needs no batches: one step's sweep removes every file of the cleared generations,
+//! whatever their number of objects, and the next step (after the pause), finding no file left, completes
+//! the Clear, which drops the generations' index partitions whole (see `storage::sql::partitions`). A crash
+//! between the two replays the sweep, which finds nothing.
 //!
 //! A Clear whose batch fails (a body that cannot be deleted, say) is released with a backoff of its own and
 //! the node moves on to other Clears, so one stuck Clear never holds up another zone's.
@@ -187,19 +188,26 @@ impl Reclaimer {
     async fn work(&self, lease: &ClearLease) -> Result<BatchTimings, ReclaimError> {
         let clear = &lease.clear;
         let started = Instant::now();
-        let mut sweep = Duration::ZERO;
         if self.bodies.drops_generations() {
-            // Every body of the cleared generations goes at once, by the file (after the first batch there
-            // is nothing left, and this is one directory listing); the index entries follow in batches.
+            // Every body of the cleared generations goes at once, by the file (one step), and then every
+            // index entry, by the table (the next step, which finds no file left): the cost follows the
+            // number of segments and generations, not of objects.
             let removed = self.bodies.sweep_below(&clear.zone_id, clear.target_generation).await?;
+            let delete_bodies = started.elapsed();
             if removed > 0 {
-                tracing::info!(zone = %clear.zone_id, files = removed, elapsed = ?started.elapsed(), "removed the cleared generations' files");
+                tracing::info!(zone = %clear.zone_id, files = removed, elapsed = ?delete_bodies, "removed the cleared generations' files");
+                return Ok(BatchTimings { delete_bodies, ..Default::default() });
             }
-            sweep = started.elapsed();
+            let objects = usize::try_from(self.index.complete_clear(lease).await?).unwrap_or(usize::MAX);
+            let forget = started.elapsed() - delete_bodies;
+            tracing::info!(
+                zone = %clear.zone_id, clear = clear.clear_id, objects, index = ?forget,
+                "cache reserve clear completed"
+            );
+            return Ok(BatchTimings { objects, find: Duration::ZERO, delete_bodies, forget });
         }
         let batch = self.index.bodies_below(&clear.zone_id, clear.target_generation, self.batch_size).await?;
-        // The sweep counts as deleting bodies, not as finding them.
-        let find = started.elapsed() - sweep;
+        let find = started.elapsed();
         let Some(last) = batch.last() else {
             let swept = self.bodies.sweep_below(&clear.zone_id, clear.target_generation).await?;
             if swept > 0 {
@@ -209,9 +217,7 @@ impl Reclaimer {
             tracing::info!(zone = %clear.zone_id, clear = clear.clear_id, "cache reserve clear completed");
             return Ok(BatchTimings { find, ..Default::default() });
         };
-        if !self.bodies.drops_generations() {
-            self.bodies.delete_many(batch.iter().map(|b| b.blob.clone()).collect()).await?;
-        }
+        self.bodies.delete_many(batch.iter().map(|b| b.blob.clone()).collect()).await?;
         let delete_bodies = started.elapsed() - find;
         self.index.forget_through(lease, last, self.config.lease).await?;
         let forget = started.elapsed() - find - delete_bodies;

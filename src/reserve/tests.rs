@@ -144,7 +144,12 @@ async fn clear_hides_at_once_and_reclaim_deletes_everything_old_and_nothing_new(
         steps += 1;
         assert!(steps < 100);
     }
-    assert!(steps >= 4, "batches of 3 over 10 objects, then completion: {steps}");
+    if f.stores.bodies.drops_generations() {
+        // Segments: one step sweeps the generation's files, the next drops its index partition.
+        assert_eq!(steps, 2, "a Clear of segments is two steps, whatever its size");
+    } else {
+        assert!(steps >= 4, "batches of 3 over 10 objects, then completion: {steps}");
+    }
     let done = f.store.latest_clear(&z).await.unwrap().unwrap();
     assert_eq!((done.progress.objects_deleted(), done.progress.objects_remaining), (10, 0));
     assert_eq!(f.bodies().await, 0, "every old body is gone, the orphan included");
@@ -300,7 +305,7 @@ impl ObjectIndex for LostAck {
     ) -> crate::storage::StoreResult<()> {
         self.0.forget_through(lease, last, extend).await
     }
-    async fn complete_clear(&self, lease: &crate::storage::ClearLease) -> crate::storage::StoreResult<()> {
+    async fn complete_clear(&self, lease: &crate::storage::ClearLease) -> crate::storage::StoreResult<u64> {
         self.0.complete_clear(lease).await
     }
     async fn release_clear(

@@ -350,10 +350,12 @@ pub trait ObjectIndex: Send + Sync + 'static {
     /// `lease`. Refused with [`StoreError::LeaseLost`] unless `lease` is still the live one. Forgetting
     /// again is harmless.
     async fn forget_through(&self, lease: &ClearLease, last: &BodyRef, extend: Duration) -> StoreResult<()>;
-    /// Marks the Clear completed, with `end_ts` from the database's clock (never before `start_ts`), and
-    /// drops its lease. Refused with [`StoreError::LeaseLost`] unless `lease` is still the live one.
-    /// Idempotent.
-    async fn complete_clear(&self, lease: &ClearLease) -> StoreResult<()>;
+    /// Forgets whatever entries of the cleared generations are left, all at once (the SQL index drops their
+    /// partitions: the cost follows the number of generations, not of entries), marks the Clear completed,
+    /// with `end_ts` from the database's clock (never before `start_ts`), and drops its lease, in one
+    /// transaction. Returns the number of entries it forgot. Refused with [`StoreError::LeaseLost`] unless
+    /// `lease` is still the live one. Idempotent (completing again forgets nothing).
+    async fn complete_clear(&self, lease: &ClearLease) -> StoreResult<u64>;
     /// Gives up the lease after a failed attempt: the Clear is not retried (by any node) for `retry_after`,
     /// so that other Clears go first; `error` is kept for operators. A lost lease is ignored.
     async fn release_clear(&self, lease: &ClearLease, retry_after: Duration, error: &str) -> StoreResult<()>;

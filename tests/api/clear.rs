@@ -9,10 +9,12 @@ use serde_json::json;
 use crate::helpers::*;
 
 /// An app whose reclaimer deletes one object per 100 ms, so a Clear stays in progress long enough to watch.
+/// A server whose Clears stay In-progress for seconds: on S3, batches of 10 entries two seconds apart; on
+/// local disk, two seconds between removing the cleared segment files and dropping the index tables.
 async fn slow_app() -> TestApp {
     spawn_app_with(ReclaimConfig {
-        batch_size: Some(1),
-        pause: Duration::from_millis(100),
+        batch_size: Some(10),
+        pause: Duration::from_secs(2),
         poll_interval: Duration::from_millis(50),
         ..Default::default()
     })
@@ -185,7 +187,10 @@ async fn progress_is_visible_and_completion_is_physical() {
         }
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
-    assert!(seen_partial, "never observed a partially done Clear");
+    if !app.data.bodies.drops_generations() {
+        assert!(seen_partial, "never observed a partially done Clear");
+    }
+    // (On local disk the counts go in one step: the files all go first, then the index tables.)
     let reserve = app.data.reserve();
     for i in 0..3 {
         assert!(reserve.get(&other, &format!("keep{i}")).await.unwrap().is_some());

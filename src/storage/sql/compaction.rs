@@ -4,7 +4,12 @@
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::{SqlStore, backend, index::lock_zone_for_share, retrying};
+use super::{
+    SqlStore, backend,
+    index::lock_zone_for_share,
+    partitions::{is_missing_table, objects_table},
+    retrying, sql,
+};
 use crate::{
     domain::ZoneId,
     storage::{CompactionIndex, Relocation, StoreResult, StoredBody},
@@ -19,17 +24,19 @@ impl CompactionIndex for SqlStore {
         after: &str,
         limit: u32,
     ) -> StoreResult<Vec<StoredBody>> {
-        let rows = sqlx::query(
-            "SELECT key_hash, blob, size FROM objects WHERE zone_id = $1 AND generation = $2 AND key_hash > $3
-             ORDER BY key_hash LIMIT $4",
-        )
-        .bind(zone.as_str())
-        .bind(generation)
+        let rows = sqlx::query(sql(format!(
+            "SELECT key_hash, blob, size FROM {} WHERE key_hash > $1 ORDER BY key_hash LIMIT $2",
+            objects_table(zone, generation)
+        )))
         .bind(after)
         .bind(i64::from(limit))
         .fetch_all(&self.read)
-        .await
-        .map_err(backend)?;
+        .await;
+        let rows = match rows {
+            // A generation whose Clear completed: nothing of it is live.
+            Err(e) if is_missing_table(&e) => return Ok(Vec::new()),
+            other => other.map_err(backend)?,
+        };
         Ok(rows
             .iter()
             .map(|r| StoredBody {
@@ -47,6 +54,7 @@ impl CompactionIndex for SqlStore {
             // The zone first, as every writer locks it: a purge commits either before this looks for its
             // rules (and this is refused) or after this commits (and its work reads the new locations).
             let zone_exists = lock_zone_for_share(&mut tx, d, zone).await?;
+            let retired = zone_exists.is_some_and(|z| z.generation != generation);
             let pending: Option<i64> =
                 sqlx::query_scalar("SELECT id FROM purge_rules WHERE zone_id = $1 AND done_on IS NULL LIMIT 1")
                     .bind(zone.as_str())
@@ -57,14 +65,17 @@ impl CompactionIndex for SqlStore {
                 tx.rollback().await.map_err(backend)?;
                 return Ok(None);
             }
+            if retired {
+                // Cleared: its segments go whole with the Clear, nothing to point anywhere.
+                tx.rollback().await.map_err(backend)?;
+                return Ok(Some(vec![false; moves.len()]));
+            }
             let mut made = Vec::with_capacity(moves.len());
             for m in moves {
-                let done = sqlx::query(
-                    "UPDATE objects SET blob = $5
-                     WHERE zone_id = $1 AND generation = $2 AND key_hash = $3 AND blob = $4",
-                )
-                .bind(zone.as_str())
-                .bind(generation)
+                let done = sqlx::query(sql(format!(
+                    "UPDATE {} SET blob = $3 WHERE key_hash = $1 AND blob = $2",
+                    objects_table(zone, generation)
+                )))
                 .bind(&m.key_hash)
                 .bind(&m.from)
                 .bind(&m.to)

@@ -96,7 +96,7 @@ async fn new_generation(
     .execute(&mut **tx)
     .await
     .map_err(backend)?;
-    Ok(())
+    super::partitions::create(tx, d, id, target).await
 }
 
 /// Announces a change to listening nodes when the transaction commits (PostgreSQL `NOTIFY`).
@@ -154,6 +154,7 @@ impl ControlStore for SqlStore {
             .map_err(|e| unique_or_backend(e, format!("zone {}", zone.name)))?;
             announce(&mut tx, d, "zones").await?;
             let created = zone_in(&mut tx, &zone.id).await?;
+            super::partitions::create(&mut tx, d, &zone.id, created.generation).await?;
             tx.commit().await.map_err(backend)?;
             Ok(created)
         })

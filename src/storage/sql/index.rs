@@ -6,7 +6,11 @@ use std::{collections::BTreeMap, time::Duration};
 use async_trait::async_trait;
 use sqlx::{Any, Row, Transaction};
 
-use super::{Dialect, SqlStore, backend, retrying, rows, sql};
+use super::{
+    Dialect, SqlStore, backend,
+    partitions::{self, is_missing_table, objects_table},
+    retrying, rows, sql,
+};
 use crate::{
     domain::{
         Timestamp, ZoneId,
@@ -76,15 +80,13 @@ async fn upsert(
     d: Dialect,
     e: &IndexEntry,
 ) -> StoreResult<(bool, Option<(String, i64)>)> {
+    let table = objects_table(&e.zone_id, e.generation);
     loop {
-        let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO objects
-                 (zone_id, generation, key_hash, cache_key, blob, size, meta, stored_on, last_access, fill_revision)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)
-             ON CONFLICT (zone_id, generation, key_hash) DO NOTHING RETURNING size",
-        )
-        .bind(e.zone_id.as_str())
-        .bind(e.generation)
+        let inserted: Option<i64> = sqlx::query_scalar(sql(format!(
+            "INSERT INTO {table} (key_hash, cache_key, blob, size, meta, stored_on, last_access, fill_revision)
+             VALUES ($1, $2, $3, $4, $5, $6, $6, $7)
+             ON CONFLICT (key_hash) DO NOTHING RETURNING size"
+        )))
         .bind(&e.key_hash)
         .bind(&e.key)
         .bind(&e.blob)
@@ -98,28 +100,21 @@ async fn upsert(
         if inserted.is_some() {
             return Ok((true, None));
         }
-        let old = sqlx::query(sql(format!(
-            "SELECT blob, size FROM objects WHERE zone_id = $1 AND generation = $2 AND key_hash = $3{}",
-            d.for_update()
-        )))
-        .bind(e.zone_id.as_str())
-        .bind(e.generation)
-        .bind(&e.key_hash)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(backend)?
-        .map(|r| (r.get::<String, _>("blob"), r.get::<i64, _>("size")));
+        let old = sqlx::query(sql(format!("SELECT blob, size FROM {table} WHERE key_hash = $1{}", d.for_update())))
+            .bind(&e.key_hash)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(backend)?
+            .map(|r| (r.get::<String, _>("blob"), r.get::<i64, _>("size")));
         let Some(old) = old else {
             // Deleted (evicted, removed) between the two statements: insert again.
             continue;
         };
-        sqlx::query(
-            "UPDATE objects SET cache_key = $4, blob = $5, size = $6, meta = $7, stored_on = $8, last_access = $8,
-                                fill_revision = $9, invalidated_revision = NULL, invalidated_at = NULL
-             WHERE zone_id = $1 AND generation = $2 AND key_hash = $3",
-        )
-        .bind(e.zone_id.as_str())
-        .bind(e.generation)
+        sqlx::query(sql(format!(
+            "UPDATE {table} SET cache_key = $2, blob = $3, size = $4, meta = $5, stored_on = $6, last_access = $6,
+                                fill_revision = $7, invalidated_revision = NULL, invalidated_at = NULL
+             WHERE key_hash = $1"
+        )))
         .bind(&e.key_hash)
         .bind(&e.key)
         .bind(&e.blob)
@@ -204,19 +199,40 @@ impl SqlStore {
     }
 }
 
+/// A zone as its writers see it with its row locked.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LockedZone {
+    /// The current generation: the only one whose entries a writer changes (its table exists until the
+    /// row is unlocked).
+    pub generation: i64,
+    pub purge_revision: i64,
+}
+
 /// Locks the zone's row as every writer of its objects does (shared: writers of different objects do not
-/// wait for each other, a purge taking it exclusively waits for them all) and returns its purge revision;
-/// `None` when there is no such zone.
+/// wait for each other, a purge or Clear taking it exclusively waits for them all) and reads it; `None`
+/// when there is no such zone.
 pub(super) async fn lock_zone_for_share(
     tx: &mut Transaction<'static, Any>,
     d: Dialect,
     zone: &ZoneId,
-) -> StoreResult<Option<i64>> {
-    sqlx::query_scalar(sql(format!("SELECT purge_revision FROM zones WHERE id = $1{}", d.for_share())))
+) -> StoreResult<Option<LockedZone>> {
+    let row = sqlx::query(sql(format!("SELECT generation, purge_revision FROM zones WHERE id = $1{}", d.for_share())))
         .bind(zone.as_str())
         .fetch_optional(&mut **tx)
         .await
-        .map_err(backend)
+        .map_err(backend)?;
+    Ok(row.map(|r| LockedZone { generation: r.get("generation"), purge_revision: r.get("purge_revision") }))
+}
+
+/// Locks `zone` for share and returns its current generation if that is `generation`: `None` when the zone
+/// is gone or `generation` is retired (its entries are cleared, so a change to one is moot).
+pub(super) async fn lock_current(
+    tx: &mut Transaction<'static, Any>,
+    d: Dialect,
+    zone: &ZoneId,
+    generation: i64,
+) -> StoreResult<Option<LockedZone>> {
+    Ok(lock_zone_for_share(tx, d, zone).await?.filter(|z| z.generation == generation))
 }
 
 /// Reads recorded per transaction by [`ObjectIndex::record_access`] (a few milliseconds of the writer).
@@ -240,33 +256,66 @@ impl ObjectIndex for SqlStore {
     }
 
     async fn lookup(&self, zone: &ZoneId, key_hash: &str) -> StoreResult<Option<IndexEntry>> {
-        // One statement: the generation read and the entry read see the same snapshot.
-        let row = sqlx::query(
-            "SELECT o.* FROM objects o JOIN zones z ON z.id = o.zone_id AND z.generation = o.generation
-             WHERE o.zone_id = $1 AND o.key_hash = $2",
-        )
-        .bind(zone.as_str())
-        .bind(key_hash)
-        .fetch_optional(&self.read)
-        .await
-        .map_err(backend)?;
-        row.as_ref().map(rows::entry).transpose()
+        let Some(mut generation) = self.known_generation(zone).await? else { return Ok(None) };
+        // The partition is chosen by the generation remembered; one statement reads the zone's generation
+        // and the entry in the same snapshot, so a generation moved on (a Clear, here or on another node)
+        // is seen and the read repeated, never answered from the retired one.
+        for _ in 0..4 {
+            let read = sqlx::query(sql(format!(
+                "SELECT z.generation AS current_generation, o.* FROM zones z
+                 LEFT JOIN {} o ON o.key_hash = $2 WHERE z.id = $1",
+                objects_table(zone, generation)
+            )))
+            .bind(zone.as_str())
+            .bind(key_hash)
+            .fetch_optional(&self.read)
+            .await;
+            let current = match read {
+                Ok(None) => {
+                    self.forget_generation(zone);
+                    return Ok(None);
+                }
+                Ok(Some(r)) => {
+                    let current: i64 = r.get("current_generation");
+                    if current == generation {
+                        if r.get::<Option<String>, _>("key_hash").is_none() {
+                            return Ok(None);
+                        }
+                        return rows::entry(zone, generation, &r).map(Some);
+                    }
+                    current
+                }
+                Err(e) if is_missing_table(&e) => match self.current_generation(zone).await? {
+                    Some(g) => g,
+                    None => return Ok(None),
+                },
+                Err(e) => return Err(backend(e)),
+            };
+            self.remember_generation(zone, current);
+            generation = current;
+        }
+        // The generation moved on four times during one look-up: a miss is always a safe answer.
+        Ok(None)
     }
 
     async fn remove(&self, zone: &ZoneId, key_hash: &str) -> StoreResult<Option<IndexEntry>> {
+        let d = self.dialect;
         retrying!(async {
             let mut tx = self.begin_write().await?;
-            let row = sqlx::query(
-                "DELETE FROM objects WHERE zone_id = $1 AND key_hash = $2
-                   AND generation = (SELECT generation FROM zones WHERE id = $1)
-                 RETURNING *",
-            )
-            .bind(zone.as_str())
+            let Some(locked) = lock_zone_for_share(&mut tx, d, zone).await? else {
+                tx.rollback().await.map_err(backend)?;
+                return Ok(None);
+            };
+            let generation = locked.generation;
+            let row = sqlx::query(sql(format!(
+                "DELETE FROM {} WHERE key_hash = $1 RETURNING *",
+                objects_table(zone, generation)
+            )))
             .bind(key_hash)
             .fetch_optional(&mut *tx)
             .await
             .map_err(backend)?;
-            let removed = row.as_ref().map(rows::entry).transpose()?;
+            let removed = row.as_ref().map(|r| rows::entry(zone, generation, r)).transpose()?;
             if let Some(e) = &removed {
                 let mut counts = CountChanges::new();
                 subtract_deleted(&mut counts, zone.as_str(), e.generation, rows::sql_count(e.size));
@@ -278,14 +327,17 @@ impl ObjectIndex for SqlStore {
     }
 
     async fn remove_if_blob(&self, zone: &ZoneId, generation: i64, key_hash: &str, blob: &str) -> StoreResult<bool> {
+        let d = self.dialect;
         retrying!(async {
             let mut tx = self.begin_write().await?;
-            let size: Option<i64> = sqlx::query_scalar(
-                "DELETE FROM objects WHERE zone_id = $1 AND generation = $2 AND key_hash = $3 AND blob = $4
-                 RETURNING size",
-            )
-            .bind(zone.as_str())
-            .bind(generation)
+            if lock_current(&mut tx, d, zone, generation).await?.is_none() {
+                tx.rollback().await.map_err(backend)?;
+                return Ok(false);
+            }
+            let size: Option<i64> = sqlx::query_scalar(sql(format!(
+                "DELETE FROM {} WHERE key_hash = $1 AND blob = $2 RETURNING size",
+                objects_table(zone, generation)
+            )))
             .bind(key_hash)
             .bind(blob)
             .fetch_optional(&mut *tx)
@@ -333,19 +385,18 @@ impl ObjectIndex for SqlStore {
             // The zone first, as every writer locks it: a purge commits either before this reads its
             // revision (and the fill revision stays below the rule's) or after this commits (and its
             // background work reads the entry as written here).
-            let Some(purge_revision) = lock_zone_for_share(&mut tx, d, zone).await? else {
+            let Some(locked) = lock_current(&mut tx, d, zone, generation).await? else {
                 tx.rollback().await.map_err(backend)?;
                 return Ok(None);
             };
-            let raise_to = if fill_revision >= purge_revision { fill_revision } else { 0 };
+            let raise_to = if fill_revision >= locked.purge_revision { fill_revision } else { 0 };
             let after: Option<i64> = sqlx::query_scalar(sql(format!(
-                "UPDATE objects SET meta = $5, fill_revision = {}(fill_revision, $6)
-                 WHERE zone_id = $1 AND generation = $2 AND key_hash = $3 AND blob = $4
+                "UPDATE {} SET meta = $3, fill_revision = {}(fill_revision, $4)
+                 WHERE key_hash = $1 AND blob = $2
                  RETURNING fill_revision",
+                objects_table(zone, generation),
                 d.greatest()
             )))
-            .bind(zone.as_str())
-            .bind(generation)
             .bind(key_hash)
             .bind(blob)
             .bind(meta)
@@ -362,6 +413,7 @@ impl ObjectIndex for SqlStore {
         if accesses.is_empty() {
             return Ok(());
         }
+        let d = self.dialect;
         // Key order: two nodes flushing overlapping reads lock rows in the same order.
         let mut sorted: Vec<&Access> = accesses.iter().collect();
         sorted.sort_by(|a, b| {
@@ -372,13 +424,20 @@ impl ObjectIndex for SqlStore {
         for chunk in sorted.chunks(ACCESS_ROWS) {
             retrying!(async {
                 let mut tx = self.begin_write().await?;
+                // Each zone locked once, in id order; reads of a retired generation are dropped.
+                let mut current: BTreeMap<&str, Option<i64>> = BTreeMap::new();
                 for a in chunk {
-                    sqlx::query(
-                        "UPDATE objects SET last_access = $4
-                         WHERE zone_id = $1 AND generation = $2 AND key_hash = $3 AND last_access < $4",
-                    )
-                    .bind(a.zone_id.as_str())
-                    .bind(a.generation)
+                    if !current.contains_key(a.zone_id.as_str()) {
+                        let locked = lock_zone_for_share(&mut tx, d, &a.zone_id).await?;
+                        current.insert(a.zone_id.as_str(), locked.map(|z| z.generation));
+                    }
+                    if current[a.zone_id.as_str()] != Some(a.generation) {
+                        continue;
+                    }
+                    sqlx::query(sql(format!(
+                        "UPDATE {} SET last_access = $2 WHERE key_hash = $1 AND last_access < $2",
+                        objects_table(&a.zone_id, a.generation)
+                    )))
                     .bind(&a.key_hash)
                     .bind(a.at.as_micros())
                     .execute(&mut *tx)
@@ -393,33 +452,46 @@ impl ObjectIndex for SqlStore {
 
     async fn evict_idle(&self, before: Timestamp, limit: u32) -> StoreResult<Vec<IndexEntry>> {
         let d = self.dialect;
-        retrying!(async {
-            let mut tx = self.begin_write().await?;
-            let rows = sqlx::query(sql(format!(
-                "DELETE FROM objects WHERE (zone_id, generation, key_hash) IN (
-                     SELECT o.zone_id, o.generation, o.key_hash FROM objects o
-                     JOIN zones z ON z.id = o.zone_id AND z.generation = o.generation
-                     WHERE o.last_access < $1 ORDER BY o.last_access LIMIT $2{})
-                 RETURNING *",
-                match d {
-                    Dialect::Sqlite => "",
-                    Dialect::Postgres => " FOR UPDATE OF o SKIP LOCKED",
+        // Zone by zone, each its own transaction: retention is a threshold, so the order across zones does
+        // not matter, and within a zone the least recently read go first.
+        let zones =
+            sqlx::query("SELECT id, generation FROM zones ORDER BY id").fetch_all(&self.read).await.map_err(backend)?;
+        let mut evicted = Vec::new();
+        for z in &zones {
+            let Some(left) = (limit as usize).checked_sub(evicted.len()).filter(|&n| n > 0) else { break };
+            let zone = rows::zone_id(z.get("id"))?;
+            let generation: i64 = z.get("generation");
+            let table = objects_table(&zone, generation);
+            let batch = retrying!(async {
+                let mut tx = self.begin_write().await?;
+                let deleted = sqlx::query(sql(format!(
+                    "DELETE FROM {table} WHERE key_hash IN (
+                         SELECT key_hash FROM {table} WHERE last_access < $1 ORDER BY last_access LIMIT $2{})
+                     RETURNING *",
+                    d.skip_locked()
+                )))
+                .bind(before.as_micros())
+                .bind(i64::try_from(left).unwrap_or(i64::MAX))
+                .fetch_all(&mut *tx)
+                .await;
+                let deleted = match deleted {
+                    // The zone moved on and its Clear completed since the list was read.
+                    Err(e) if is_missing_table(&e) => return Ok(Vec::new()),
+                    other => other.map_err(backend)?,
+                };
+                let batch =
+                    deleted.iter().map(|r| rows::entry(&zone, generation, r)).collect::<StoreResult<Vec<_>>>()?;
+                let mut counts = CountChanges::new();
+                for e in &batch {
+                    subtract_deleted(&mut counts, zone.as_str(), generation, rows::sql_count(e.size));
                 }
-            )))
-            .bind(before.as_micros())
-            .bind(i64::from(limit))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(backend)?;
-            let evicted = rows.iter().map(rows::entry).collect::<StoreResult<Vec<_>>>()?;
-            let mut counts = CountChanges::new();
-            for e in &evicted {
-                subtract_deleted(&mut counts, e.zone_id.as_str(), e.generation, rows::sql_count(e.size));
-            }
-            apply_counts(&mut tx, &counts).await?;
-            tx.commit().await.map_err(backend)?;
-            Ok(evicted)
-        })
+                apply_counts(&mut tx, &counts).await?;
+                tx.commit().await.map_err(backend)?;
+                Ok(batch)
+            })?;
+            evicted.extend(batch);
+        }
+        Ok(evicted)
     }
 
     async fn claim_clear(&self, node: &str, lease: Duration) -> StoreResult<Option<ClearLease>> {
@@ -451,54 +523,64 @@ impl ObjectIndex for SqlStore {
     }
 
     async fn bodies_below(&self, zone: &ZoneId, below: i64, limit: u32) -> StoreResult<Vec<BodyRef>> {
-        let rows = sqlx::query(
-            "SELECT generation, key_hash, blob FROM objects WHERE zone_id = $1 AND generation < $2
-             ORDER BY generation, key_hash LIMIT $3",
-        )
-        .bind(zone.as_str())
-        .bind(below)
-        .bind(i64::from(limit))
-        .fetch_all(&self.read)
-        .await
-        .map_err(backend)?;
-        Ok(rows
-            .iter()
-            .map(|r| BodyRef { generation: r.get("generation"), key_hash: r.get("key_hash"), blob: r.get("blob") })
-            .collect())
+        let mut found = Vec::new();
+        for generation in partitions::generations_below(&self.read, zone, below).await? {
+            let Some(left) = (limit as usize).checked_sub(found.len()).filter(|&n| n > 0) else { break };
+            let rows = sqlx::query(sql(format!(
+                "SELECT key_hash, blob FROM {} ORDER BY key_hash LIMIT $1",
+                objects_table(zone, generation)
+            )))
+            .bind(i64::try_from(left).unwrap_or(i64::MAX))
+            .fetch_all(&self.read)
+            .await;
+            let rows = match rows {
+                // Completed meanwhile by the node that held the Clear before us.
+                Err(e) if is_missing_table(&e) => continue,
+                other => other.map_err(backend)?,
+            };
+            found.extend(rows.iter().map(|r| BodyRef { generation, key_hash: r.get("key_hash"), blob: r.get("blob") }));
+        }
+        Ok(found)
     }
 
     async fn forget_through(&self, lease: &ClearLease, last: &BodyRef, extend: Duration) -> StoreResult<()> {
         let d = self.dialect;
-        let zone = lease.clear.zone_id.as_str();
+        let zone = &lease.clear.zone_id;
         debug_assert!(last.generation < lease.clear.target_generation);
         retrying!(async {
             let mut tx = self.begin_write().await?;
             fence(&mut tx, d, lease).await?;
-            // Two index range scans: whole generations before the last one's, then the last one's prefix.
-            // (A row-value comparison over both columns would not narrow the scan in SQLite.) The counts
-            // subtracted are those of the rows this transaction deleted, whoever else is deleting.
-            let mut deleted =
-                sqlx::query("DELETE FROM objects WHERE zone_id = $1 AND generation < $2 RETURNING generation, size")
-                    .bind(zone)
+            // Every entry of the generations before the last one's (the batch held them all), then the last
+            // one's prefix. The counts subtracted are those of the rows this transaction deleted, whoever
+            // else is deleting. (Tables stay until the Clear completes, under the same lease.)
+            let older: Vec<i64> =
+                sqlx::query_scalar("SELECT generation FROM generations WHERE zone_id = $1 AND generation < $2")
+                    .bind(zone.as_str())
                     .bind(last.generation)
                     .fetch_all(&mut *tx)
                     .await
                     .map_err(backend)?;
-            deleted.extend(
-                sqlx::query(
-                    "DELETE FROM objects WHERE zone_id = $1 AND generation = $2 AND key_hash <= $3
-                     RETURNING generation, size",
-                )
-                .bind(zone)
-                .bind(last.generation)
-                .bind(&last.key_hash)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(backend)?,
-            );
             let mut counts = CountChanges::new();
-            for r in &deleted {
-                subtract_deleted(&mut counts, zone, r.get("generation"), r.get("size"));
+            for generation in older {
+                let sizes: Vec<i64> =
+                    sqlx::query_scalar(sql(format!("DELETE FROM {} RETURNING size", objects_table(zone, generation))))
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(backend)?;
+                for size in sizes {
+                    subtract_deleted(&mut counts, zone.as_str(), generation, size);
+                }
+            }
+            let sizes: Vec<i64> = sqlx::query_scalar(sql(format!(
+                "DELETE FROM {} WHERE key_hash <= $1 RETURNING size",
+                objects_table(zone, last.generation)
+            )))
+            .bind(&last.key_hash)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
+            for size in sizes {
+                subtract_deleted(&mut counts, zone.as_str(), last.generation, size);
             }
             apply_counts(&mut tx, &counts).await?;
             sqlx::query(sql(format!(
@@ -514,7 +596,7 @@ impl ObjectIndex for SqlStore {
         })
     }
 
-    async fn complete_clear(&self, lease: &ClearLease) -> StoreResult<()> {
+    async fn complete_clear(&self, lease: &ClearLease) -> StoreResult<u64> {
         let d = self.dialect;
         retrying!(async {
             let mut tx = self.begin_write().await?;
@@ -528,16 +610,12 @@ impl ObjectIndex for SqlStore {
                             .fetch_optional(&mut *tx)
                             .await
                             .map_err(backend)?;
-                    return if done.is_some() { Ok(()) } else { Err(StoreError::LeaseLost) };
+                    return if done.is_some() { Ok(0) } else { Err(StoreError::LeaseLost) };
                 }
                 other => other?,
             }
-            sqlx::query("DELETE FROM generations WHERE zone_id = $1 AND generation < $2")
-                .bind(lease.clear.zone_id.as_str())
-                .bind(lease.clear.target_generation)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
+            // Whatever entries of the cleared generations are left go with their tables.
+            let forgot = partitions::drop_below(&mut tx, &lease.clear.zone_id, lease.clear.target_generation).await?;
             sqlx::query(sql(format!(
                 "UPDATE clears SET end_ts = {max}({now}, start_ts), modified_on = {max}({now}, start_ts),
                                    lease_owner = NULL, lease_until = NULL
@@ -549,7 +627,8 @@ impl ObjectIndex for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-            tx.commit().await.map_err(backend)
+            tx.commit().await.map_err(backend)?;
+            Ok(forgot)
         })
     }
 

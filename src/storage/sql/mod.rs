@@ -15,10 +15,16 @@ mod compaction;
 mod control;
 mod feed;
 mod index;
+mod partitions;
 mod purges;
 mod rows;
 
-use std::{path::Path, time::Duration};
+use std::{
+    collections::HashMap,
+    path::Path,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
 use sqlx::{
     Any, AnyPool, ConnectOptions, Transaction,
@@ -26,7 +32,10 @@ use sqlx::{
     migrate::Migrator,
 };
 
-use super::{StoreError, StoreResult};
+pub use partitions::objects_table;
+
+use super::{ObjectIndex, StoreError, StoreResult};
+use crate::domain::ZoneId;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -133,6 +142,9 @@ pub struct SqlStore {
     dialect: Dialect,
     /// PostgreSQL: where to `LISTEN` for other nodes' changes.
     listen_url: Option<String>,
+    /// Each zone's generation as last seen: picks the partition a look-up reads (which checks it in the
+    /// same statement, see `ObjectIndex::lookup`), saving a round trip per look-up.
+    generations: Arc<RwLock<HashMap<ZoneId, i64>>>,
 }
 
 impl SqlStore {
@@ -161,10 +173,19 @@ impl SqlStore {
         };
         let write = pool(1, false).connect_with(options.clone()).await.map_err(backend)?;
         SQLITE_MIGRATIONS.run(&write).await.map_err(backend)?;
+        partitions::convert_legacy(&write, Dialect::Sqlite).await?;
         let read = pool(4, true).connect_with(options.clone()).await.map_err(backend)?;
         let sync_read = pool(1, true).connect_with(options.clone()).await.map_err(backend)?;
         let sync_write = pool(1, false).connect_with(options).await.map_err(backend)?;
-        let store = Self { read, sync_read, write, sync_write, dialect: Dialect::Sqlite, listen_url: None };
+        let store = Self {
+            read,
+            sync_read,
+            write,
+            sync_write,
+            dialect: Dialect::Sqlite,
+            listen_url: None,
+            generations: Arc::default(),
+        };
         store.ensure_account().await?;
         Ok(store)
     }
@@ -188,6 +209,7 @@ impl SqlStore {
             .map_err(backend)?;
         if migrate {
             POSTGRES_MIGRATIONS.run(&pool).await.map_err(backend)?;
+            partitions::convert_legacy(&pool, Dialect::Postgres).await?;
         } else {
             check_migrated(&pool).await?;
         }
@@ -202,6 +224,7 @@ impl SqlStore {
             write: pool,
             dialect: Dialect::Postgres,
             listen_url: Some(url.into()),
+            generations: Arc::default(),
         };
         store.ensure_account().await?;
         Ok(store)
@@ -238,6 +261,26 @@ impl SqlStore {
         Ok(())
     }
 
+    /// The generation of `zone` as last seen, else read (and remembered); `None` when there is no such zone.
+    async fn known_generation(&self, zone: &ZoneId) -> StoreResult<Option<i64>> {
+        if let Some(&g) = self.generations.read().expect("generations lock").get(zone) {
+            return Ok(Some(g));
+        }
+        let g = self.current_generation(zone).await?;
+        if let Some(g) = g {
+            self.remember_generation(zone, g);
+        }
+        Ok(g)
+    }
+
+    fn remember_generation(&self, zone: &ZoneId, generation: i64) {
+        self.generations.write().expect("generations lock").insert(zone.clone(), generation);
+    }
+
+    fn forget_generation(&self, zone: &ZoneId) {
+        self.generations.write().expect("generations lock").remove(zone);
+    }
+
     /// Closes the pools (checkpointing SQLite's WAL).
     pub async fn close(&self) {
         self.read.close().await;
@@ -259,6 +302,7 @@ pub async fn migrate_postgres(url: &str, connect_timeout: Duration) -> StoreResu
         .map_err(backend)?;
     let before = applied_versions(&pool).await?.len();
     POSTGRES_MIGRATIONS.run(&pool).await.map_err(backend)?;
+    partitions::convert_legacy(&pool, Dialect::Postgres).await?;
     let after = applied_versions(&pool).await?.len();
     pool.close().await;
     Ok(after - before)
@@ -283,12 +327,15 @@ async fn applied_versions(pool: &AnyPool) -> StoreResult<Vec<i64>> {
 async fn check_migrated(pool: &AnyPool) -> StoreResult<()> {
     let applied = applied_versions(pool).await?;
     let missing: Vec<i64> = POSTGRES_MIGRATIONS.iter().map(|m| m.version).filter(|v| !applied.contains(v)).collect();
-    if missing.is_empty() {
+    let legacy: Option<String> =
+        sqlx::query_scalar("SELECT CAST(to_regclass('objects') AS TEXT)").fetch_one(pool).await.map_err(backend)?;
+    if missing.is_empty() && legacy.is_none() {
         return Ok(());
     }
     Err(StoreError::Backend(
         format!(
-            "the PostgreSQL schema is not up to date (missing migrations {missing:?}): run `cache-reserve migrate`"
+            "the PostgreSQL schema is not up to date (missing migrations {missing:?}{}): run `cache-reserve migrate`",
+            if legacy.is_some() { ", object index not yet partitioned" } else { "" }
         )
         .into(),
     ))

@@ -6,10 +6,15 @@ use std::{collections::BTreeMap, time::Duration};
 use async_trait::async_trait;
 use sqlx::{Any, Row, Transaction};
 
-use super::{SqlStore, backend, index::CountChanges, retrying, rows, sql};
+use super::{
+    SqlStore, backend,
+    index::{CountChanges, lock_current},
+    partitions::{is_missing_table, objects_table},
+    retrying, rows, sql,
+};
 use crate::{
     domain::{Invalidation, ZoneId},
-    storage::{IndexEntry, PendingPurge, PurgeIndex, StoreError, StoreResult},
+    storage::{IndexEntry, ObjectIndex, PendingPurge, PurgeIndex, StoreError, StoreResult},
 };
 
 /// Rows per statement (and per transaction) of [`exactly`]: a few milliseconds of the embedded store's
@@ -22,12 +27,12 @@ type ExactRow = (String, String, i64);
 
 /// Entries grouped by (zone, generation, `extra`) in lock order, each group in key order and cut into
 /// statements of at most [`EXACT_ROWS`] rows.
-type ExactGroups<X> = Vec<((String, i64, X), Vec<ExactRow>)>;
+type ExactGroups<X> = Vec<((ZoneId, i64, X), Vec<ExactRow>)>;
 
 fn exact_groups<'a, X: Ord + Copy>(entries: impl Iterator<Item = (&'a IndexEntry, X)>) -> ExactGroups<X> {
-    let mut by: BTreeMap<(String, i64, X), Vec<ExactRow>> = BTreeMap::new();
+    let mut by: BTreeMap<(ZoneId, i64, X), Vec<ExactRow>> = BTreeMap::new();
     for (e, x) in entries {
-        by.entry((e.zone_id.as_str().to_owned(), e.generation, x)).or_default().push((
+        by.entry((e.zone_id.clone(), e.generation, x)).or_default().push((
             e.key_hash.clone(),
             e.blob.clone(),
             e.fill_revision,
@@ -43,30 +48,22 @@ fn exact_groups<'a, X: Ord + Copy>(entries: impl Iterator<Item = (&'a IndexEntry
     groups
 }
 
-/// A condition matching `n` entries of one zone and generation exactly as read (same body, same fill
-/// revision), found by primary key; its parameters start after the first `skip`, and are bound by
-/// [`bind_exact`].
+/// A condition matching `n` entries of one partition exactly as read (same body, same fill revision),
+/// found by primary key; its parameters start after the first `skip`, and are bound by [`bind_exact`].
 fn exactly(n: usize, skip: usize) -> String {
     let p = |i: usize| format!("${}", skip + i);
-    let keys: Vec<String> = (0..n).map(|i| p(3 + i)).collect();
+    let keys: Vec<String> = (0..n).map(|i| p(1 + i)).collect();
     let rows: Vec<String> = (0..n)
         .map(|i| {
-            let at = 3 + n + 3 * i;
+            let at = 1 + n + 3 * i;
             format!("({}, {}, {})", p(at), p(at + 1), p(at + 2))
         })
         .collect();
-    format!(
-        "zone_id = {} AND generation = {} AND key_hash IN ({}) AND (key_hash, blob, fill_revision) IN (VALUES {})",
-        p(1),
-        p(2),
-        keys.join(", "),
-        rows.join(", ")
-    )
+    format!("key_hash IN ({}) AND (key_hash, blob, fill_revision) IN (VALUES {})", keys.join(", "), rows.join(", "))
 }
 
 /// Binds [`exactly`]'s parameters.
-fn bind_exact<'q, Q: BindExact<'q>>(q: Q, zone: &'q str, generation: i64, rows: &'q [ExactRow]) -> Q {
-    let mut q = q.bind_str(zone).bind_i64(generation);
+fn bind_exact<'q, Q: BindExact<'q>>(mut q: Q, rows: &'q [ExactRow]) -> Q {
     for (key_hash, _, _) in rows {
         q = q.bind_str(key_hash);
     }
@@ -134,37 +131,53 @@ impl PurgeIndex for SqlStore {
     }
 
     async fn objects_after(&self, zone: &ZoneId, after: &str, limit: u32) -> StoreResult<Vec<IndexEntry>> {
-        let rows = sqlx::query(
-            "SELECT o.* FROM objects o JOIN zones z ON z.id = o.zone_id AND z.generation = o.generation
-             WHERE o.zone_id = $1 AND o.key_hash > $2 ORDER BY o.key_hash LIMIT $3",
-        )
-        .bind(zone.as_str())
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.read)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(rows::entry).collect()
+        // The zone's generation, then its partition. A Clear between the two reads hands the rule the
+        // retired generation's entries: harmless, and nothing is missed, as the new generation's entries are
+        // all filled after the Clear and so after every rule being worked (see `decide_record`).
+        for _ in 0..4 {
+            let Some(generation) = self.current_generation(zone).await? else { return Ok(Vec::new()) };
+            let rows = sqlx::query(sql(format!(
+                "SELECT * FROM {} WHERE key_hash > $1 ORDER BY key_hash LIMIT $2",
+                objects_table(zone, generation)
+            )))
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await;
+            match rows {
+                Err(e) if is_missing_table(&e) => continue,
+                other => return other.map_err(backend)?.iter().map(|r| rows::entry(zone, generation, r)).collect(),
+            }
+        }
+        Ok(Vec::new())
     }
 
     async fn forget_purged(&self, entries: &[IndexEntry]) -> StoreResult<u64> {
         if entries.is_empty() {
             return Ok(0);
         }
+        let d = self.dialect;
         let mut deleted = 0;
         // One short transaction per group, in key order (as every writer locks objects); each is whole,
         // counts included, so stopping between them leaves nothing to repair.
         for ((zone, generation, ()), rows) in &exact_groups(entries.iter().map(|e| (e, ()))) {
             deleted += retrying!(async {
                 let mut tx = self.begin_write().await?;
-                let text = format!("DELETE FROM objects WHERE {} RETURNING size", exactly(rows.len(), 0));
-                let sizes: Vec<i64> = bind_exact(sqlx::query_scalar(sql(text)), zone, *generation, rows)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(backend)?;
+                if lock_current(&mut tx, d, zone, *generation).await?.is_none() {
+                    // A retired generation: its Clear deletes these.
+                    tx.rollback().await.map_err(backend)?;
+                    return Ok(0);
+                }
+                let text = format!(
+                    "DELETE FROM {} WHERE {} RETURNING size",
+                    objects_table(zone, *generation),
+                    exactly(rows.len(), 0)
+                );
+                let sizes: Vec<i64> =
+                    bind_exact(sqlx::query_scalar(sql(text)), rows).fetch_all(&mut *tx).await.map_err(backend)?;
                 let mut counts = CountChanges::new();
                 for size in &sizes {
-                    super::index::subtract_deleted(&mut counts, zone, *generation, *size);
+                    super::index::subtract_deleted(&mut counts, zone.as_str(), *generation, *size);
                 }
                 super::index::apply_counts(&mut tx, &counts).await?;
                 tx.commit().await.map_err(backend)?;
@@ -178,19 +191,27 @@ impl PurgeIndex for SqlStore {
         if marks.is_empty() {
             return Ok(0);
         }
+        let d = self.dialect;
         let mut marked = 0;
         // One statement per group, each its own short transaction (see `forget_purged`).
         for ((zone, generation, (revision, at)), rows) in
             &exact_groups(marks.iter().map(|(e, inv)| (e, (inv.revision, inv.at.as_micros()))))
         {
             let text = format!(
-                "UPDATE objects SET invalidated_revision = $1, invalidated_at = $2
+                "UPDATE {} SET invalidated_revision = $1, invalidated_at = $2
                  WHERE (invalidated_revision IS NULL OR invalidated_revision < $1) AND {}",
+                objects_table(zone, *generation),
                 exactly(rows.len(), 2)
             );
             marked += retrying!(async {
+                let mut tx = self.begin_write().await?;
+                if lock_current(&mut tx, d, zone, *generation).await?.is_none() {
+                    tx.rollback().await.map_err(backend)?;
+                    return Ok(0);
+                }
                 let query = sqlx::query(sql(text.clone())).bind(*revision).bind(*at);
-                let done = bind_exact(query, zone, *generation, rows).execute(&self.write).await.map_err(backend)?;
+                let done = bind_exact(query, rows).execute(&mut *tx).await.map_err(backend)?;
+                tx.commit().await.map_err(backend)?;
                 Ok::<_, StoreError>(done.rows_affected())
             })?;
         }

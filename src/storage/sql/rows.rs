@@ -27,6 +27,11 @@ fn count(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+/// A zone id as stored.
+pub(super) fn zone_id(id: &str) -> StoreResult<ZoneId> {
+    ZoneId::parse(id).map_err(|_| corrupt("zone id"))
+}
+
 pub(super) fn zone(r: &AnyRow) -> StoreResult<Zone> {
     Ok(Zone {
         id: ZoneId::parse(r.get("id")).map_err(|_| corrupt("zone id"))?,
@@ -104,10 +109,11 @@ pub(super) fn pending_clear(r: &AnyRow) -> StoreResult<PendingClear> {
     })
 }
 
-pub(super) fn entry(r: &AnyRow) -> StoreResult<IndexEntry> {
+/// A row of the partition of `zone`'s `generation` (see `partitions`).
+pub(super) fn entry(zone: &ZoneId, generation: i64, r: &AnyRow) -> StoreResult<IndexEntry> {
     Ok(IndexEntry {
-        zone_id: ZoneId::parse(r.get("zone_id")).map_err(|_| corrupt("zone id"))?,
-        generation: r.get("generation"),
+        zone_id: zone.clone(),
+        generation,
         key_hash: r.get("key_hash"),
         key: r.get("cache_key"),
         blob: r.get("blob"),
