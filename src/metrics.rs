@@ -79,6 +79,12 @@ impl ZoneCounters {
 
 /// Process-wide gauges (no zone label): bytes held by the proxy's memory budgets.
 pub const EDGE_FILL_BUFFER: &str = "cache_reserve_edge_fill_buffer_bytes";
+/// Segments removed by compaction (process-wide counter).
+pub const COMPACTED_SEGMENTS: &str = "cache_reserve_compaction_segments_removed_total";
+/// Live bytes compaction copied out of the segments it removed (process-wide counter).
+pub const COMPACTION_MOVED_BYTES: &str = "cache_reserve_compaction_moved_bytes_total";
+/// Zone generations whose compaction waited for a purge or invalidation rule (process-wide counter).
+pub const COMPACTION_DEFERRED: &str = "cache_reserve_compaction_deferred_total";
 pub const WRITE_BUFFER: &str = "cache_reserve_write_buffer_bytes";
 /// Process-wide gauge: purge and invalidation selector values this node still judges copies by.
 pub const PURGE_RULES: &str = "cache_reserve_purge_rules";
@@ -100,7 +106,7 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let recorder = PrometheusBuilder::new().build_recorder();
-        let counters: [(&str, &str, Option<Unit>); 17] = [
+        let counters: [(&str, &str, Option<Unit>); 20] = [
             ("cache_reserve_responses_total", "Proxy responses, by cf-cache-status.", None),
             ("cache_reserve_tier_lookups_total", "Cache tier lookups, by tier (edge, reserve) and result.", None),
             ("cache_reserve_class_a_operations_total", "Reserve writes (Cloudflare Class A).", None),
@@ -133,6 +139,17 @@ impl Metrics {
             (
                 "cache_reserve_reserve_unavailable_total",
                 "Requests that bypassed a reserve that is on: its storage unreachable, or this node's view of the zones out of date.",
+                None,
+            ),
+            (COMPACTED_SEGMENTS, "Local segment files removed by compaction, their live records copied out.", None),
+            (
+                COMPACTION_MOVED_BYTES,
+                "Live bytes compaction copied out of the segments it removed (records and their headers).",
+                Some(Unit::Bytes),
+            ),
+            (
+                COMPACTION_DEFERRED,
+                "Zone generations whose compaction was put off while a purge or invalidation rule of the zone was worked.",
                 None,
             ),
             ("cache_reserve_stored_objects", "Objects stored in the reserve.", None),
@@ -199,6 +216,11 @@ impl Metrics {
     /// A process-wide gauge, such as [`EDGE_FILL_BUFFER`].
     pub fn gauge(&self, name: &'static str) -> Gauge {
         self.recorder.register_gauge(&Key::from_static_name(name), &METADATA)
+    }
+
+    /// A process-wide counter, such as [`COMPACTED_SEGMENTS`].
+    pub fn counter(&self, name: &'static str) -> Counter {
+        self.recorder.register_counter(&Key::from_static_name(name), &METADATA)
     }
 
     /// Sets a zone's stored objects and bytes (read from the index when rendering).

@@ -140,7 +140,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     tasks.spawn(reclaimer.run(shutdown.clone()));
     tasks.spawn(purges.run(shutdown.clone()));
     if let Some(segments) = stores.segments.clone() {
-        let compactor = Compactor::new(stores.index(), stores.compaction_index(), segments, config.compact.clone());
+        let compactor = Compactor::new(stores.index(), stores.compaction_index(), segments, config.compact.clone())
+            .with_metrics(&metrics);
         tasks.spawn(compactor.run(shutdown.clone()));
     }
 

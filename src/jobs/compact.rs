@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     domain::ZoneId,
+    metrics::Metrics,
     storage::{
         CompactionIndex, ObjectIndex, Relocation, StoreError,
         bodies::{BodyStore, segment::SegmentBodies},
@@ -78,6 +79,8 @@ pub struct Compactor {
     compaction: Arc<dyn CompactionIndex>,
     store: Arc<SegmentBodies>,
     config: CompactConfig,
+    /// What [`Compactor::run`] reports: segments removed, bytes moved, generations deferred.
+    counters: Option<[metrics::Counter; 3]>,
 }
 
 impl Compactor {
@@ -87,7 +90,17 @@ impl Compactor {
         store: Arc<SegmentBodies>,
         config: CompactConfig,
     ) -> Self {
-        Self { index, compaction, store, config }
+        Self { index, compaction, store, config, counters: None }
+    }
+
+    /// Counts what each pass does in `metrics` ([`crate::metrics::COMPACTED_SEGMENTS`] and its siblings).
+    pub fn with_metrics(mut self, metrics: &Metrics) -> Self {
+        self.counters = Some([
+            metrics.counter(crate::metrics::COMPACTED_SEGMENTS),
+            metrics.counter(crate::metrics::COMPACTION_MOVED_BYTES),
+            metrics.counter(crate::metrics::COMPACTION_DEFERRED),
+        ]);
+        self
     }
 
     /// Runs until `shutdown`: a pass every interval; a full pass at start and every `full_pass`.
@@ -95,7 +108,13 @@ impl Compactor {
         let mut since_full = self.config.full_pass;
         loop {
             let full = since_full >= self.config.full_pass;
-            match self.pass(full).await {
+            let outcome = self.pass(full).await;
+            if let (Ok(done), Some([removed, moved, deferred])) = (&outcome, &self.counters) {
+                removed.increment(done.segments_removed);
+                moved.increment(done.bytes_moved);
+                deferred.increment(done.deferred);
+            }
+            match outcome {
                 Ok(done) if done.segments_removed > 0 => {
                     tracing::info!(
                         removed = done.segments_removed,

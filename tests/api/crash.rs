@@ -263,7 +263,7 @@ async fn sigkill_mid_compaction_then_restart_keeps_every_live_object() {
     data.close().await;
 
     // The next server finishes: space back within the bound, and nothing but live records left.
-    let _server = ServerProcess::start(&stores, &args);
+    let server = ServerProcess::start(&stores, &args);
     let data = stores.open().await;
     let live: u64 = data.index().usage(&zone).await.unwrap().bytes + objects as u64 * 48;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -276,6 +276,21 @@ async fn sigkill_mid_compaction_then_restart_keeps_every_live_object() {
             break;
         }
         assert!(Instant::now() < deadline, "{files} bytes in segments for {live} live after restart");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // And says so on /metrics (counted when its pass ends).
+    let metrics = format!("{}/metrics", server.base.trim_end_matches("/client/v4"));
+    loop {
+        let text = http_client().get(&metrics).send().await.unwrap().text().await.unwrap();
+        let removed = text
+            .lines()
+            .find_map(|l| l.strip_prefix("cache_reserve_compaction_segments_removed_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        if removed.is_some_and(|n| n > 0.0) {
+            assert!(text.contains("cache_reserve_compaction_moved_bytes_total "), "{text}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no compaction counted on /metrics: {removed:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let data = check(data).await;

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     domain::ZoneId,
-    storage::{CompactionIndex, Relocation, StoreResult, StoredBody},
+    storage::{CompactionIndex, ObjectIndex, Relocation, StoreResult, StoredBody},
 };
 
 #[async_trait]
@@ -33,8 +33,11 @@ impl CompactionIndex for SqlStore {
         .fetch_all(&self.read)
         .await;
         let rows = match rows {
-            // A generation whose Clear completed: nothing of it is live.
-            Err(e) if is_missing_table(&e) => return Ok(Vec::new()),
+            // A generation whose Clear completed: nothing of it is live. (Only then: compaction takes "no
+            // entries" to mean every record is dead, so a missing current table must be an error.)
+            Err(e) if is_missing_table(&e) && self.current_generation(zone).await? != Some(generation) => {
+                return Ok(Vec::new());
+            }
             other => other.map_err(backend)?,
         };
         Ok(rows
