@@ -219,3 +219,40 @@ async fn a_missing_or_damaged_reserve_body_is_a_miss_that_heals_the_index() {
         assert_eq!((got.reserve(), got.body.len()), ("HIT", 3000), "{path}");
     }
 }
+
+/// A body moved after the proxy remembered where it was (compaction, in another process): the next hit
+/// finds the old location gone, reads the index again and serves the copy, without going to the origin.
+#[tokio::test]
+async fn a_hit_whose_remembered_body_moved_reads_the_index_again() {
+    let app = spawn_configured(reserve_only).await;
+    if app.data.segments.is_none() {
+        return; // Only the local segment store moves bodies.
+    }
+    let origin = TestOrigin::start().await;
+    let host = "moved.example";
+    let zone = app.zone_with_origin(host, &origin.url).await;
+    app.set_reserve(&zone, true).await;
+    origin.set("/m", Reply::ok("moved body", LONG));
+    app.proxy_get(host, "/m").await;
+    app.wait_stored(&zone, host, "/m").await;
+    assert_eq!(app.proxy_get(host, "/m").await.reserve(), "HIT", "read once, so remembered in memory");
+
+    // Compaction's three moves, done here: a copy, the entry pointed at it, the original deleted.
+    let entry = app.data.reserve().find(&zone, &format!("{host}/m")).await.unwrap().unwrap();
+    let body = app.data.bodies.open(&entry.blob).await.unwrap().unwrap().bytes().await.unwrap();
+    let copy = app.data.bodies.put(&zone, entry.generation, &entry.key_hash, body).await.unwrap();
+    let moved = cache_reserve::storage::Relocation {
+        key_hash: entry.key_hash.clone(),
+        from: entry.blob.clone(),
+        to: copy.location.clone(),
+    };
+    let made = app.data.compaction_index().relocate(&zone, entry.generation, &[moved]).await.unwrap();
+    assert_eq!(made, Some(vec![true]));
+    drop(copy.hold);
+    app.data.bodies.delete_many(vec![entry.blob.clone()]).await.unwrap();
+    assert!(app.data.bodies.open(&entry.blob).await.unwrap().is_none());
+
+    let got = app.proxy_get(host, "/m").await;
+    assert_eq!((got.cache(), got.reserve(), got.text().as_str()), ("HIT", "HIT", "moved body"));
+    assert_eq!(origin.hits("/m"), 1, "the move sent a request to the origin");
+}
