@@ -21,6 +21,7 @@ pub mod map;
 pub mod read;
 pub mod recover;
 pub mod scan;
+mod sweep;
 #[cfg(test)]
 mod tests;
 
@@ -266,7 +267,7 @@ impl BodyStore for SegmentBodies {
         self.appenders.lock().expect("appenders").retain(|(z, g), _| z != zone || *g >= below);
         self.segments.close_below(zone, below);
         let zone_dir = self.root.join(zone.as_str());
-        tokio::task::spawn_blocking(move || remove_generations_below(&zone_dir, below))
+        tokio::task::spawn_blocking(move || sweep::remove_generations_below(&zone_dir, below))
             .await
             .map_err(|e| io_error(io::Error::other(e)))?
             .map_err(io_error)
@@ -325,51 +326,6 @@ fn mark_dead(root: &Path, records: HashMap<(ZoneId, i64, u64), Vec<u64>>) -> io:
         f.write_all(&bytes)?;
     }
     Ok(())
-}
-
-/// Removes the `g{n}` directories of a zone with `n < below`. Returns the files removed.
-fn remove_generations_below(zone_dir: &Path, below: i64) -> io::Result<u64> {
-    let mut removed = 0;
-    let entries = match std::fs::read_dir(zone_dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
-        let entry = entry?;
-        let generation = entry.file_name().to_str().and_then(|n| n.strip_prefix('g')?.parse::<i64>().ok());
-        if generation.is_some_and(|g| g < below) && entry.file_type()?.is_dir() {
-            removed += remove_tree(&entry.path())?;
-        }
-    }
-    Ok(removed)
-}
-
-/// Removes a directory and everything under it. Returns the files removed.
-fn remove_tree(dir: &Path) -> io::Result<u64> {
-    let mut removed = 0;
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            removed += remove_tree(&entry.path())?;
-        } else {
-            match std::fs::remove_file(entry.path()) {
-                Ok(()) => removed += 1,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    match std::fs::remove_dir(dir) {
-        Ok(()) => Ok(removed),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(removed),
-        Err(e) => Err(e),
-    }
 }
 
 /// Bodies stored under `dir`: live segment records plus one-file bodies (staging files not counted).
