@@ -464,6 +464,11 @@ impl ObjectIndex for SqlStore {
             let table = objects_table(&zone, generation);
             let batch = retrying!(async {
                 let mut tx = self.begin_write().await?;
+                if lock_current(&mut tx, d, &zone, generation).await?.is_none() {
+                    // Cleared since the list was read: its Clear deletes the rest.
+                    tx.rollback().await.map_err(backend)?;
+                    return Ok(Vec::new());
+                }
                 let deleted = sqlx::query(sql(format!(
                     "DELETE FROM {table} WHERE key_hash IN (
                          SELECT key_hash FROM {table} WHERE last_access < $1 ORDER BY last_access LIMIT $2{})
@@ -553,13 +558,14 @@ impl ObjectIndex for SqlStore {
             // Every entry of the generations before the last one's (the batch held them all), then the last
             // one's prefix. The counts subtracted are those of the rows this transaction deleted, whoever
             // else is deleting. (Tables stay until the Clear completes, under the same lease.)
-            let older: Vec<i64> =
-                sqlx::query_scalar("SELECT generation FROM generations WHERE zone_id = $1 AND generation < $2")
-                    .bind(zone.as_str())
-                    .bind(last.generation)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(backend)?;
+            let older: Vec<i64> = sqlx::query_scalar(
+                "SELECT generation FROM generations WHERE zone_id = $1 AND generation < $2 ORDER BY generation",
+            )
+            .bind(zone.as_str())
+            .bind(last.generation)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
             let mut counts = CountChanges::new();
             for generation in older {
                 let sizes: Vec<i64> =

@@ -78,12 +78,14 @@ pub(super) async fn create(
 /// Drops the tables of `zone`'s generations below `below` and their `generations` rows. Returns the
 /// number of entries they held. Its cost is that of freeing the tables' pages, not of deleting their rows.
 pub(super) async fn drop_below(tx: &mut Transaction<'static, Any>, zone: &ZoneId, below: i64) -> StoreResult<u64> {
-    let generations = sqlx::query("SELECT generation, objects FROM generations WHERE zone_id = $1 AND generation < $2")
-        .bind(zone.as_str())
-        .bind(below)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(backend)?;
+    let generations = sqlx::query(
+        "SELECT generation, objects FROM generations WHERE zone_id = $1 AND generation < $2 ORDER BY generation",
+    )
+    .bind(zone.as_str())
+    .bind(below)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(backend)?;
     let mut entries = 0u64;
     for r in &generations {
         let g: i64 = r.get("generation");
@@ -119,24 +121,28 @@ pub(super) fn is_missing_table(e: &sqlx::Error) -> bool {
         .is_some_and(|db| db.code().is_some_and(|c| c == "42P01") || db.message().starts_with("no such table"))
 }
 
+/// Whether the single `objects` table of earlier versions is there.
+async fn exists_in(conn: &mut sqlx::AnyConnection, d: Dialect) -> StoreResult<bool> {
+    let q = match d {
+        Dialect::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'objects'",
+        Dialect::Postgres => "SELECT CAST(to_regclass('objects') AS TEXT)",
+    };
+    let name: Option<Option<String>> = sqlx::query_scalar(q).fetch_optional(&mut *conn).await.map_err(backend)?;
+    Ok(name.flatten().is_some())
+}
+
 /// Moves a database from the single `objects` table of earlier versions into partitions, in one
 /// transaction, and drops that table. Does nothing when it is gone (converted, or another node converted
-/// it first). Run at every open, after the migrations.
+/// it first). Run at every open, after the migrations. Nodes of the earlier version must be stopped first:
+/// once it is converted, they find no `objects` table (and a generation they create has no table).
+/// PostgreSQL holds a few locks per table created until the commit: a database of more than about 1,000
+/// zones needs `max_locks_per_transaction` raised for the conversion.
 pub(super) async fn convert_legacy(pool: &AnyPool, d: Dialect) -> StoreResult<()> {
-    let exists = |p: &AnyPool| {
-        let p = p.clone();
-        async move {
-            let q = match d {
-                Dialect::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'objects'",
-                Dialect::Postgres => "SELECT CAST(to_regclass('objects') AS TEXT)",
-            };
-            let name: Option<Option<String>> = sqlx::query_scalar(q).fetch_optional(&p).await.map_err(backend)?;
-            StoreResult::Ok(name.flatten().is_some())
-        }
-    };
-    if !exists(pool).await? {
+    let mut conn = pool.acquire().await.map_err(backend)?;
+    if !exists_in(&mut conn, d).await? {
         return Ok(());
     }
+    drop(conn);
     let mut tx = match d {
         Dialect::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?,
         Dialect::Postgres => pool.begin().await.map_err(backend)?,
@@ -144,17 +150,21 @@ pub(super) async fn convert_legacy(pool: &AnyPool, d: Dialect) -> StoreResult<()
     if d == Dialect::Postgres {
         // Nodes starting together: the first converts, the others wait here and then find nothing to do.
         sqlx::query("SELECT pg_advisory_xact_lock(7270637573)").execute(&mut *tx).await.map_err(backend)?;
-        let still: Option<String> = sqlx::query_scalar("SELECT CAST(to_regclass('objects') AS TEXT)")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
-        if still.is_none() {
-            return tx.commit().await.map_err(backend);
-        }
     }
+    // Again under the lock (SQLite: the write lock; a `serve` and an admin command may open it together).
+    if !exists_in(&mut tx, d).await? {
+        return tx.commit().await.map_err(backend);
+    }
+    if d == Dialect::Postgres {
+        // Nothing writes entries (say, a node of the earlier version still running) while they are copied.
+        sqlx::query("LOCK TABLE objects IN ACCESS EXCLUSIVE MODE").execute(&mut *tx).await.map_err(backend)?;
+    }
+    // A table for every generation with entries, every zone's current one, and every one a `generations`
+    // row names (a retired generation whose entries are all gone still has its row until its Clear ends).
     let parts = sqlx::query(
         "SELECT zone_id, generation FROM objects GROUP BY zone_id, generation
-         UNION SELECT id AS zone_id, generation FROM zones",
+         UNION SELECT id AS zone_id, generation FROM zones
+         UNION SELECT zone_id, generation FROM generations",
     )
     .fetch_all(&mut *tx)
     .await

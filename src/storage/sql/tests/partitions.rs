@@ -63,26 +63,26 @@ async fn completing_a_clear_drops_its_generations_tables(f: Fixture) {
 async fn a_node_that_remembers_a_retired_generation_reads_the_current_one(f: Fixture) {
     let s = &f.store;
     let other = second_handle(&f).await;
+    assert!(!Arc::ptr_eq(&other.generations, &s.generations), "a handle with a cache of its own");
     let z = zone(s, "stale.example").await;
     set_reserve(s, &z, true).await;
     let old = entry(&z, 1, "k", 10);
     record(s, &old).await;
     assert_eq!(other.lookup(&z, &old.key_hash).await.unwrap().map(|e| e.generation), Some(1));
-    // A Clear elsewhere: the other handle still remembers generation 1, whose table still exists.
+    // A Clear elsewhere: `other` still remembers generation 1, whose table still exists; the statement
+    // sees the zone at 2 and reads again there.
     set_reserve(s, &z, false).await;
     start(s, &z).await;
     assert!(other.lookup(&z, &old.key_hash).await.unwrap().is_none(), "a retired entry is never read");
-    // Completed and written again: the remembered generation's table is gone.
     let lease = s.claim_clear("node-a", Duration::from_secs(30)).await.unwrap().unwrap();
     s.complete_clear(&lease).await.unwrap();
     set_reserve(s, &z, true).await;
-    let other_handle_cache = other.lookup(&z, &old.key_hash).await.unwrap();
-    assert!(other_handle_cache.is_none());
     let new = entry(&z, 2, "k", 20);
     record(s, &new).await;
     let third = second_handle(&f).await;
     assert_eq!(third.lookup(&z, &new.key_hash).await.unwrap().map(|e| e.size), Some(20));
-    // One more Clear, completed, and a write: `other` remembers 2, whose table is now dropped.
+    // One more Clear, completed, and a write: `third` remembers 2, whose table is now dropped, so its
+    // statement fails on the missing table and it reads the zone's generation again.
     set_reserve(s, &z, false).await;
     start(s, &z).await;
     let lease = s.claim_clear("node-a", Duration::from_secs(30)).await.unwrap().unwrap();
@@ -96,8 +96,9 @@ async fn a_node_that_remembers_a_retired_generation_reads_the_current_one(f: Fix
 async fn an_index_from_before_partitions_is_converted_at_open(f: Fixture) {
     let s = &f.store;
     let z = zone(s, "legacy.example").await;
-    // What an earlier version left: one `objects` table, a zone at generation 2 with a Clear of generation
-    // 1 still to reclaim, entries in both.
+    // What an earlier version left: one `objects` table, a zone at generation 3 with a Clear of generations
+    // 1 and 2 still to reclaim, entries in 2 and 3, and 1's entries all forgotten (its counts row stays
+    // until the Clear completes).
     let meta = if s.dialect == Dialect::Sqlite { "BLOB" } else { "BYTEA" };
     let mut tx = s.begin_write().await.unwrap();
     for statement in [
@@ -109,11 +110,12 @@ async fn an_index_from_before_partitions_is_converted_at_open(f: Fixture) {
              stored_on BIGINT NOT NULL, last_access BIGINT NOT NULL DEFAULT 0, fill_revision BIGINT NOT NULL DEFAULT 0,
              invalidated_revision BIGINT, invalidated_at BIGINT, PRIMARY KEY (zone_id, generation, key_hash))"
         ),
-        "UPDATE zones SET generation = 2".to_owned(),
+        "UPDATE zones SET generation = 3".to_owned(),
+        format!("INSERT INTO generations (zone_id, generation, objects, bytes) VALUES ('{z}', 1, 0, 0)"),
     ] {
         sqlx::query(sql(statement)).execute(&mut *tx).await.unwrap();
     }
-    let (old, new) = (entry(&z, 1, "old", 10), entry(&z, 2, "new", 20));
+    let (old, new) = (entry(&z, 2, "old", 10), entry(&z, 3, "new", 20));
     for e in [&old, &new] {
         sqlx::query(
             "INSERT INTO objects (zone_id, generation, key_hash, cache_key, blob, size, meta, stored_on, last_access,
@@ -140,7 +142,7 @@ async fn an_index_from_before_partitions_is_converted_at_open(f: Fixture) {
     }
     sqlx::query(
         "INSERT INTO clears (zone_id, target_generation, start_ts, modified_on, objects_total, bytes_total, kind)
-         VALUES ($1, 2, 1, 1, 1, 10, 'clear')",
+         VALUES ($1, 3, 1, 1, 1, 10, 'clear')",
     )
     .bind(z.as_str())
     .execute(&mut *tx)
@@ -163,12 +165,15 @@ async fn an_index_from_before_partitions_is_converted_at_open(f: Fixture) {
     assert_eq!((found.stored_on.as_micros(), found.fill_revision), (5, 7));
     assert_eq!(found.invalidation.map(|i| (i.revision, i.at.as_micros())), Some((8, 9)));
     assert_eq!(s.usage(&z).await.unwrap(), Usage { objects: 1, bytes: 20 });
-    // The retired generation's entry is there for its Clear, which completes by dropping it.
+    // The retired generations are there for their Clear, batch by batch (as on S3), then dropped.
     let lease = s.claim_clear("node-a", Duration::from_secs(30)).await.unwrap().unwrap();
-    let batch = s.bodies_below(&z, 2, 10).await.unwrap();
+    let batch = s.bodies_below(&z, 3, 10).await.unwrap();
     assert_eq!(batch.iter().map(|b| b.blob.as_str()).collect::<Vec<_>>(), [old.blob.as_str()]);
-    assert_eq!(s.complete_clear(&lease).await.unwrap(), 1);
-    assert!(!has_table(&s, &z, 1).await);
+    s.forget_through(&lease, &batch[0], Duration::from_secs(30)).await.unwrap();
+    assert_eq!(rows_below(&s, &z, 3).await, (0, 0));
+    assert_eq!(s.complete_clear(&lease).await.unwrap(), 0, "nothing was left to forget");
+    assert!(!has_table(&s, &z, 1).await && !has_table(&s, &z, 2).await);
+    assert_eq!(s.latest_clear(&z).await.unwrap().unwrap().progress.objects_remaining, 0);
     let legacy: i64 = sqlx::query_scalar(match s.dialect {
         Dialect::Sqlite => "SELECT COUNT(*) FROM sqlite_master WHERE name = 'objects'",
         Dialect::Postgres => "SELECT COUNT(*) FROM pg_tables WHERE tablename = 'objects'",
