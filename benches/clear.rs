@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo bench --bench clear -- post-latency [--objects N] [--objects-dir DIR] [--backend shared]
-//! cargo bench --bench clear -- reclaim [--objects N] [--dir DIR] [--objects-dir DIR] [--reclaim-batch N]
+//! cargo bench --bench clear -- reclaim [--objects N] [--dir DIR] [--objects-dir DIR] [--reclaim-batch N] [--rounds N]
 //! cargo bench --bench clear -- reclaim-s3 [--objects N]
 //! cargo bench --bench clear -- startup [--objects N] [--objects-dir DIR]
 //! cargo bench --bench clear -- purge-latency [--objects N] [--backend shared]
@@ -54,6 +54,8 @@ struct Args {
     backend: Backend,
     /// Entries per reclaim batch (`ReclaimConfig::batch_size`); `None` for the body store's preference.
     reclaim_batch: Option<u32>,
+    /// Rounds of `reclaim` (alternating which goes first); 2 unless `--rounds N`.
+    rounds: usize,
 }
 
 fn args() -> Args {
@@ -66,6 +68,7 @@ fn args() -> Args {
         objects_dir: None,
         backend: Backend::Embedded,
         reclaim_batch: None,
+        rounds: 2,
     };
     while let Some(flag) = it.next() {
         let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
@@ -74,6 +77,7 @@ fn args() -> Args {
             "--dir" => a.dir = value.into(),
             "--objects-dir" => a.objects_dir = Some(value.into()),
             "--reclaim-batch" => a.reclaim_batch = Some(value.parse().expect("--reclaim-batch N")),
+            "--rounds" => a.rounds = value.parse().expect("--rounds N"),
             "--backend" => {
                 a.backend = match value.as_str() {
                     "embedded" => Backend::Embedded,
@@ -303,7 +307,7 @@ async fn reclaim(a: &Args) {
          | later batches (forget the index) | ratio (rm/ours) |"
     );
     println!("|---|---|---|---|---|---|---|");
-    for round in 0..2 {
+    for round in 0..a.rounds {
         // rm -rf's tree: 256 directories, like the fan-out of the reserve's one-file bodies.
         let tree = a.objects_dir.as_deref().unwrap_or(&base).join("tree");
         let _ = std::fs::remove_dir_all(&tree);
@@ -382,7 +386,7 @@ async fn reclaim(a: &Args) {
             (t.elapsed(), first_time, rest)
         };
         // Alternate which goes first, so neither always inherits the other's pending discards.
-        let (rm_time, (our_time, first_time, rest)) = if round == 0 {
+        let (rm_time, (our_time, first_time, rest)) = if round % 2 == 0 {
             let r = rm();
             (r, ours().await)
         } else {
@@ -405,7 +409,7 @@ async fn reclaim(a: &Args) {
         let s = |d: Duration| format!("{:.2} s", d.as_secs_f64());
         println!(
             "| {} | {n} | {} ({:.0}/s) | {} ({:.0}/s) | {} | {} | {:.2}x |",
-            if round == 0 { "rm first" } else { "reclaim first" },
+            if round % 2 == 0 { "rm first" } else { "reclaim first" },
             s(rm_time),
             n as f64 / rm_time.as_secs_f64(),
             s(our_time),
