@@ -462,6 +462,17 @@ impl ObjectIndex for SqlStore {
             let zone = rows::zone_id(z.get("id"))?;
             let generation: i64 = z.get("generation");
             let table = objects_table(&zone, generation);
+            // A read first: most zones have nothing idle, and the writer is not taken for them.
+            let idle = sqlx::query(sql(format!("SELECT 1 FROM {table} WHERE last_access < $1 LIMIT 1")))
+                .bind(before.as_micros())
+                .fetch_optional(&self.read)
+                .await;
+            match idle {
+                Ok(Some(_)) => {}
+                Ok(None) => continue,
+                Err(e) if is_missing_table(&e) => continue,
+                Err(e) => return Err(backend(e)),
+            }
             let batch = retrying!(async {
                 let mut tx = self.begin_write().await?;
                 if lock_current(&mut tx, d, &zone, generation).await?.is_none() {

@@ -9,6 +9,7 @@ conformance!(
     completing_a_clear_drops_its_generations_tables,
     a_node_that_remembers_a_retired_generation_reads_the_current_one,
     an_index_from_before_partitions_is_converted_at_open,
+    retention_evicts_idle_entries_of_each_zones_current_generation_only,
 );
 
 /// Whether the partition of `zone`'s `generation` exists.
@@ -188,4 +189,33 @@ async fn an_index_from_before_partitions_is_converted_at_open(f: Fixture) {
         let again = SqlStore::open_sqlite(&f._dir.path().join("control.db")).await.unwrap();
         assert!(again.lookup(&z, &new.key_hash).await.unwrap().is_some());
     }
+}
+
+async fn retention_evicts_idle_entries_of_each_zones_current_generation_only(f: Fixture) {
+    let s = &f.store;
+    let (a, b, cleared) = (zone(s, "a.example").await, zone(s, "b.example").await, zone(s, "c.example").await);
+    for z in [&a, &b, &cleared] {
+        set_reserve(s, z, true).await;
+        let batch: Vec<_> = (0..3).map(|i| entry(z, 1, &format!("k{i}"), 10)).collect();
+        s.record_batch(&batch).await.unwrap();
+    }
+    set_reserve(s, &cleared, false).await;
+    start(s, &cleared).await;
+    let later = Timestamp::from_micros(Timestamp::now().as_micros() + 1_000_000);
+    // A limit across zones, then the rest; never the cleared zone's retired entries (its Clear's).
+    let first = s.evict_idle(later, 4).await.unwrap();
+    assert_eq!(first.len(), 4);
+    let rest = s.evict_idle(later, 100).await.unwrap();
+    assert_eq!(rest.len(), 2);
+    let mut zones: Vec<_> = first.iter().chain(&rest).map(|e| e.zone_id.clone()).collect();
+    zones.sort();
+    zones.dedup();
+    let mut expected = vec![a.clone(), b.clone()];
+    expected.sort();
+    assert_eq!(zones, expected);
+    for z in [&a, &b] {
+        assert_eq!(s.usage(z).await.unwrap(), Usage::default());
+    }
+    assert_eq!(rows_below(s, &cleared, 2).await, (3, 30), "the retired entries wait for their Clear");
+    assert!(s.evict_idle(later, 100).await.unwrap().is_empty());
 }
