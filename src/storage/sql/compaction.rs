@@ -6,9 +6,9 @@ use sqlx::Row;
 
 use super::{
     SqlStore, backend,
-    index::lock_zone_for_share,
     partitions::{is_missing_table, objects_table},
     retrying, sql,
+    writes::lock_zone_for_share,
 };
 use crate::{
     domain::ZoneId,

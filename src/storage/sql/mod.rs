@@ -17,7 +17,9 @@ mod feed;
 mod index;
 mod partitions;
 mod purges;
+mod reclaim;
 mod rows;
+mod writes;
 
 use std::{
     collections::HashMap,

@@ -8,9 +8,9 @@ use sqlx::{Any, Row, Transaction};
 
 use super::{
     SqlStore, backend,
-    index::{CountChanges, lock_current},
     partitions::{is_missing_table, objects_table},
     retrying, rows, sql,
+    writes::{CountChanges, lock_current},
 };
 use crate::{
     domain::{Invalidation, ZoneId},
@@ -177,9 +177,9 @@ impl PurgeIndex for SqlStore {
                     bind_exact(sqlx::query_scalar(sql(text)), rows).fetch_all(&mut *tx).await.map_err(backend)?;
                 let mut counts = CountChanges::new();
                 for size in &sizes {
-                    super::index::subtract_deleted(&mut counts, zone.as_str(), *generation, *size);
+                    super::writes::subtract_deleted(&mut counts, zone.as_str(), *generation, *size);
                 }
-                super::index::apply_counts(&mut tx, &counts).await?;
+                super::writes::apply_counts(&mut tx, &counts).await?;
                 tx.commit().await.map_err(backend)?;
                 Ok::<_, StoreError>(sizes.len() as u64)
             })?;
