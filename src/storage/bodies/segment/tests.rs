@@ -173,12 +173,22 @@ async fn a_cold_read_goes_to_the_pool(mapped: bool) {
     let z = ZoneId::generate();
     let b = body(3, 64 << 10);
     let at = store(dir.path(), 64 << 20).put(&z, 1, &key_hash("k"), b.clone()).await.unwrap().location;
-    // Evict the (clean, synced, not yet mapped) pages: the first read would wait for the disk.
-    let (file, _, _) = body_region(dir.path(), &at).unwrap();
-    let f = File::open(file).unwrap();
-    // SAFETY: fadvise on a descriptor we own.
-    assert_eq!(unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) }, 0);
     let s = reading(dir.path(), mapped);
+    // Evict the (clean, synced, not yet mapped) pages: the first read would wait for the disk. The kernel
+    // may keep pages through one request (a busy machine), so ask until `mincore` says some are gone.
+    let (file, offset, len) = body_region(dir.path(), &at).unwrap();
+    let f = File::open(file).unwrap();
+    let evicted = (0..200).any(|_| {
+        // SAFETY: fadvise on a descriptor we own.
+        assert_eq!(unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) }, 0);
+        let view = map::Mapping::new(&f, f.metadata().unwrap().len()).unwrap().unwrap();
+        let gone = !view.resident(offset, len as usize);
+        if !gone {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        gone
+    });
+    assert!(evicted, "the kernel kept the segment's pages through 200 requests to drop them");
     assert_eq!(read(&s, &at).await.unwrap(), b);
     assert_eq!(s.pool_reads(), 1, "a cold read goes to the blocking pool");
     assert_eq!(read(&s, &at).await.unwrap(), b);
