@@ -71,7 +71,8 @@ fn conflict_pause(attempt: u32) -> Duration {
     Duration::from_millis(u64::from(attempt) * 2 + u64::from(jitter[0] % 8))
 }
 
-/// A statement whose text is assembled from [`Dialect`] fragments (never from input): safe to run.
+/// A statement whose text is assembled from [`Dialect`] fragments and partition names (a validated zone id
+/// and a number, [`objects_table`]), never from input: safe to run.
 fn sql(text: String) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(text)
 }
