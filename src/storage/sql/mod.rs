@@ -128,7 +128,7 @@ impl Dialect {
 }
 
 /// The store over SQLite or PostgreSQL: [`ControlStore`](super::ControlStore) and
-/// [`ObjectIndex`](super::ObjectIndex).
+/// [`ObjectIndex`].
 #[derive(Clone)]
 pub struct SqlStore {
     read: AnyPool,
