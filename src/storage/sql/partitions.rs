@@ -171,11 +171,7 @@ pub(super) async fn convert_legacy(pool: &AnyPool, d: Dialect) -> StoreResult<()
     .map_err(backend)?;
     for r in &parts {
         let (zone, generation): (String, i64) = (r.get("zone_id"), r.get("generation"));
-        let Ok(zone_id) = ZoneId::parse(&zone) else {
-            return Err(crate::storage::StoreError::Backend(
-                format!("an object row names zone {zone:?}, which is not a zone id").into(),
-            ));
-        };
+        let zone_id = super::rows::zone_id(&zone)?;
         create(&mut tx, d, &zone_id, generation).await?;
         sqlx::query(sql(format!(
             "INSERT INTO {} (key_hash, cache_key, blob, size, meta, stored_on, last_access, fill_revision,

@@ -34,7 +34,7 @@ pub(super) fn zone_id(id: &str) -> StoreResult<ZoneId> {
 
 pub(super) fn zone(r: &AnyRow) -> StoreResult<Zone> {
     Ok(Zone {
-        id: ZoneId::parse(r.get("id")).map_err(|_| corrupt("zone id"))?,
+        id: zone_id(r.get("id"))?,
         name: ZoneName::parse(r.get("name")).map_err(|_| corrupt("zone name"))?,
         origin: r.get("origin"),
         reserve_on: r.get::<i64, _>("reserve_on") != 0,
@@ -51,7 +51,7 @@ pub(super) fn zone(r: &AnyRow) -> StoreResult<Zone> {
 pub(super) fn clear(r: &AnyRow) -> StoreResult<ClearOperation> {
     Ok(ClearOperation {
         id: r.get("id"),
-        zone_id: ZoneId::parse(r.get("zone_id")).map_err(|_| corrupt("zone id"))?,
+        zone_id: zone_id(r.get("zone_id"))?,
         target_generation: r.get("target_generation"),
         start_ts: ts(r.get("start_ts")),
         end_ts: opt_ts(r.get("end_ts")),
@@ -104,7 +104,7 @@ pub(super) fn user(r: &AnyRow) -> StoreResult<StoredUser> {
 pub(super) fn pending_clear(r: &AnyRow) -> StoreResult<PendingClear> {
     Ok(PendingClear {
         clear_id: r.get("id"),
-        zone_id: ZoneId::parse(r.get("zone_id")).map_err(|_| corrupt("zone id"))?,
+        zone_id: zone_id(r.get("zone_id"))?,
         target_generation: r.get("target_generation"),
     })
 }
@@ -140,7 +140,7 @@ pub(super) fn purge_rule(r: &AnyRow) -> StoreResult<PurgeRule> {
     let action: String = r.get("action");
     Ok(PurgeRule {
         revision: r.get("revision"),
-        zone_id: ZoneId::parse(r.get("zone_id")).map_err(|_| corrupt("zone id"))?,
+        zone_id: zone_id(r.get("zone_id"))?,
         action: PurgeAction::parse(&action).ok_or_else(|| corrupt("purge rule action"))?,
         target: PurgeTarget::from_stored(&kind, r.get("value"), headers).ok_or_else(|| corrupt("purge rule kind"))?,
         created_on: ts(r.get("created_on")),
