@@ -7,6 +7,8 @@
 #   edge       requests/s for edge-tier hits: random over EDGE_OBJECTS objects of 1 KiB, then of 64 KiB
 #   reserve    requests/s for reserve hits: random over RESERVE_OBJECTS x 64 KiB, ours with a 1 MiB edge
 #   reserve4k  the same over RESERVE4K_OBJECTS x 4 KiB
+#              Each throughput scenario also reports the CPU time the servers spent per request (their
+#              processes' user + system time over the requests served), which a busy machine skews less.
 #   latency    p50/p99 at a fixed RATE (req/s) over the 1 KiB edge set and over the reserve set
 #   memory     peak RSS while MEM_OBJECTS x 1 MiB distinct objects stream through once (256 MiB edge)
 #   fill       misses written to the reserve: FILL_RATE req/s for FILL_DURATION, each for an object never
@@ -515,15 +517,22 @@ wrk_measure() {
     wrk_errors=$(grep -E '^  (Non-2xx|Socket errors)' "$wrk_out" | xargs || true)
 }
 
-# Requests/s over random objects PREFIXn (n < COUNT), each server in turn, ROUNDS times.
+# Requests/s over random objects PREFIXn (n < COUNT), each server in turn, ROUNDS times; and the CPU time
+# the server's processes spent per request (KEY-cpu, µs), which a busy machine skews far less than the
+# rate: a rate is shared CPU, this is work done.
 throughput() {
-    local key=$1 prefix=$2 count=$3 r server
+    local key=$1 prefix=$2 count=$3 r server pid ticks requests
     for ((r = 1; r <= ROUNDS; r++)); do
         for server in $(order "$r"); do
             say "$key: $server (round $r)"
+            pid=$([[ $server == nginx ]] && echo "$peer_pid" || echo "$ours_pid")
+            ticks=$(cpu_ticks "$pid")
             run_wrk "$key-$server-r$r" -t"$THREADS" -c"$CONNS" -d"$DURATION" --timeout 5s --latency \
                 -H "Host: $ZONE" -s "$here/random.lua" "$(url_of "$server")" -- "$prefix" "$count"
+            ticks=$(($(cpu_ticks "$pid") - ticks))
             record "$key" "$server" "$(awk '/^Requests\/sec:/ { print $2 }' "$wrk_out")"
+            requests=$(awk '/ requests in / { print $1 }' "$wrk_out")
+            ((requests > 0)) && record "$key-cpu" "$server" "$(echo "$ticks * 1000000 / $(getconf CLK_TCK) / $requests" | bc -l)"
         done
     done
 }
@@ -880,6 +889,10 @@ row() {
     row "edge hits, 64 KiB × $EDGE_OBJECTS, req/s (-c$CONNS)" edge-64k
     row "reserve hits, 64 KiB × $RESERVE_OBJECTS, req/s (-c$CONNS)" reserve-64k
     row "reserve hits, 4 KiB × $RESERVE4K_OBJECTS, req/s (-c$CONNS)" reserve-4k
+    row "edge hits, 1 KiB: server CPU µs per request" edge-1k-cpu %.1f
+    row "edge hits, 64 KiB: server CPU µs per request" edge-64k-cpu %.1f
+    row "reserve hits, 64 KiB: server CPU µs per request" reserve-64k-cpu %.1f
+    row "reserve hits, 4 KiB: server CPU µs per request" reserve-4k-cpu %.1f
     row "1 KiB edge hits at $RATE req/s: p50 µs" latency-1k-p50
     row "1 KiB edge hits at $RATE req/s: p99 µs" latency-1k-p99
     row "1 KiB edge hits: achieved req/s" latency-1k-rate
@@ -899,7 +912,7 @@ row() {
     row "fill: objects read back that were hits (ours: reserve hits), %" fill-hit-pct %.2f
     row "fill: highest rate held (FILL_FIND_MAX: every object written, ≤ 5 % short), req/s" fill-max-rate
     echo
-    echo "Higher is better for req/s; lower for latency and memory. Medians of $ROUNDS round(s)."
+    echo "Higher is better for req/s; lower for CPU per request, latency and memory. Medians of $ROUNDS round(s)."
     [[ -z ${fill_stop:-} ]] || echo "Fill, $fill_stop."
     echo "Raw wrk output and logs: $RESULTS_DIR"
     if ((${#warnings[@]})); then
