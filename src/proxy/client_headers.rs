@@ -14,7 +14,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 
-use super::origin::strip_hop_by_hop;
+use super::origin::{remove_fields, strip_hop_by_hop};
 
 /// Fields a front end sets for the application behind it, naming another path, host, port or scheme than
 /// the request's own (path rewrites of IIS, Symfony, Laravel and Zend; host, port and scheme overrides that
@@ -133,19 +133,17 @@ pub fn prepare_for_origin(
     strip_hop_by_hop(headers);
     let peer = peer.to_canonical();
     let forwarded = Forwarded { peer, client_ip: trusted.client_ip(peer, headers), host };
-    for name in ROUTING_OVERRIDES.iter().chain(&CLIENT_ADDRESS) {
-        headers.remove(*name);
-    }
-    if *method == Method::GET || *method == Method::HEAD {
-        for name in METHOD_OVERRIDES {
-            headers.remove(name);
-        }
-    }
-    if !trusted.contains(peer) {
-        for name in &PROXY_TRAIL {
-            headers.remove(name);
-        }
-    }
+    let cacheable_method = *method == Method::GET || *method == Method::HEAD;
+    let trusted_peer = trusted.contains(peer);
+    remove_fields(headers, |name| {
+        let s = name.as_str();
+        ROUTING_OVERRIDES.contains(&s)
+            || CLIENT_ADDRESS.contains(&s)
+            || (cacheable_method && METHOD_OVERRIDES.contains(&s))
+            || (!trusted_peer && PROXY_TRAIL.contains(name))
+    });
+    // The four fields set below, without the map growing in between.
+    headers.reserve(4);
     let xff = HeaderName::from_static("x-forwarded-for");
     let mut chain = combined(headers, &xff).unwrap_or_default();
     if !chain.trim_ascii().is_empty() {

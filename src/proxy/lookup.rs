@@ -98,8 +98,7 @@ impl Ctx<'_> {
     /// is gone (the entry is forgotten).
     async fn reserve_lookup_once(&self, now: SystemTime) -> Result<Option<Found>, StaleMemory> {
         let p = self.proxy;
-        let remembered = p.index_cache.get(&self.zone, &self.key).is_some();
-        let Some(known) = self.known(&self.key).await else { return Ok(None) };
+        let Some((known, remembered)) = self.known(&self.key).await else { return Ok(None) };
         let reuse = match self.judge(known.entry.fill_revision, known.entry.invalidation, &known.stored) {
             // Its index entry and body go in the background; until then the rule keeps it unseen.
             Verdict::Purged => return Ok(None),
@@ -126,11 +125,12 @@ impl Ctx<'_> {
         Ok(Some(Found { reuse, tier: Tier::Reserve(known), body: Some(body) }))
     }
 
-    /// What the reserve holds for `key`: from memory when known, else from the index (then remembered).
-    async fn known(&self, key: &str) -> Option<Arc<Known>> {
+    /// What the reserve holds for `key`, and whether it came from memory: from memory when known, else from
+    /// the index (then remembered).
+    async fn known(&self, key: &str) -> Option<(Arc<Known>, bool)> {
         let p = self.proxy;
         if let Some(known) = p.index_cache.get(&self.zone, key) {
-            return Some(known);
+            return Some((known, true));
         }
         // A sweep that began during the read may have been followed by the retirement of a rule whose
         // reserve work the read predates: read again then, and if that happens twice, call it a miss.
@@ -148,7 +148,7 @@ impl Ctx<'_> {
             }
             // Metadata this version cannot read (an older format) is a miss; a new fill replaces it.
             let stored = codec::decode(&entry.meta, &p.rules)?;
-            return Some(p.index_cache.insert_since(epoch, key, Known::new(entry, Arc::new(stored))));
+            return Some((p.index_cache.insert_since(epoch, key, Known::new(entry, Arc::new(stored))), false));
         }
         None
     }

@@ -60,7 +60,16 @@ impl Mapping {
         let page = page_size();
         let start = offset / page * page;
         let span = offset + len - start;
-        let mut pages = vec![0u8; span.div_ceil(page)];
+        // One byte per page: on the stack for records up to 256 pages (1 MiB of 4 KiB pages).
+        let mut small = [0u8; 256];
+        let mut large = Vec::new();
+        let count = span.div_ceil(page);
+        let pages = if count <= small.len() {
+            &mut small[..count]
+        } else {
+            large.resize(count, 0u8);
+            &mut large[..]
+        };
         // SAFETY: `start` is page-aligned and `start..start + span` lies within the mapping; `pages` has one
         // byte per page of that range.
         let ok = unsafe { libc::mincore(self.ptr.cast::<u8>().add(start).cast(), span, pages.as_mut_ptr()) } == 0;

@@ -212,7 +212,8 @@ impl BodyStore for SegmentBodies {
         let Some(body) = self.segments.read(&loc).await.map_err(io_error)? else { return Ok(None) };
         let size = body.len() as u64;
         let meta = ObjectMeta {
-            location: object_store::path::Path::from(location),
+            // A record location is not an object path, and no reader looks at it: not built per hit.
+            location: object_store::path::Path::default(),
             last_modified: Default::default(),
             size,
             e_tag: None,
