@@ -6,14 +6,20 @@ use cache_reserve::cli::{Cli, Command};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// Rust's allocations go to mimalloc: a reserve hit spent about a tenth of its time in glibc's `malloc`
+/// and `free`, and mimalloc cut the CPU time per reserve hit by 10-15 % (BENCHMARKS.md, issue #11 third
+/// session), for about 20 MiB more resident at start and a fifth more under many large misses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     tune_malloc();
     tokio::runtime::Runtime::new().expect("the async runtime starts").block_on(run())
 }
 
-/// glibc's allocator keeps freed memory in per-thread arenas and, after the first large free, serves even
-/// megabyte-sized buffers from them; with bodies passing through, that holds hundreds of MiB beyond what
-/// is live. Large buffers come straight from the kernel (and go back to it), and two arenas do.
+/// glibc's allocator (still used by the C code linked in: SQLite) keeps freed memory in per-thread arenas
+/// and, after the first large free, serves even megabyte-sized buffers from them, holding memory beyond
+/// what is live. Large buffers come straight from the kernel (and go back to it), and two arenas do.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn tune_malloc() {
     // SAFETY: mallopt only changes allocator parameters; called before any other thread exists.
