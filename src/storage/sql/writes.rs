@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Row, Transaction, any::AnyArguments, query::Query};
 
 use super::{Dialect, SqlStore, backend, partitions::objects_table, rows, sql};
 use crate::{
@@ -56,18 +56,14 @@ async fn upsert(
 ) -> StoreResult<(bool, Option<(String, i64)>)> {
     let table = objects_table(&e.zone_id, e.generation);
     loop {
-        let inserted: Option<i64> = sqlx::query_scalar(sql(format!(
-            "INSERT INTO {table} (key_hash, cache_key, blob, size, meta, stored_on, last_access, fill_revision)
-             VALUES ($1, $2, $3, $4, $5, $6, $6, $7)
-             ON CONFLICT (key_hash) DO NOTHING RETURNING size"
-        )))
-        .bind(&e.key_hash)
-        .bind(&e.key)
-        .bind(&e.blob)
-        .bind(rows::sql_count(e.size))
-        .bind(&e.meta)
-        .bind(e.stored_on.as_micros())
-        .bind(e.fill_revision)
+        let inserted = bind_entry(
+            sqlx::query(sql(format!(
+                "INSERT INTO {table} (key_hash, cache_key, blob, size, meta, stored_on, last_access, fill_revision)
+                 VALUES ($1, $2, $3, $4, $5, $6, $6, $7)
+                 ON CONFLICT (key_hash) DO NOTHING RETURNING size"
+            ))),
+            e,
+        )
         .fetch_optional(&mut **tx)
         .await
         .map_err(backend)?;
@@ -84,23 +80,31 @@ async fn upsert(
             // Deleted (evicted, removed) between the two statements: insert again.
             continue;
         };
-        sqlx::query(sql(format!(
-            "UPDATE {table} SET cache_key = $2, blob = $3, size = $4, meta = $5, stored_on = $6, last_access = $6,
-                                fill_revision = $7, invalidated_revision = NULL, invalidated_at = NULL
-             WHERE key_hash = $1"
-        )))
-        .bind(&e.key_hash)
+        bind_entry(
+            sqlx::query(sql(format!(
+                "UPDATE {table} SET cache_key = $2, blob = $3, size = $4, meta = $5, stored_on = $6, last_access = $6,
+                                    fill_revision = $7, invalidated_revision = NULL, invalidated_at = NULL
+                 WHERE key_hash = $1"
+            ))),
+            e,
+        )
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+        return Ok((false, Some(old)));
+    }
+}
+
+/// Binds an entry as both statements of [`upsert`] number its fields: `$1` key hash, `$2` cache key, `$3`
+/// blob, `$4` size, `$5` metadata, `$6` stored on, `$7` fill revision.
+fn bind_entry<'q>(q: Query<'q, Any, AnyArguments>, e: &'q IndexEntry) -> Query<'q, Any, AnyArguments> {
+    q.bind(&e.key_hash)
         .bind(&e.key)
         .bind(&e.blob)
         .bind(rows::sql_count(e.size))
         .bind(&e.meta)
         .bind(e.stored_on.as_micros())
         .bind(e.fill_revision)
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-        return Ok((false, Some(old)));
-    }
 }
 
 impl SqlStore {
