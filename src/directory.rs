@@ -16,9 +16,16 @@
 //! notifications — or until `view_ttl` has passed, after which any node that had not applied it has
 //! stopped using its view. Either way, once the API answers, no node serves the reserve by the old
 //! setting or from a pre-Clear generation (SPEC §6.1). The argument needs no synchronized clocks: a
-//! node's view expires by its own monotonic clock, `view_ttl` after a moment that preceded the commit. A
-//! node without a usable view (starting, or back from an outage) records itself as live before it reads
-//! the feed, so a change committed while that read is in flight waits for it too.
+//! node's view expires by its own monotonic clock, `view_ttl` after a moment that preceded the commit.
+//!
+//! **Counted as live throughout.** A publisher skips a node whose last record is older than `view_ttl`,
+//! so a view may come into use only if the node counted as live from before the view's read until the
+//! view expires: from the record that preceded the read (its start, by this node's clock) to this
+//! sync's record, no more than `view_ttl` may pass, or a change committed after the read could have been
+//! acknowledged meanwhile without this node, and the view read before it must not be used. Such a sync
+//! extends nothing; the next one starts as a node without a usable view does (starting, or back from an
+//! outage): it records itself as live before it reads the feed, so a change committed while that read is
+//! in flight waits for it too.
 
 use std::{
     collections::HashMap,
@@ -88,6 +95,8 @@ struct SyncState {
     revision: i64,
     /// Until when the view may be used for the reserve.
     valid_until: Option<Instant>,
+    /// When (by this node's clock, just before it began) the last record of a sync that committed began.
+    recorded: Option<Instant>,
     /// The revision through which this node's memory tiers hold no copy a rule targets unless it is
     /// judged by that rule or carries it ([`crate::proxy::Sweeper`]).
     swept: i64,
@@ -95,7 +104,7 @@ struct SyncState {
     retired: i64,
     /// Rules applied from the feed and not swept for yet, oldest first.
     unswept: Vec<PurgeRule>,
-    /// Whether the last sync took longer than the view's lifetime (the reserve was bypassed meanwhile).
+    /// Whether the last sync's record came too late to extend the view (module docs).
     lapsed: bool,
 }
 
@@ -266,9 +275,11 @@ impl ZoneDirectory {
     }
 
     /// Applies every change since the last sync (zones, then the rules up to the zones' revision), records
-    /// the sync in the store, and extends the view.
+    /// the sync in the store, and extends the view if this node counted as live throughout (module docs).
     pub async fn sync(&self) -> StoreResult<()> {
         let started = Instant::now();
+        // The start of the last record committed before this sync's read.
+        let mut since = self.state.lock().expect("sync state lock").recorded;
         if !self.reserve_usable() {
             // Starting, or back after losing the store: be counted as live before reading the feed. A change
             // committed before this record is in what is read next; one committed after it waits for this
@@ -279,22 +290,31 @@ impl ZoneDirectory {
                 let state = self.state.lock().expect("sync state lock");
                 (state.revision, state.swept)
             };
+            let recording = Instant::now();
             self.control.record_sync(&self.node, revision, swept).await?;
+            since = Some(recording);
+            self.state.lock().expect("sync state lock").recorded = since;
         }
         let revision = self.catch_up().await?;
         let read = started.elapsed();
         let swept = self.swept();
+        let recording = Instant::now();
         let retired = self.control.record_sync(&self.node, revision, swept).await?;
         let mut state = self.state.lock().expect("sync state lock");
+        state.recorded = Some(recording);
         let took = started.elapsed();
-        let lapsed = took > self.config.view_ttl;
+        // From the start of the record before the read to this record's commit (which came before now).
+        let unheard = since.map(|t| t.elapsed());
+        let lapsed = unheard.is_none_or(|t| t >= self.config.view_ttl);
         if lapsed && !state.lapsed {
             tracing::warn!(
-                took = ?took, reads = ?read, record = ?(took - read), view_ttl = ?self.config.view_ttl,
-                "a zone sync took longer than the view's lifetime: the reserve was bypassed until it finished"
+                took = ?took, reads = ?read, record = ?(took - read), unheard = ?unheard,
+                view_ttl = ?self.config.view_ttl,
+                "a zone sync's record came more than the view's lifetime after the one before: the reserve is \
+                 bypassed until a sync is recorded in time"
             );
         } else if !lapsed && state.lapsed {
-            tracing::info!(took = ?took, "zone syncs are back within the view's lifetime");
+            tracing::info!(took = ?took, "zone syncs are recorded within the view's lifetime again");
         }
         state.lapsed = lapsed;
         if retired > state.swept {
@@ -316,7 +336,9 @@ impl ZoneDirectory {
             self.purges.retire(retired);
         }
         state.revision = state.revision.max(revision);
-        state.valid_until = Some(started + self.config.view_ttl);
+        if !lapsed {
+            state.valid_until = Some(started + self.config.view_ttl);
+        }
         Ok(())
     }
 

@@ -1,7 +1,9 @@
 //! The reserve setting across nodes (SPEC §5): `off` on one node stops the other's reserve reads and writes
 //! by the time the PATCH answers, and 1152 / 1153 hold under requests racing on two nodes.
 
-use cache_reserve::domain::ZoneId;
+use std::time::Duration;
+
+use cache_reserve::{domain::ZoneId, storage::open::ControlBackend};
 
 use crate::{helpers::*, origin::*, *};
 
@@ -95,4 +97,100 @@ async fn on_and_clear_racing_on_two_nodes_exactly_one_wins() {
         assert!(!(zone.reserve_on && running), "on with a Clear running");
     }
     eprintln!("on won {on_won} times, the clear {clear_won} times");
+}
+
+/// B reads the change feed, then its record of that sync is held back (a lock on its row in `nodes`) until
+/// its previous record is older than the view's lifetime. A's `off` then finds B silent and answers at once.
+/// When B's record commits, the view B read before the `off` must not come into use: the record of the
+/// sync before it had lapsed, so a change could have been acknowledged without B (SPEC §5, §6.1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_whose_record_came_too_late_does_not_install_the_view_it_read() {
+    let _serial = SERIAL.lock().await;
+    let origin = TestOrigin::start().await;
+    let host = "late-record.example";
+    let Some(shared) = Shared::new(host, &origin.url).await else { return };
+    // Syncs far apart within a view's lifetime: a sync's read comes well after the previous sync's record.
+    let ttl = Duration::from_secs(2);
+    let timing = ["--zone-sync-interval", "1500ms", "--zone-view-ttl", "2s"];
+    let a = shared.node(&timing);
+    let b = shared.node(&[&timing[..], &["--edge-cache-bytes", "0"]].concat());
+    assert_eq!(set_reserve(&a, &shared.zone, &shared.token, true).await, StatusCode::OK);
+    origin.set("/kept", Reply::ok("kept", LONG));
+    get(&b, host, "/kept").await;
+    wait_stored(&shared.data, &shared.zone, host, "/kept").await;
+    wait_until("B to read /kept from its reserve", || async { get(&b, host, "/kept").await.reserve == "HIT" }).await;
+
+    let ControlBackend::Postgres { url } = &shared.stores.config.control else { unreachable!("shared stores") };
+    let db = Db { url: url.clone() };
+    let b_row = format!("SELECT synced_on FROM nodes WHERE id LIKE '%-{}-%'", b.child.id());
+    // Lock B's row just after a record commits, so that B's next sync reads the feed, then waits.
+    let before = db.scalar(&b_row).await;
+    wait_until("B to record a sync", || async { db.scalar(&b_row).await > before }).await;
+    let row_lock = db.hold(&format!("{b_row} FOR UPDATE")).await;
+    let last = row_lock.value;
+    let since = Duration::from_micros(u64::try_from(db.scalar(NOW).await - last).unwrap_or(0));
+    let silent = tokio::time::Instant::now() + ttl.saturating_sub(since) + Duration::from_millis(100);
+    wait_until("B's record to wait for the lock", || async { db.scalar(LOCK_WAITS).await > 0 }).await;
+    // Once B's last record is older than the view's lifetime, A counts B as silent and answers at once.
+    tokio::time::sleep_until(silent).await;
+    assert_eq!(set_reserve(&a, &shared.zone, &shared.token, false).await, StatusCode::OK);
+
+    // B's next sync would read the `off` (a notification wakes it at once): hold its read of the rules,
+    // which comes before it applies what it read. Then let the held record commit.
+    let feed_lock = db.hold("LOCK TABLE purge_rules IN ACCESS EXCLUSIVE MODE").await;
+    row_lock.release().await;
+    wait_until("B's held record to commit", || async { db.scalar(&b_row).await > last }).await;
+    let got = get(&b, host, "/kept").await;
+    assert_ne!(got.reserve, "HIT", "B read its reserve by a view older than the acknowledged `off`");
+    assert_eq!(got.body, "kept");
+    feed_lock.release().await;
+    wait_until("B to apply `off`", || async { get(&b, host, "/kept").await.reserve == "OFF" }).await;
+}
+
+/// The database's clock, µs since the epoch (as `nodes.synced_on`).
+const NOW: &str = "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)";
+
+/// Sessions waiting for a lock.
+const LOCK_WAITS: &str = "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'";
+
+/// The shared PostgreSQL, for statements of the test's own.
+struct Db {
+    url: String,
+}
+
+/// A transaction held open (and the locks it took), until released.
+struct Held {
+    conn: sqlx::PgConnection,
+    /// What its statement returned, when it returned a number.
+    value: i64,
+}
+
+impl Db {
+    async fn connect(&self) -> sqlx::PgConnection {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(&self.url).await.unwrap()
+    }
+
+    /// The one number `query` returns.
+    async fn scalar(&self, query: &str) -> i64 {
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(query.to_owned()))
+            .fetch_one(&mut self.connect().await)
+            .await
+            .unwrap()
+    }
+
+    /// Runs `statement` in a transaction left open.
+    async fn hold(&self, statement: &str) -> Held {
+        let mut conn = self.connect().await;
+        sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+        let statement = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(statement.to_owned()));
+        let value = statement.fetch_optional(&mut conn).await.unwrap().unwrap_or(0);
+        Held { conn, value }
+    }
+}
+
+impl Held {
+    async fn release(mut self) {
+        sqlx::query("ROLLBACK").execute(&mut self.conn).await.unwrap();
+    }
 }
