@@ -359,7 +359,8 @@ impl ControlStore for SqlStore {
     async fn record_sync(&self, node: &str, seen_revision: i64, swept_revision: i64) -> StoreResult<i64> {
         let d = self.dialect;
         retrying!(async {
-            let mut tx = self.begin_sync_write().await?;
+            // Declared first, dropped last: the claim outlives the transaction.
+            let (_claim, mut tx) = self.begin_sync_write().await?;
             // Locks the row a retirement locks first (see `PurgeIndex::retire_purges`).
             // Read after this sync's read of the rules: had a retirement deleted rules this node never
             // read, this sees it (and the node empties its memory tiers before using its view).

@@ -16,6 +16,7 @@ mod control;
 mod feed;
 mod index;
 mod partitions;
+mod priority;
 mod purges;
 mod reclaim;
 mod rows;
@@ -142,6 +143,8 @@ pub struct SqlStore {
     /// transaction holding SQLite's write lock, not behind every queued writer: under a flood of fills the
     /// queue is seconds long, past the view's lifetime. PostgreSQL: `write`).
     sync_write: AnyPool,
+    /// SQLite: the sync record's claim on the write lock, ahead of `write`'s next transaction.
+    priority: Arc<priority::WriterPriority>,
     dialect: Dialect,
     /// PostgreSQL: where to `LISTEN` for other nodes' changes.
     listen_url: Option<String>,
@@ -174,7 +177,21 @@ impl SqlStore {
                 })
             })
         };
-        let write = pool(1, false).connect_with(options.clone()).await.map_err(backend)?;
+        let priority = Arc::new(priority::WriterPriority::default());
+        let write = pool(1, false)
+            .before_acquire({
+                let priority = priority.clone();
+                move |_, _| {
+                    let priority = priority.clone();
+                    Box::pin(async move {
+                        priority.yield_to_claims().await;
+                        Ok(true)
+                    })
+                }
+            })
+            .connect_with(options.clone())
+            .await
+            .map_err(backend)?;
         SQLITE_MIGRATIONS.run(&write).await.map_err(backend)?;
         partitions::convert_legacy(&write, Dialect::Sqlite).await?;
         let read = pool(4, true).connect_with(options.clone()).await.map_err(backend)?;
@@ -185,6 +202,7 @@ impl SqlStore {
             sync_read,
             write,
             sync_write,
+            priority,
             dialect: Dialect::Sqlite,
             listen_url: None,
             generations: Arc::default(),
@@ -225,6 +243,7 @@ impl SqlStore {
             sync_read,
             sync_write: pool.clone(),
             write: pool,
+            priority: Arc::default(),
             dialect: Dialect::Postgres,
             listen_url: Some(url.into()),
             generations: Arc::default(),
@@ -243,9 +262,11 @@ impl SqlStore {
         Self::begin_on(&self.write, self.dialect).await
     }
 
-    /// [`SqlStore::begin_write`] on the sync's own connection.
-    async fn begin_sync_write(&self) -> StoreResult<Transaction<'static, Any>> {
-        Self::begin_on(&self.sync_write, self.dialect).await
+    /// [`SqlStore::begin_write`] on the sync's own connection, ahead of `write`'s queue: the claim returned
+    /// must be held until the transaction ends.
+    async fn begin_sync_write(&self) -> StoreResult<(priority::PriorityClaim, Transaction<'static, Any>)> {
+        let claim = self.priority.claim();
+        Ok((claim, Self::begin_on(&self.sync_write, self.dialect).await?))
     }
 
     async fn begin_on(pool: &AnyPool, dialect: Dialect) -> StoreResult<Transaction<'static, Any>> {
