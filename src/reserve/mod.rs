@@ -85,6 +85,12 @@ pub struct StoredObject {
 /// A write waiting to be recorded, and where its outcome goes.
 type Waiting = (IndexEntry, oneshot::Sender<Result<PutOutcome, ReserveError>>);
 
+/// Entries recorded per group-commit transaction at most: SQLite has one writer, and everything else that
+/// writes (the zone sync's record of what it applied, above all) waits for the transaction holding it,
+/// which must stay short under a stream of fills (BENCHMARKS.md, fill). A few hundred entries still share
+/// one fsync.
+const GROUP_MAX: usize = 256;
+
 /// Writes waiting to be recorded together.
 #[derive(Default)]
 struct GroupCommit {
@@ -250,16 +256,28 @@ impl Reserve {
     }
 
     /// Records one entry, sharing a transaction with whatever other entries are waiting (group commit):
-    /// the first writer to get the commit lock commits everything queued, so many concurrent writes cost
-    /// one fsync instead of one each.
+    /// the first writer to get the commit lock commits the oldest [`GROUP_MAX`] queued, so many concurrent
+    /// writes cost one fsync instead of one each; a writer whose entry was not among them takes another
+    /// turn.
     async fn record_grouped(&self, entry: IndexEntry) -> Result<PutOutcome, ReserveError> {
         let (tx, mut rx) = oneshot::channel();
         self.group.pending.lock().expect("group commit lock").push((entry, tx));
-        let _turn = self.group.commit.lock().await;
-        if let Ok(outcome) = rx.try_recv() {
-            return outcome;
+        loop {
+            let _turn = self.group.commit.lock().await;
+            if let Ok(outcome) = rx.try_recv() {
+                return outcome;
+            }
+            self.commit_group().await;
         }
-        let batch = std::mem::take(&mut *self.group.pending.lock().expect("group commit lock"));
+    }
+
+    /// Commits the oldest [`GROUP_MAX`] entries waiting in the group commit, and tells their writers.
+    async fn commit_group(&self) {
+        let batch: Vec<Waiting> = {
+            let mut pending = self.group.pending.lock().expect("group commit lock");
+            let n = pending.len().min(GROUP_MAX);
+            pending.drain(..n).collect()
+        };
         let (entries, waiters): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         match self.record_each(&entries).await {
             Ok(outcomes) => {
@@ -280,7 +298,6 @@ impl Reserve {
                 }
             }
         }
-        rx.await.unwrap_or(Err(ReserveError::BatchFailed))
     }
 
     /// Starts a streamed write of `key` into generation `generation` of the zone, filled under zone

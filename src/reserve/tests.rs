@@ -78,6 +78,7 @@ on_both_backends!(
     clear_hides_at_once_and_reclaim_deletes_everything_old_and_nothing_new,
     put_many_records_a_batch_and_the_last_write_of_a_key_wins,
     concurrent_streamed_uploads_are_recorded_together_and_whole,
+    more_writers_than_a_group_holds_all_land_in_groups_of_at_most_group_max,
     nothing_is_recorded_once_the_reserve_is_off_and_a_missing_or_damaged_body_heals_the_index,
     a_short_upload_commits_nothing,
     a_record_whose_outcome_is_unknown_keeps_its_body,
@@ -206,6 +207,40 @@ async fn concurrent_streamed_uploads_are_recorded_together_and_whole(f: Fixture)
         assert_eq!((got.meta, got.body.as_ref()), (vec![i as u8], body.as_slice()));
     }
     assert_eq!(f.reserve.usage(&zone).await.unwrap().objects, 30);
+}
+
+async fn more_writers_than_a_group_holds_all_land_in_groups_of_at_most_group_max(f: Fixture) {
+    let zone = new_zone(&f).await;
+    let n = 3 * super::GROUP_MAX + 7;
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let (reserve, zone) = (f.reserve.clone(), zone.clone());
+            tokio::spawn(async move {
+                let mut up = reserve.begin_upload(&zone, 1, 0, &format!("k{i}"), vec![], 4).await.unwrap();
+                up.write(Bytes::from(format!("{:04}", i % 10_000))).await.unwrap();
+                up.finish().await.unwrap()
+            })
+        })
+        .collect();
+    // Every writer returns (none waits for a group that left its entry out), each one stored.
+    let all = tokio::time::timeout(std::time::Duration::from_secs(120), futures::future::join_all(tasks));
+    for outcome in all.await.expect("a writer never returned") {
+        assert_eq!(outcome.unwrap(), PutOutcome::Stored);
+    }
+    assert_eq!(f.reserve.usage(&zone).await.unwrap().objects, n as u64);
+
+    // One commit takes the oldest GROUP_MAX waiting, no more.
+    let entry = f.reserve.find(&zone, "k0").await.unwrap().unwrap();
+    let waiting: Vec<_> = (0..super::GROUP_MAX + 10)
+        .map(|i| {
+            let key = format!("g{i}");
+            let entry = IndexEntry { key_hash: key_hash(&key), key, ..entry.clone() };
+            (entry, oneshot::channel().0)
+        })
+        .collect();
+    f.reserve.group.pending.lock().unwrap().extend(waiting);
+    f.reserve.commit_group().await;
+    assert_eq!(f.reserve.group.pending.lock().unwrap().len(), 10);
 }
 
 async fn nothing_is_recorded_once_the_reserve_is_off_and_a_missing_or_damaged_body_heals_the_index(f: Fixture) {
