@@ -7,12 +7,15 @@
 //! cargo bench --bench clear -- startup [--objects N] [--objects-dir DIR]
 //! cargo bench --bench clear -- purge-latency [--objects N] [--backend shared]
 //! cargo bench --bench clear -- purge-reclaim [--objects N]
+//! cargo bench --bench clear -- churn [--objects N] [--dir DIR]
 //! ```
 //!
 //! Each compares within one run (this machine is shared and noisy) and prints Markdown rows. `--backend shared`
 //! runs on PostgreSQL and S3 (the servers `scripts/services.sh start` runs, from its environment file), and
 //! `post-latency` there measures one node and two (`scale_out`); `reclaim-s3` always runs there.
 
+#[path = "clear/churn.rs"]
+mod churn;
 #[path = "clear/purge.rs"]
 mod purge;
 #[path = "clear/scale_out.rs"]
@@ -504,6 +507,9 @@ async fn main() {
         "startup" => startup(&a).await,
         "purge-latency" => purge::purge_latency(&a).await,
         "purge-reclaim" => purge::purge_reclaim(&a).await,
-        other => panic!("unknown scenario {other}: post-latency, reclaim, reclaim-s3, startup or purge-latency"),
+        "churn" => churn::churn(&a).await,
+        other => panic!(
+            "unknown scenario {other}: post-latency, reclaim, reclaim-s3, startup, purge-latency, purge-reclaim or churn"
+        ),
     }
 }

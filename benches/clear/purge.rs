@@ -19,7 +19,7 @@ use super::*;
 const INDEX_ONLY_ABOVE: usize = 200_000;
 
 /// The metadata of a response tagged `t` (and `other`), as the proxy stores it.
-fn tagged_meta() -> Vec<u8> {
+pub fn tagged_meta() -> Vec<u8> {
     let (parts, ()) = http::Request::builder().uri("/").body(()).unwrap().into_parts();
     let mut h = http::HeaderMap::new();
     h.insert("cache-control", http::HeaderValue::from_static("public, max-age=86400"));
