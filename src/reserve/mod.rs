@@ -82,8 +82,12 @@ pub struct StoredObject {
     pub stored_on: Timestamp,
 }
 
-/// A write waiting to be recorded, and where its outcome goes.
-type Waiting = (IndexEntry, oneshot::Sender<Result<PutOutcome, ReserveError>>);
+/// A write waiting to be recorded, its body store's hold, and where its outcome goes.
+struct Waiting {
+    entry: IndexEntry,
+    hold: Written,
+    tx: oneshot::Sender<Result<PutOutcome, ReserveError>>,
+}
 
 /// Entries recorded per group-commit transaction at most: SQLite has one writer, and everything else that
 /// writes (the zone sync's record of what it applied, above all) waits for the transaction holding it,
@@ -259,15 +263,21 @@ impl Reserve {
     /// the first writer to get the commit lock commits the oldest [`GROUP_MAX`] queued, so many concurrent
     /// writes cost one fsync instead of one each; a writer whose entry was not among them takes another
     /// turn.
-    async fn record_grouped(&self, entry: IndexEntry) -> Result<PutOutcome, ReserveError> {
+    ///
+    /// `hold` (the body store's, [`Written::hold`]) goes with the entry and is dropped once it is recorded,
+    /// even if this writer is dropped before.
+    async fn record_grouped(&self, entry: IndexEntry, hold: Written) -> Result<PutOutcome, ReserveError> {
         let (tx, mut rx) = oneshot::channel();
-        self.group.pending.lock().expect("group commit lock").push((entry, tx));
+        self.group.pending.lock().expect("group commit lock").push(Waiting { entry, hold, tx });
         loop {
             let _turn = self.group.commit.lock().await;
-            if let Ok(outcome) = rx.try_recv() {
-                return outcome;
+            match rx.try_recv() {
+                Ok(outcome) => return outcome,
+                // The writer that took this entry stopped without an answer (it was dropped mid-commit):
+                // whether the entry landed is unknown, as when a commit's connection fails.
+                Err(oneshot::error::TryRecvError::Closed) => return Err(ReserveError::BatchFailed),
+                Err(oneshot::error::TryRecvError::Empty) => self.commit_group().await,
             }
-            self.commit_group().await;
         }
     }
 
@@ -278,7 +288,9 @@ impl Reserve {
             let n = pending.len().min(GROUP_MAX);
             pending.drain(..n).collect()
         };
-        let (entries, waiters): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        // The holds are dropped when this returns, after the commit.
+        let (entries, (_holds, waiters)): (Vec<_>, (Vec<_>, Vec<_>)) =
+            batch.into_iter().map(|w| (w.entry, (w.hold, w.tx))).unzip();
         match self.record_each(&entries).await {
             Ok(outcomes) => {
                 for (waiter, outcome) in waiters.into_iter().zip(outcomes) {

@@ -235,12 +235,32 @@ async fn more_writers_than_a_group_holds_all_land_in_groups_of_at_most_group_max
         .map(|i| {
             let key = format!("g{i}");
             let entry = IndexEntry { key_hash: key_hash(&key), key, ..entry.clone() };
-            (entry, oneshot::channel().0)
+            super::Waiting { entry, hold: Written::at(String::new()), tx: oneshot::channel().0 }
         })
         .collect();
     f.reserve.group.pending.lock().unwrap().extend(waiting);
     f.reserve.commit_group().await;
     assert_eq!(f.reserve.group.pending.lock().unwrap().len(), 10);
+    f.reserve.group.pending.lock().unwrap().clear();
+
+    // A writer whose entry was taken by a commit that then stopped (its task dropped) learns that the
+    // outcome is unknown, instead of committing empty groups for ever.
+    let turn = f.reserve.group.commit.lock().await;
+    let writer = tokio::spawn({
+        let (reserve, zone) = (f.reserve.clone(), zone.clone());
+        async move {
+            let mut up = reserve.begin_upload(&zone, 1, 0, "orphan", vec![], 1).await.unwrap();
+            up.write(Bytes::from_static(b"x")).await.unwrap();
+            up.finish().await
+        }
+    });
+    while f.reserve.group.pending.lock().unwrap().is_empty() {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    drop(f.reserve.group.pending.lock().unwrap().drain(..).collect::<Vec<_>>());
+    drop(turn);
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(60), writer).await.expect("the writer spun");
+    assert!(matches!(outcome.unwrap(), Err(ReserveError::BatchFailed)));
 }
 
 async fn nothing_is_recorded_once_the_reserve_is_off_and_a_missing_or_damaged_body_heals_the_index(f: Fixture) {

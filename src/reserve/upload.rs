@@ -106,7 +106,7 @@ impl Upload {
         let written = written.map_err(|e| self.reserve.observe_blob(e))?;
         self.entry.blob = written.location.clone();
         self.entry.stored_on = Timestamp::now();
-        self.reserve.record_grouped(self.entry).await
+        self.reserve.record_grouped(self.entry, written).await
     }
 
     /// Abandons the write; nothing becomes visible.
