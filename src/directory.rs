@@ -23,9 +23,15 @@
 //! view expires: from the record that preceded the read (its start, by this node's clock) to this
 //! sync's record, no more than `view_ttl` may pass, or a change committed after the read could have been
 //! acknowledged meanwhile without this node, and the view read before it must not be used. Such a sync
-//! extends nothing; the next one starts as a node without a usable view does (starting, or back from an
-//! outage): it records itself as live before it reads the feed, so a change committed while that read is
-//! in flight waits for it too.
+//! extends nothing. A node without a usable view (starting, back from an outage, or after such a sync) or
+//! whose last record is already half a lifetime old (long sync intervals, a failed sync) records itself
+//! as live before it reads the feed: a change committed while that read is in flight then waits for it
+//! too, and the sync has the whole lifetime to finish.
+//!
+//! **Clocks.** Nothing assumes synchronized clocks, but the argument assumes that the database's clock
+//! and each node's monotonic clock run at the same rate: a database clock stepped forward makes
+//! publishers skip live nodes, and a node whose monotonic clock stopped (a suspended virtual machine) uses
+//! its view for longer than `view_ttl` of real time. Keep `view_ttl` well above such errors.
 
 use std::{
     collections::HashMap,
@@ -280,8 +286,10 @@ impl ZoneDirectory {
         let started = Instant::now();
         // The start of the last record committed before this sync's read.
         let mut since = self.state.lock().expect("sync state lock").recorded;
-        if !self.reserve_usable() {
-            // Starting, or back after losing the store: be counted as live before reading the feed. A change
+        let stale = since.is_none_or(|t| t.elapsed() >= self.config.view_ttl / 2);
+        if stale || !self.reserve_usable() {
+            // Starting, back after losing the store, or last heard of long ago: be counted as live before
+            // reading the feed, so that this sync's record comes in time (module docs). A change
             // committed before this record is in what is read next; one committed after it waits for this
             // node's acknowledgement ([`ZoneDirectory::publish`]). Without it, a change committed while this
             // sync was in flight, before this node had a recent record, would not wait for a node whose new

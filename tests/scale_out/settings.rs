@@ -109,9 +109,10 @@ async fn a_sync_whose_record_came_too_late_does_not_install_the_view_it_read() {
     let origin = TestOrigin::start().await;
     let host = "late-record.example";
     let Some(shared) = Shared::new(host, &origin.url).await else { return };
-    // Syncs far apart within a view's lifetime: a sync's read comes well after the previous sync's record.
+    // Syncs far apart within a view's lifetime (but under half of it, so that a sync reads before it
+    // records): a sync's read comes well after the previous sync's record.
     let ttl = Duration::from_secs(2);
-    let timing = ["--zone-sync-interval", "1500ms", "--zone-view-ttl", "2s"];
+    let timing = ["--zone-sync-interval", "700ms", "--zone-view-ttl", "2s"];
     let a = shared.node(&timing);
     let b = shared.node(&[&timing[..], &["--edge-cache-bytes", "0"]].concat());
     assert_eq!(set_reserve(&a, &shared.zone, &shared.token, true).await, StatusCode::OK);

@@ -404,7 +404,7 @@ impl ControlStore for SqlStore {
     async fn lagging_nodes(&self, node: &str, revision: i64, window: Duration) -> StoreResult<u64> {
         let n: i64 = sqlx::query_scalar(sql(format!(
             "SELECT COUNT(*) FROM nodes WHERE id <> $1 AND seen_revision < $2 AND synced_on > {} - $3",
-            self.dialect.now()
+            self.dialect.statement_now()
         )))
         .bind(node)
         .bind(revision)

@@ -95,6 +95,17 @@ impl Dialect {
         }
     }
 
+    /// The database's clock when the statement began, before it took its snapshot (PostgreSQL's
+    /// `statement_timestamp()`): a row the snapshot shows is never judged old by a time after a newer
+    /// version of it, which the snapshot hides, committed. SQLite: [`Dialect::now`] (one serving node per
+    /// file: no other node's rows to judge).
+    fn statement_now(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => self.now(),
+            Dialect::Postgres => "CAST(EXTRACT(EPOCH FROM statement_timestamp()) * 1000000 AS BIGINT)",
+        }
+    }
+
     /// Locks the selected rows against change until commit (nothing in SQLite: its one writer is the lock).
     fn for_update(self) -> &'static str {
         match self {
