@@ -3,7 +3,12 @@
 
 use std::sync::Arc;
 
-use super::*;
+use tokio::sync::oneshot;
+
+use super::{
+    group::{GROUP_MAX, Waiting},
+    *,
+};
 use crate::{
     domain::{ZoneId, ZoneName},
     jobs::{ReclaimConfig, Reclaimer},
@@ -211,7 +216,7 @@ async fn concurrent_streamed_uploads_are_recorded_together_and_whole(f: Fixture)
 
 async fn more_writers_than_a_group_holds_all_land_in_groups_of_at_most_group_max(f: Fixture) {
     let zone = new_zone(&f).await;
-    let n = 3 * super::GROUP_MAX + 7;
+    let n = 3 * GROUP_MAX + 7;
     let tasks: Vec<_> = (0..n)
         .map(|i| {
             let (reserve, zone) = (f.reserve.clone(), zone.clone());
@@ -231,11 +236,11 @@ async fn more_writers_than_a_group_holds_all_land_in_groups_of_at_most_group_max
 
     // One commit takes the oldest GROUP_MAX waiting, no more.
     let entry = f.reserve.find(&zone, "k0").await.unwrap().unwrap();
-    let waiting: Vec<_> = (0..super::GROUP_MAX + 10)
+    let waiting: Vec<_> = (0..GROUP_MAX + 10)
         .map(|i| {
             let key = format!("g{i}");
             let entry = IndexEntry { key_hash: key_hash(&key), key, ..entry.clone() };
-            super::Waiting { entry, hold: Written::at(String::new()), tx: oneshot::channel().0 }
+            Waiting { entry, hold: Written::at(String::new()), tx: oneshot::channel().0 }
         })
         .collect();
     f.reserve.group.pending.lock().unwrap().extend(waiting);
