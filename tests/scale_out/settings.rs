@@ -151,8 +151,10 @@ async fn a_sync_whose_record_came_too_late_does_not_install_the_view_it_read() {
 /// The database's clock, µs since the epoch (as `nodes.synced_on`).
 const NOW: &str = "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)";
 
-/// Sessions waiting for a lock.
-const LOCK_WAITS: &str = "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'";
+/// Sessions of this test's database waiting for a lock (another suite's waits elsewhere on the server
+/// must not pass for B's).
+const LOCK_WAITS: &str =
+    "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()";
 
 /// The shared PostgreSQL, for statements of the test's own.
 struct Db {
