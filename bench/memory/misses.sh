@@ -53,7 +53,7 @@ pids+=($!)
 wait_file "$work/origin.port"
 origin_port=$(cat "$work/origin.port")
 
-"$CACHE_RESERVE_BIN" zone create "$HOST" --origin "http://127.0.0.1:$origin_port" --data-dir "$work/data" >/dev/null
+"$CACHE_RESERVE_BIN" zone create "$HOST" --origin "http://127.0.0.1:$origin_port" --data-dir "$work/data" --create >/dev/null
 # shellcheck disable=SC2086 # SERVE_ARGS is a list of flags
 RUST_LOG=info "$CACHE_RESERVE_BIN" serve --data-dir "$work/data" --api-listen 127.0.0.1:0 \
     --proxy-listen 127.0.0.1:0 $SERVE_ARGS >"$work/serve.log" 2>&1 &

@@ -379,7 +379,7 @@ start_ours() {
     api_port=$(free_port)
     proxy_port=$(free_port)
     mkdir -p "$data"
-    zone_id=$(run "$BIN" zone create "$ZONE" --origin "$origin_url" --data-dir "$data")
+    zone_id=$(run "$BIN" zone create "$ZONE" --origin "$origin_url" --data-dir "$data" --create)
     echo "zone $zone_id"
     token=$("$BIN" token create --name bench --permission "Zone Settings Write" --data-dir "$data")
     show "$BIN" token create --name bench --permission "Zone Settings Write" --data-dir "$data"

@@ -28,7 +28,7 @@ data=(--data-dir "$work/data")
 mkdir -p "$work/site" && head -c 4096 /dev/urandom | base64 > "$work/site/hello.txt"
 python3 examples/origin.py "$work/site" "$ORIGIN_PORT" >/dev/null 2>&1 & pids+=($!)
 for z in a.example b.example; do
-    "$bin" zone create "$z" --origin "http://127.0.0.1:$ORIGIN_PORT" "${data[@]}" >/dev/null
+    "$bin" zone create "$z" --origin "http://127.0.0.1:$ORIGIN_PORT" "${data[@]}" --create >/dev/null
 done
 token=$("$bin" token create --name bench --permission "Cache Purge" "${data[@]}")
 # Rules are retired seconds after their work is done, once every live node has swept for them. A node row that

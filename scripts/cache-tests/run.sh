@@ -103,7 +103,7 @@ run_config() {
     local started=$SECONDS cli_rc=0 rc=0 n=0 id sanity=
     local -a flags=()
     say "[$cfg] starting"
-    if ! "$bin" zone create localhost --origin "http://$origin" --data-dir "$data" >/dev/null; then
+    if ! "$bin" zone create localhost --origin "http://$origin" --data-dir "$data" --create >/dev/null; then
         echo "cache-tests $cfg: ERROR could not create the zone" >"$results/$cfg.summary.txt"; echo 1 >"$results/$cfg.rc"; return
     fi
     if [[ $cfg == reserve ]]; then

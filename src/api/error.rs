@@ -40,6 +40,9 @@ pub enum ApiError {
     UnsupportedSetting(&'static str),
     /// The request body has the wrong shape; carries what was expected.
     InvalidBody(&'static str),
+    /// A JSON object in the body has a field this endpoint does not take (nothing is changed); carries the
+    /// field, already made safe, and the fields allowed there.
+    UnknownField { field: String, expected: &'static str },
     /// A query parameter is out of range; carries which and what is allowed.
     InvalidQuery(&'static str),
     /// This endpoint needs an API token, and another credential was sent.
@@ -172,6 +175,10 @@ impl ApiError {
             ApiError::InvalidBody(expected) => {
                 (S::BAD_REQUEST, item(1007, format!("Invalid request body: {expected}")))
             }
+            ApiError::UnknownField { field, expected } => (
+                S::BAD_REQUEST,
+                item(1007, format!("Invalid request body: unknown field \"{field}\"; expected {expected}")),
+            ),
             ApiError::InvalidQuery(what) => (S::BAD_REQUEST, item(1004, format!("Invalid query parameter: {what}"))),
             ApiError::TokenRequired => (
                 S::BAD_REQUEST,
@@ -307,6 +314,7 @@ mod tests {
             ApiError::InvalidSettingValue("cache_reserve"),
             ApiError::UnsupportedSetting("smart_routing"),
             ApiError::InvalidBody("an object"),
+            ApiError::UnknownField { field: "foo".into(), expected: "value" },
             ApiError::InvalidQuery("page"),
             ApiError::TokenRequired,
             ApiError::ClearNeverPerformed,

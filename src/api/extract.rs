@@ -45,6 +45,12 @@ impl RawBody {
     }
 }
 
+/// The first field of a JSON object in a body that is not among `known`, made safe to echo: an endpoint
+/// refuses the whole body for it rather than ignore what the caller meant to change.
+pub fn unknown_field(fields: &serde_json::Map<String, serde_json::Value>, known: &[&str]) -> Option<String> {
+    fields.keys().find(|k| !known.contains(&k.as_str())).map(|k| safe_echo(k))
+}
+
 /// The `{zone_id}` segment of a zone path, as sent, with the whole path kept for error messages.
 pub struct ZoneSegment {
     raw: String,

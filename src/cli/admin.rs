@@ -12,7 +12,7 @@ use crate::{
     },
     storage::{ControlStore, NewZone, Page, StoreError, StoredToken, StoredUser, ZoneFilter},
     storage::{
-        open::{ControlBackend, Stores},
+        open::{ControlBackend, Stores, redact_password},
         sql,
     },
 };
@@ -27,12 +27,12 @@ pub enum ZoneCommand {
         #[arg(long, value_parser = parse_origin)]
         origin: Option<String>,
         #[command(flatten)]
-        data: StoreArgs,
+        data: AdminStoreArgs,
     },
     /// List zones: id, name, reserve setting, origin.
     List {
         #[command(flatten)]
-        data: StoreArgs,
+        data: AdminStoreArgs,
     },
     /// Change a zone's origin.
     SetOrigin {
@@ -42,7 +42,7 @@ pub enum ZoneCommand {
         #[arg(value_parser = parse_origin)]
         origin: String,
         #[command(flatten)]
-        data: StoreArgs,
+        data: AdminStoreArgs,
     },
 }
 
@@ -59,23 +59,23 @@ pub enum TokenCommand {
         /// Zone id or name the token may reach; repeat for more. None: every zone.
         #[arg(long = "zone")]
         zones: Vec<String>,
-        /// Lifetime, e.g. 30d or 12h. None: no expiry.
-        #[arg(long, value_parser = duration::parse)]
+        /// Lifetime, e.g. 30d or 12h, at most 36500d (100 years). None: no expiry.
+        #[arg(long, value_parser = token_lifetime)]
         expires_in: Option<Duration>,
         #[command(flatten)]
-        data: StoreArgs,
+        data: AdminStoreArgs,
     },
     /// List tokens (never their secrets).
     List {
         #[command(flatten)]
-        data: StoreArgs,
+        data: AdminStoreArgs,
     },
     /// Revoke a token by id; it stops working at once.
     Revoke {
         /// The token's id (from `token list`).
         id: String,
         #[command(flatten)]
-        data: StoreArgs,
+        data: AdminStoreArgs,
     },
 }
 
@@ -87,7 +87,7 @@ pub enum UserCommand {
         #[arg(long)]
         email: String,
         #[command(flatten)]
-        data: StoreArgs,
+        data: AdminStoreArgs,
     },
 }
 
@@ -95,38 +95,89 @@ pub enum UserCommand {
 #[derive(clap::Args, Debug)]
 pub struct MigrateArgs {
     #[command(flatten)]
-    data: StoreArgs,
+    data: AdminStoreArgs,
 }
 
 impl MigrateArgs {
     pub async fn run(self) -> anyhow::Result<()> {
-        let config = self.data.config();
+        let config = self.data.stores.config();
         match &config.control {
             ControlBackend::Postgres { url } => {
                 let applied = sql::migrate_postgres(url, config.postgres_connect_timeout).await?;
                 println!("applied {applied} migration(s); the schema is up to date");
             }
             ControlBackend::Sqlite => {
-                Stores::open(&config).await?.close().await;
-                println!("the schema of {}/control.db is up to date", config.data_dir.display());
+                self.data.open().await?.close().await;
+                println!("the schema of {} is up to date", self.data.describe_control());
             }
         }
         Ok(())
     }
 }
 
-/// Opens the stores the flags name.
-async fn open(args: &StoreArgs) -> anyhow::Result<Stores> {
-    Stores::open(&args.config()).await
+/// Where an admin command finds the stores: the flags `serve` takes, and `--create`.
+#[derive(clap::Args, Debug)]
+pub struct AdminStoreArgs {
+    #[command(flatten)]
+    stores: StoreArgs,
+    /// Create the data directory if there is none. Without it a missing one is refused, so that a command
+    /// run from another directory cannot report success on a new, empty one the server never reads.
+    #[arg(long)]
+    create: bool,
 }
 
-/// An origin URL: `http://` or `https://`, a host, optionally a port, nothing else.
+impl AdminStoreArgs {
+    /// Opens the stores the flags name; with the embedded control store, its data directory must exist
+    /// (holding `control.db`) unless `--create` was given.
+    async fn open(&self) -> anyhow::Result<Stores> {
+        let config = self.stores.config();
+        if config.control == ControlBackend::Sqlite && !self.create {
+            let db = config.data_dir.join("control.db");
+            if !db.exists() {
+                let dir = std::path::absolute(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
+                bail!(
+                    "no data directory at {} (no control.db there): run this where `serve` runs, pass --data-dir \
+                     (or set CACHE_RESERVE_DATA_DIR) to the server's, or add --create to start a new one",
+                    dir.display()
+                );
+            }
+        }
+        Stores::open(&config).await
+    }
+
+    /// The control store, for a message: `/abs/data/control.db` or the PostgreSQL URL without its password.
+    fn describe_control(&self) -> String {
+        let config = self.stores.config();
+        match &config.control {
+            ControlBackend::Sqlite => {
+                let dir = std::path::absolute(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
+                dir.join("control.db").display().to_string()
+            }
+            ControlBackend::Postgres { url } => redact_password(url),
+        }
+    }
+}
+
+/// `--expires-in`: a duration above zero, at most 100 years.
+fn token_lifetime(s: &str) -> Result<Duration, String> {
+    let d = duration::parse(s)?;
+    if d.is_zero() || d > Duration::from_secs(36_500 * 86_400) {
+        return Err(format!("{s:?} is out of range: 1ms to 36500d (100 years)"));
+    }
+    Ok(d)
+}
+
+/// An origin URL: `http://` or `https://`, a host, optionally a port and a path prefix (put before every
+/// request's path: `http://host/app` sends `/x` to `/app/x`); no query or fragment.
 fn parse_origin(s: &str) -> Result<String, String> {
     let uri: axum::http::Uri = s.parse().map_err(|_| format!("{s:?} is not a URL"))?;
     let ok_scheme = matches!(uri.scheme_str(), Some("http" | "https"));
-    let bare = uri.path_and_query().is_none_or(|pq| pq.as_str() == "/");
-    if !ok_scheme || uri.authority().is_none() || !bare {
-        return Err(format!("{s:?}: expected an origin such as http://127.0.0.1:9000 (scheme, host, optional port)"));
+    let no_query = uri.query().is_none() && !s.contains('#');
+    if !ok_scheme || uri.authority().is_none() || !no_query {
+        return Err(format!(
+            "{s:?}: expected an origin such as http://127.0.0.1:9000 or https://origin.example/prefix \
+             (scheme, host, optional port and path prefix; no query)"
+        ));
     }
     Ok(s.trim_end_matches('/').to_owned())
 }
@@ -147,7 +198,7 @@ impl ZoneCommand {
         match self {
             ZoneCommand::Create { name, origin, data } => {
                 let name = ZoneName::parse(&name)?;
-                let dir = open(&data).await?;
+                let dir = data.open().await?;
                 let new = NewZone { id: ZoneId::generate(), name, origin };
                 let zone = dir.sql.create_zone(new).await.map_err(|e| match e {
                     StoreError::AlreadyExists(what) => anyhow::anyhow!("{what} already exists"),
@@ -156,16 +207,19 @@ impl ZoneCommand {
                 println!("{}", zone.id);
             }
             ZoneCommand::List { data } => {
-                let dir = open(&data).await?;
+                let dir = data.open().await?;
                 let (zones, _) =
                     dir.sql.list_zones(&ZoneFilter::default(), Page { page: 1, per_page: u32::MAX }).await?;
+                if zones.is_empty() {
+                    eprintln!("no zones in {}", data.describe_control());
+                }
                 for z in zones {
                     let reserve = if z.reserve_on { "on" } else { "off" };
                     println!("{}\t{}\treserve={reserve}\torigin={}", z.id, z.name, z.origin.as_deref().unwrap_or("-"));
                 }
             }
             ZoneCommand::SetOrigin { zone, origin, data } => {
-                let dir = open(&data).await?;
+                let dir = data.open().await?;
                 let id = resolve_zone(&dir.sql, &zone).await?;
                 dir.sql.set_origin(&id, Some(origin)).await?;
             }
@@ -181,7 +235,7 @@ impl TokenCommand {
                 if name.trim().is_empty() {
                     bail!("--name must not be empty");
                 }
-                let dir = open(&data).await?;
+                let dir = data.open().await?;
                 let scope = if zones.is_empty() {
                     TokenScope::AllZones
                 } else {
@@ -210,9 +264,13 @@ impl TokenCommand {
                 println!("{}", secret.expose());
             }
             TokenCommand::List { data } => {
-                let dir = open(&data).await?;
+                let dir = data.open().await?;
                 let now = Timestamp::now();
-                for t in dir.sql.list_tokens().await? {
+                let tokens = dir.sql.list_tokens().await?;
+                if tokens.is_empty() {
+                    eprintln!("no tokens in {}", data.describe_control());
+                }
+                for t in tokens {
                     let status = match (t.revoked_on, t.expires_on) {
                         (Some(_), _) => "revoked",
                         (None, Some(e)) if e <= now => "expired",
@@ -228,7 +286,7 @@ impl TokenCommand {
             }
             TokenCommand::Revoke { id, data } => {
                 let id = TokenId::parse(&id).map_err(|_| anyhow::anyhow!("{id:?} is not a token id"))?;
-                let dir = open(&data).await?;
+                let dir = data.open().await?;
                 dir.sql.revoke_token(&id, Timestamp::now()).await.map_err(|e| match e {
                     StoreError::NotFound(_) => anyhow::anyhow!("no token {id}"),
                     other => other.into(),
@@ -247,7 +305,7 @@ impl UserCommand {
                 if !is_email_shaped(&email) {
                     bail!("{email:?} is not an e-mail address");
                 }
-                let dir = open(&data).await?;
+                let dir = data.open().await?;
                 let key = Secret::new_global_key();
                 let user =
                     StoredUser { id: UserId::generate(), email, key_hash: key.hash(), created_on: Timestamp::now() };

@@ -20,24 +20,18 @@ pub struct LimitArgs {
     pub api_max_connections: u32,
     /// Time allowed for a request head, from the connection's start or the head's first byte (nginx
     /// `client_header_timeout`); then the connection is closed.
-    #[arg(long, env = "CACHE_RESERVE_CLIENT_HEADER_TIMEOUT", default_value = "60s", value_parser = positive)]
+    #[arg(long, env = "CACHE_RESERVE_CLIENT_HEADER_TIMEOUT", default_value = "60s", value_parser = duration::parse)]
     pub client_header_timeout: Duration,
     /// How long a kept-alive connection may wait for its next request (nginx `keepalive_timeout`).
-    #[arg(long, env = "CACHE_RESERVE_KEEPALIVE_TIMEOUT", default_value = "75s", value_parser = positive)]
+    #[arg(long, env = "CACHE_RESERVE_KEEPALIVE_TIMEOUT", default_value = "75s", value_parser = duration::parse)]
     pub keepalive_timeout: Duration,
     /// Longest wait for the next piece of a request body (nginx `client_body_timeout`); then 408.
-    #[arg(long, env = "CACHE_RESERVE_CLIENT_BODY_TIMEOUT", default_value = "60s", value_parser = positive)]
+    #[arg(long, env = "CACHE_RESERVE_CLIENT_BODY_TIMEOUT", default_value = "60s", value_parser = duration::parse)]
     pub client_body_timeout: Duration,
     /// Longest wait for a client to take the next bytes of a response (nginx `send_timeout`); then the
     /// connection is closed.
-    #[arg(long, env = "CACHE_RESERVE_SEND_TIMEOUT", default_value = "60s", value_parser = positive)]
+    #[arg(long, env = "CACHE_RESERVE_SEND_TIMEOUT", default_value = "60s", value_parser = duration::parse)]
     pub send_timeout: Duration,
-}
-
-/// A duration above zero (a zero timeout would close every connection at once).
-pub fn positive(s: &str) -> Result<Duration, String> {
-    let d = duration::parse(s)?;
-    if d.is_zero() { Err(format!("{s:?} must be above zero")) } else { Ok(d) }
 }
 
 impl LimitArgs {

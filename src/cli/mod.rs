@@ -8,6 +8,7 @@ mod net;
 mod purge;
 mod size;
 mod stats;
+mod validate;
 mod watch;
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
@@ -203,7 +204,7 @@ pub struct ServeArgs {
     pub origin_timeout: Duration,
     /// Longest wait for the next piece of an origin's response body (nginx `proxy_read_timeout`); then
     /// the response is cut short and nothing is stored.
-    #[arg(long, env = "CACHE_RESERVE_ORIGIN_READ_TIMEOUT", default_value = "60s", value_parser = limits::positive)]
+    #[arg(long, env = "CACHE_RESERVE_ORIGIN_READ_TIMEOUT", default_value = "60s", value_parser = duration::parse)]
     pub origin_read_timeout: Duration,
     /// Longest heuristic freshness (RFC 9111 §4.2.2) given to a response with `Last-Modified` and no explicit
     /// lifetime: a tenth of its age, at most this; `0s` turns heuristics off. Never qualifies for the reserve.
@@ -228,16 +229,16 @@ pub struct ServeArgs {
     pub cache_tag_max_bytes: u64,
     /// How often to read the zone change feed (changes by admin commands or other nodes) when not told
     /// at once: PostgreSQL announces changes, so this is the fallback there.
-    #[arg(long, alias = "zone-refresh", env = "CACHE_RESERVE_ZONE_SYNC_INTERVAL", default_value = "250ms", value_parser = limits::positive)]
+    #[arg(long, alias = "zone-refresh", env = "CACHE_RESERVE_ZONE_SYNC_INTERVAL", default_value = "250ms", value_parser = duration::parse)]
     pub zone_sync_interval: Duration,
     /// How long this node may decide reserve reads and writes by its view of the zones after the view's
     /// last successful sync; past it (the control store unreachable) the proxy bypasses the reserve. Also
     /// the longest a setting change or Clear waits for another node to acknowledge it.
-    #[arg(long, env = "CACHE_RESERVE_ZONE_VIEW_TTL", default_value = "1s", value_parser = limits::positive)]
+    #[arg(long, env = "CACHE_RESERVE_ZONE_VIEW_TTL", default_value = "1s", value_parser = duration::parse)]
     pub zone_view_ttl: Duration,
     /// How long a node holds a Clear it is reclaiming without renewing it; another node takes the Clear over
     /// this long after its holder dies.
-    #[arg(long, env = "CACHE_RESERVE_RECLAIM_LEASE", default_value = "30s", value_parser = limits::positive)]
+    #[arg(long, env = "CACHE_RESERVE_RECLAIM_LEASE", default_value = "30s", value_parser = duration::parse)]
     pub reclaim_lease: Duration,
     #[command(flatten)]
     pub limits: limits::LimitArgs,
@@ -274,19 +275,14 @@ impl CliError {
     /// 1 for an API error, 3 when the API could not be reached, 1 for anything else.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Client(ClientError::Transport(_)) => 3,
+            CliError::Client(ClientError::Transport { .. }) => 3,
             CliError::Client(_) | CliError::Other(_) => 1,
         }
     }
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.zone_view_ttl > args.zone_sync_interval,
-        "--zone-view-ttl ({:?}) must be longer than --zone-sync-interval ({:?}), or the view expires between syncs",
-        args.zone_view_ttl,
-        args.zone_sync_interval
-    );
+    validate::check(&args)?;
     let stores = args.stores.config();
     let config = ServeConfig {
         stores: stores.clone(),

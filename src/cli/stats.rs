@@ -4,12 +4,14 @@ use std::{collections::BTreeMap, time::Duration};
 
 use clap::Args;
 
-use super::client::{ClientArgs, ClientError};
-use crate::domain::ZoneName;
+use reqwest::Method;
+
+use super::client::{ApiClient, ClientArgs, ClientError};
+use crate::domain::{ZoneId, ZoneName};
 
 #[derive(Args, Debug)]
 pub struct StatsArgs {
-    /// Zone name, e.g. example.com.
+    /// Zone name (e.g. example.com), or zone id (looked up through the API, so credentials are needed).
     pub zone: String,
     #[command(flatten)]
     pub client: ClientArgs,
@@ -37,20 +39,30 @@ const ROWS: [(&str, &str, &str); 16] = [
 
 impl StatsArgs {
     pub async fn run(self) -> Result<(), ClientError> {
-        let zone = ZoneName::parse(&self.zone)
-            .map_err(|_| ClientError::Usage(format!("{:?} is not a zone name", self.zone)))?;
-        let base = self.client.base_url.trim_end_matches('/');
+        let base = self.client.base_url.trim_end_matches('/').to_owned();
         let root = base.strip_suffix("/client/v4").ok_or_else(|| {
             ClientError::Usage(format!("the base URL {base} does not end in /client/v4, so /metrics cannot be found"))
         })?;
+        let zone = match ZoneName::parse(&self.zone) {
+            Ok(name) if ZoneId::parse(&self.zone).is_err() => name,
+            _ if ZoneId::parse(&self.zone).is_ok() => {
+                let api = ApiClient::new(self.client.clone())?;
+                let found = api.call(Method::GET, &format!("/zones/{}", self.zone), None).await?;
+                let name = found["name"].as_str().unwrap_or_default();
+                ZoneName::parse(name).map_err(|_| ClientError::Usage(format!("zone {} has no name", self.zone)))?
+            }
+            _ => return Err(ClientError::Usage(format!("{:?} is neither a zone name nor a zone id", self.zone))),
+        };
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http =
-            reqwest::Client::builder().timeout(Duration::from_secs(30)).build().map_err(ClientError::Transport)?;
-        let resp = http.get(format!("{root}/metrics")).send().await.map_err(ClientError::Transport)?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(ClientError::transport(&base))?;
+        let resp = http.get(format!("{root}/metrics")).send().await.map_err(ClientError::transport(&base))?;
         let status = resp.status().as_u16();
-        let text = resp.text().await.map_err(ClientError::Transport)?;
+        let text = resp.text().await.map_err(ClientError::transport(&base))?;
         if status != 200 {
-            return Err(ClientError::Protocol { status, detail: text.chars().take(200).collect() });
+            return Err(ClientError::Protocol { base, status, detail: text.chars().take(200).collect() });
         }
         let samples = zone_samples(&text, zone.as_str());
         if samples.is_empty() {

@@ -1,13 +1,30 @@
 //! `clear start --wait`: polls the Clear until `Completed`, with a progress bar when the server reports
 //! progress and a spinner (state and elapsed time) when it does not, as api.cloudflare.com does not.
 
-use std::time::{Duration, Instant};
+use std::{
+    io::IsTerminal,
+    time::{Duration, Instant},
+};
 
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use reqwest::Method;
 use serde_json::Value;
 
 use super::client::{ApiClient, ClientError};
+
+/// How often a progress line is written when stderr is not a terminal.
+const LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// One line of progress for a log: `Cache Reserve Clear: In-progress, 120/500 objects, 1.2 MiB deleted`.
+fn line(op: &Value) -> String {
+    let state = op["state"].as_str().unwrap_or("unknown");
+    match progress(op) {
+        Some((deleted, total, bytes)) => {
+            format!("Cache Reserve Clear: {state}, {deleted}/{total} objects, {} deleted", HumanBytes(bytes))
+        }
+        None => format!("Cache Reserve Clear: {state}"),
+    }
+}
 
 fn completed(op: &Value) -> bool {
     op["state"] == "Completed"
@@ -31,9 +48,15 @@ pub async fn until_completed(
 ) -> Result<Value, ClientError> {
     let started = Instant::now();
     let mut delay = Duration::from_millis(50).min(interval);
-    // Hidden when stderr is not a terminal.
+    // Hidden when stderr is not a terminal: a log (CI, a pipe) gets a plain line every LOG_EVERY instead.
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    let logging = !std::io::stderr().is_terminal();
+    let mut logged: Option<Instant> = None;
     loop {
+        if logging && !completed(&op) && logged.is_none_or(|at| at.elapsed() >= LOG_EVERY) {
+            eprintln!("{} ({:.0?})", line(&op), started.elapsed());
+            logged = Some(Instant::now());
+        }
         match progress(&op) {
             Some((deleted, total, bytes)) => {
                 bar.set_style(

@@ -4,7 +4,7 @@ use std::process::Output;
 
 use crate::helpers::*;
 
-fn run(stores: &TestStores, args: &[&str], envs: &[(&str, &str)]) -> Output {
+pub fn run(stores: &TestStores, args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut cmd = binary();
     stores.apply(&mut cmd);
     cmd.args(args);
@@ -17,7 +17,7 @@ fn run(stores: &TestStores, args: &[&str], envs: &[(&str, &str)]) -> Output {
     cmd.output().unwrap()
 }
 
-fn stdout(o: &Output) -> String {
+pub fn stdout(o: &Output) -> String {
     assert!(o.status.success(), "failed: {}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8(o.stdout.clone()).unwrap()
 }
@@ -119,7 +119,19 @@ async fn bad_arguments_are_explained() {
     assert!(String::from_utf8_lossy(&bad_perm.stderr).contains("Zone Settings Write"));
     let bad_zone = run(
         &stores,
-        &["token", "create", "--name", "x", "--permission", "zone_read", "--zone", "nope.example", "--data-dir", d],
+        &[
+            "token",
+            "create",
+            "--name",
+            "x",
+            "--permission",
+            "zone_read",
+            "--zone",
+            "nope.example",
+            "--data-dir",
+            d,
+            "--create",
+        ],
         &[],
     );
     assert!(String::from_utf8_lossy(&bad_zone.stderr).contains("no zone"));

@@ -8,6 +8,7 @@ mod cli;
 mod crash;
 mod helpers;
 mod listener;
+mod operator;
 mod proxy;
 mod raw;
 mod sdk;

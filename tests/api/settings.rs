@@ -81,3 +81,44 @@ async fn smart_shield_refuses_features_it_does_not_have_and_changes_nothing() {
     assert_eq!(r["result"]["value"], "off", "a refused PATCH must not half-apply");
     fails(app.patch(&path, &t).json(&json!([1])).send().await.unwrap(), 400, 1007).await;
 }
+
+/// Issue #12 B7: `{"foo":1}` once answered 200 with nothing changed. Every body that changes something refuses
+/// a field it does not take, at any depth, naming it, and changes nothing.
+#[tokio::test]
+async fn unknown_fields_are_refused_by_every_body_and_change_nothing() {
+    let app = spawn_app().await;
+    let z = app.zone("example.com").await;
+    let t = app.admin_token().await;
+    let shield = format!("/zones/{z}/smart_shield");
+    let reserve = reserve_path(&z);
+    let purge = format!("/zones/{z}/purge_cache");
+    let invalidate = format!("/zones/{z}/invalidate_cache");
+    let cases = [
+        (shield.as_str(), json!({"foo": 1}), 1007, "foo"),
+        (
+            shield.as_str(),
+            json!({"cache_reserve": {"value": "on"}, "cache_reserv": {"value": "on"}}),
+            1007,
+            "cache_reserv",
+        ),
+        (shield.as_str(), json!({"cache_reserve": {"value": "on", "editable": false}}), 1007, "editable"),
+        (reserve.as_str(), json!({"value": "on", "foo\n": 1}), 1007, "foo%0A"),
+        (purge.as_str(), json!({"tags": ["a"], "files_": ["https://example.com/"]}), 1016, "files_"),
+        (
+            purge.as_str(),
+            json!({"files": [{"url": "https://example.com/", "header": {"Origin": "x"}}]}),
+            1016,
+            "header",
+        ),
+        (invalidate.as_str(), json!({"prefixes": ["example.com/a"], "purge": true}), 1016, "purge"),
+    ];
+    for (path, body, code, named) in cases {
+        let request = if path.ends_with("_cache") { app.post(path, &t) } else { app.patch(path, &t) };
+        let r = request.json(&body).send().await.unwrap();
+        let r = fails(r, 400, code).await;
+        let message = r["errors"][0]["message"].as_str().unwrap();
+        assert!(message.contains(&format!("unknown field \"{named}\"")), "{body}: {message}");
+    }
+    let r = ok(app.get(&reserve_path(&z), &t).send().await.unwrap()).await;
+    assert_eq!(r["result"]["value"], "off", "a refused PATCH must not half-apply");
+}

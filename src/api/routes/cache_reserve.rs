@@ -11,7 +11,7 @@ use crate::{
         auth::Caller,
         envelope::Envelope,
         error::Failure,
-        extract::{RawBody, ZoneSegment},
+        extract::{RawBody, ZoneSegment, unknown_field},
     },
     domain::{Access, Timestamp, Zone, ZoneId},
     storage::SetReserveOutcome,
@@ -40,8 +40,12 @@ pub fn on_off(on: bool) -> &'static str {
     if on { "on" } else { "off" }
 }
 
-/// Reads `{"value":"on"|"off"}`; anything else is 1007 naming `setting`.
+/// Reads `{"value":"on"|"off"}`; a field beside `value` is 1007 naming it, anything else 1007 naming
+/// `setting`.
 pub fn parse_on_off(value: Option<&serde_json::Value>, setting: &'static str) -> Result<bool, ApiError> {
+    if let Some(field) = value.and_then(|v| v.as_object()).and_then(|o| unknown_field(o, &["value"])) {
+        return Err(ApiError::UnknownField { field, expected: "only \"value\"" });
+    }
     match value.and_then(|v| v.get("value")).and_then(|v| v.as_str()) {
         Some("on") => Ok(true),
         Some("off") => Ok(false),

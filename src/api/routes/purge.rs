@@ -13,7 +13,7 @@ use crate::{
         auth::Caller,
         envelope::Envelope,
         error::{Failure, PurgeError},
-        extract::{RawBody, ZoneSegment},
+        extract::{RawBody, ZoneSegment, unknown_field},
     },
     domain::{
         Access, PurgeAction, PurgeTarget, ZoneName,
@@ -37,6 +37,11 @@ pub fn parse_body(body: Option<&Value>, zone: &ZoneName, limit: usize) -> Result
     let Some(Value::Object(fields)) = body else {
         return Err(PurgeError::NoSelector);
     };
+    if let Some(field) = unknown_field(fields, &["purge_everything", "files", "tags", "hosts", "prefixes"]) {
+        return Err(PurgeError::Invalid(format!(
+            "unknown field \"{field}\"; expected \"purge_everything\", \"files\", \"tags\", \"hosts\" or \"prefixes\""
+        )));
+    }
     let everything = match fields.get("purge_everything") {
         None | Some(Value::Bool(false)) => false,
         Some(Value::Bool(true)) => true,
@@ -80,6 +85,11 @@ fn parse_item(selector: &str, item: &Value, zone: &ZoneName) -> Result<PurgeTarg
         "files" => match item {
             Value::String(url) => Ok(PurgeTarget::File { url: parse_file_url(url, zone)?, headers: Vec::new() }),
             Value::Object(o) => {
+                if let Some(field) = unknown_field(o, &["url", "headers"]) {
+                    return Err(InvalidTarget(format!(
+                        "files: unknown field \"{field}\" in an object item; expected \"url\" and \"headers\""
+                    )));
+                }
                 let url = match o.get("url") {
                     Some(Value::String(u)) => parse_file_url(u, zone)?,
                     _ => return Err(InvalidTarget("files: an object item needs \"url\", a string".into())),
@@ -243,6 +253,8 @@ mod tests {
             json!({"tags": [""]}),
             json!({"prefixes": ["https://example.com/a"]}),
             json!({"tags": []}),
+            json!({"tags": ["a"], "foo": 1}),
+            json!({"files": [{"url": "https://example.com/", "header": {"Origin": "https://a"}}]}),
         ] {
             assert!(matches!(parse(bad.clone()), Err(PurgeError::Invalid(_))), "{bad}");
         }

@@ -13,13 +13,16 @@ use crate::{
         auth::Caller,
         envelope::Envelope,
         error::Failure,
-        extract::{RawBody, ZoneSegment},
+        extract::{RawBody, ZoneSegment, unknown_field},
     },
     domain::{Access, Timestamp, Zone},
 };
 
 /// Settings this server reports but does not provide.
 const UNSUPPORTED: [&str; 3] = ["regional_tiered_cache", "smart_routing", "smart_tiered_cache"];
+
+/// Every field a PATCH may hold (Cloudflare's `smartshield_smart_shield_settings_patch_body`).
+const SETTINGS: [&str; 4] = ["cache_reserve", "regional_tiered_cache", "smart_routing", "smart_tiered_cache"];
 
 #[derive(Serialize, ToSchema)]
 struct SettingView {
@@ -99,6 +102,12 @@ async fn patch_settings(
     let Some(fields) = body.as_object() else {
         return Err(ApiError::InvalidBody("expected a JSON object"));
     };
+    if let Some(field) = unknown_field(fields, &SETTINGS) {
+        return Err(ApiError::UnknownField {
+            field,
+            expected: "cache_reserve, regional_tiered_cache, smart_routing or smart_tiered_cache",
+        });
+    }
     for name in UNSUPPORTED {
         if let Some(v) = fields.get(name) {
             if parse_on_off(Some(v), name)? {
