@@ -86,6 +86,8 @@ pub const COMPACTION_MOVED_BYTES: &str = "cache_reserve_compaction_moved_bytes_t
 /// Zone generations whose compaction waited for a purge or invalidation rule (process-wide counter).
 pub const COMPACTION_DEFERRED: &str = "cache_reserve_compaction_deferred_total";
 pub const WRITE_BUFFER: &str = "cache_reserve_write_buffer_bytes";
+/// Access log lines dropped because the writer fell behind (process-wide counter).
+pub const ACCESS_LOG_DROPPED: &str = "cache_reserve_access_log_dropped_total";
 /// Process-wide gauge: purge and invalidation selector values this node still judges copies by.
 pub const PURGE_RULES: &str = "cache_reserve_purge_rules";
 

@@ -135,6 +135,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         zones: zones.clone(),
         metrics: metrics.clone(),
         index,
+        reserve: reserve.clone(),
         purge_limit: config.purge_max_items,
     };
     tasks.spawn(reclaimer.run(shutdown.clone()));

@@ -24,6 +24,7 @@ use crate::{
     directory::ZoneDirectory,
     domain::{Access, Principal, Zone},
     metrics::Metrics,
+    reserve::Reserve,
     storage::{ControlStore, ObjectIndex},
 };
 use extract::ZoneSegment;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub zones: ZoneDirectory,
     pub metrics: Arc<Metrics>,
     pub index: Arc<dyn ObjectIndex>,
+    /// The reserve, for readiness: whether its storage answered lately.
+    pub reserve: Reserve,
     /// Most items one purge request may name (SPEC §10; `--purge-max-items`).
     pub purge_limit: usize,
 }
@@ -83,6 +86,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/client/v4", v4)
         .route("/metrics", get(routes::metrics::render))
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
         .fallback(|| async { ApiError::NoRoute })
         .with_state(state)
         .layer(CatchPanicLayer::custom(|_panic| {

@@ -20,7 +20,7 @@ pub use client::ClientError;
 use crate::{
     directory::SyncConfig,
     jobs::{CompactConfig, ReclaimConfig},
-    proxy::ProxyConfig,
+    proxy::{ProxyConfig, request_log::LogTarget},
     server::{self, ServeConfig},
     storage::{
         bodies::s3::S3Location,
@@ -240,6 +240,11 @@ pub struct ServeArgs {
     /// this long after its holder dies.
     #[arg(long, env = "CACHE_RESERVE_RECLAIM_LEASE", default_value = "30s", value_parser = duration::parse)]
     pub reclaim_lease: Duration,
+    /// Write an access log: one JSON line per proxied request (time, client, method, host, uri, zone, status,
+    /// cache status, reserve status, bytes sent, duration), to this file (appended to) or `-` for standard
+    /// output. None by default.
+    #[arg(long, value_name = "PATH", env = "CACHE_RESERVE_ACCESS_LOG")]
+    pub access_log: Option<String>,
     #[command(flatten)]
     pub limits: limits::LimitArgs,
 }
@@ -310,6 +315,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             honor_request_cache_control: args.honor_request_cache_control,
             trusted_proxies: args.trusted_proxies,
             max_cache_tag_bytes: usize::try_from(args.cache_tag_max_bytes).unwrap_or(usize::MAX),
+            access_log: args.access_log.as_deref().map(LogTarget::parse),
         },
         sync: SyncConfig { interval: args.zone_sync_interval, view_ttl: args.zone_view_ttl },
         proxy_conns: args.limits.limits(args.limits.max_connections as usize),

@@ -31,6 +31,7 @@ mod lookup;
 pub mod origin;
 mod pipeline;
 mod request;
+pub mod request_log;
 pub mod respond;
 mod sweep;
 mod upstream;
@@ -68,6 +69,7 @@ use index_cache::IndexCache;
 use invalidations::Invalidations;
 use origin::OriginClient;
 pub(crate) use request::Ctx;
+use request_log::{LogTarget, RequestLog};
 use respond::{Answer, ReserveTag};
 pub use sweep::{Sweeper, Swept};
 
@@ -103,6 +105,8 @@ pub struct ProxyConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Most bytes of `Cache-Tag` a response may carry and be stored (Cloudflare: 16 KiB).
     pub max_cache_tag_bytes: usize,
+    /// Where the access log goes (one JSON line per request); `None`: no access log.
+    pub access_log: Option<LogTarget>,
 }
 
 impl Default for ProxyConfig {
@@ -123,6 +127,7 @@ impl Default for ProxyConfig {
             honor_request_cache_control: false,
             trusted_proxies: Vec::new(),
             max_cache_tag_bytes: crate::http_cache::cache_tag::DEFAULT_MAX_BYTES,
+            access_log: None,
         }
     }
 }
@@ -142,6 +147,8 @@ pub struct Proxy {
     fill_budget: Arc<MemoryBudget>,
     metrics: Arc<Metrics>,
     access: Arc<AccessLog>,
+    /// The access log, when `--access-log` asks for one.
+    request_log: Option<Arc<RequestLog>>,
     rules: CacheRules,
     limits: Limits,
     trusted: TrustedProxies,
@@ -169,7 +176,12 @@ impl Proxy {
             honor_request_directives: config.honor_request_cache_control,
             max_cache_tag_bytes: config.max_cache_tag_bytes,
         };
+        let request_log = match &config.access_log {
+            Some(target) => Some(RequestLog::start(target, metrics.counter(metrics::ACCESS_LOG_DROPPED))?),
+            None => None,
+        };
         Ok(Self {
+            request_log,
             directory,
             reserve,
             edge: EdgeTier::new(config.edge_cache_bytes, edge_max, config.retention),
@@ -212,20 +224,28 @@ pub fn router(proxy: Arc<Proxy>) -> Router {
     }))
 }
 
-/// One request, from the zone lookup to the counted response.
+/// One request, from the zone lookup to the counted (and, with `--access-log`, logged) response.
 async fn handle(State(proxy): State<Arc<Proxy>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request) -> Response {
+    let host = req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok()).or_else(|| req.uri().host());
+    let logging = RequestLog::begin(proxy.request_log.as_ref(), req.method(), req.uri(), host);
     let (parts, body) = req.into_parts();
-    let ctx = match Ctx::resolve(&proxy, peer, parts).await {
-        Ok(ctx) => ctx,
+    let (response, client, zone) = match Ctx::resolve(&proxy, peer, parts).await {
+        Ok(ctx) => {
+            let answer = ctx.serve(body).await;
+            ctx.counters.response(answer.status);
+            (respond::finish(answer), ctx.forwarded.client_ip, Some(ctx.zone.clone()))
+        }
         Err((e, parts)) => {
             e.log(None, Some(&parts));
             let response = respond::failure(&e);
-            return respond::finish(Answer { status: CacheStatus::Dynamic, tag: ReserveTag::Bypass, response });
+            let answer = Answer { status: CacheStatus::Dynamic, tag: ReserveTag::Bypass, response };
+            (respond::finish(answer), peer.ip(), None)
         }
     };
-    let answer = ctx.serve(body).await;
-    ctx.counters.response(answer.status);
-    respond::finish(answer)
+    match logging {
+        Some(pending) => pending.finish(Some(client), zone.as_ref().map(|z| z.name.as_str()), response),
+        None => response,
+    }
 }
 
 /// Unix seconds of a system time.

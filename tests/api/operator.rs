@@ -200,3 +200,56 @@ async fn stats_takes_a_zone_id() {
     assert!(shown.starts_with("zone example.com\n"), "{shown}");
     assert!(shown.contains("responses MISS"), "{shown}");
 }
+
+/// B9: a liveness and a readiness endpoint for load balancers (the outage cases in tests/scale_out show
+/// readiness failing), and an access log of one JSON line per proxied request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_endpoints_and_an_access_log_line_per_request() {
+    let origin = TestOrigin::start().await;
+    origin.set("/a?x=1", Reply::ok("hello", "max-age=60"));
+    let seeded = crate::proxy::Seeded::new("example.com", &origin.url).await;
+    let log = seeded.stores.dir.path().join("access.log");
+    let server = ServerProcess::start(&seeded.stores, &["--access-log", log.to_str().unwrap()]);
+    let root = server.base.trim_end_matches("/client/v4");
+    for (path, want) in [("/healthz", r#"{"status":"ok"}"#), ("/readyz", r#""ready":true"#)] {
+        let r = http_client().get(format!("{root}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert!(r.text().await.unwrap().contains(want), "{path}");
+    }
+
+    let proxy = ProxyClient::new(&server.proxy);
+    assert_eq!(proxy.get("example.com", "/a?x=1").await.cache(), "MISS");
+    assert_eq!(proxy.get("example.com", "/a?x=1").await.cache(), "HIT");
+    let head = proxy.request(reqwest::Method::HEAD, "example.com", "/a?x=1").send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(proxy.get("nowhere.example", "/").await.status, 421);
+
+    let lines = wait_for_lines(&log, 4).await;
+    let (miss, hit, head, unknown) = (&lines[0], &lines[1], &lines[2], &lines[3]);
+    assert_eq!(miss["method"], "GET");
+    assert_eq!(miss["host"], "example.com");
+    assert_eq!(miss["uri"], "/a?x=1");
+    assert_eq!(miss["zone"], "example.com");
+    assert_eq!(miss["client"], "127.0.0.1");
+    assert_eq!((miss["status"].as_u64(), miss["cache"].as_str()), (Some(200), Some("MISS")));
+    assert_eq!((miss["bytes"].as_u64(), miss["complete"].as_bool()), (Some(5), Some(true)));
+    assert!(miss["duration_ms"].as_f64().unwrap() > 0.0);
+    assert!(miss["time"].as_str().unwrap().ends_with('Z'));
+    assert_eq!((hit["cache"].as_str(), hit["reserve"].as_str()), (Some("HIT"), Some("EDGE")));
+    assert_eq!((head["method"].as_str(), head["bytes"].as_u64()), (Some("HEAD"), Some(0)));
+    assert_eq!((unknown["status"].as_u64(), &unknown["zone"]), (Some(421), &serde_json::Value::Null));
+}
+
+/// The access log's lines, once there are at least `n` (the writer is asynchronous).
+async fn wait_for_lines(path: &std::path::Path, n: usize) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        assert!(std::time::Instant::now() < deadline, "{} lines: {text}", lines.len());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

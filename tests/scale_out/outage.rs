@@ -29,6 +29,12 @@ impl Drop for Outage {
     }
 }
 
+/// `GET /readyz` of a node: status and body.
+async fn readiness(node: &ServerProcess) -> (StatusCode, serde_json::Value) {
+    let r = http_client().get(format!("{}/readyz", node.base.trim_end_matches("/client/v4"))).send().await.unwrap();
+    (r.status(), r.json().await.unwrap())
+}
+
 /// A node whose edge tier takes objects of up to 1 KiB: `/small` is served from it, `/large` (3,000 bytes)
 /// only from the reserve.
 async fn node_with_both_tiers(shared: &Shared, origin: &TestOrigin, host: &str) -> ServerProcess {
@@ -81,8 +87,15 @@ async fn a_postgres_outage_is_a_503_on_the_api_and_the_proxy_bypasses_the_reserv
     let series = format!("cache_reserve_reserve_unavailable_total{{zone=\"{host}\"}} ");
     let bypassed = metrics.lines().find_map(|l| l.strip_prefix(series.as_str())).expect("the counter");
     assert!(bypassed.trim().parse::<f64>().unwrap() >= 2.0, "{metrics}");
+    // A load balancer sees this node as not ready, and live.
+    let (status, ready) = readiness(&node).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{ready}");
+    assert_eq!((ready["ready"].as_bool(), ready["control_store"].as_str()), (Some(false), Some("unavailable")));
+    let live = http_client().get(format!("{}/healthz", node.base.trim_end_matches("/client/v4"))).send();
+    assert_eq!(live.await.unwrap().status(), StatusCode::OK);
 
     drop(outage);
+    wait_until("the node to be ready again", || async { readiness(&node).await.0 == StatusCode::OK }).await;
     // Back without a restart: the API answers, and the reserve serves again.
     wait_until("the API to answer again", || async {
         api(&node, reqwest::Method::GET, &setting, &shared.token).await.status() == StatusCode::OK
@@ -106,6 +119,9 @@ async fn an_s3_outage_bypasses_the_reserve_and_it_serves_again_when_s3_returns()
     let large = get(&node, host, "/large").await;
     assert_eq!((large.status, large.body.len()), (StatusCode::OK, 3000));
     assert_eq!(origin.hits("/large"), before + 1, "served from the origin");
+    let (status, ready) = readiness(&node).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{ready}");
+    assert_eq!(ready["reserve_storage"], "unavailable", "{ready}");
     assert_eq!(get(&node, host, "/small").await.cache, "HIT");
     origin.set("/during", Reply::ok(vec![b'd'; 3000], LONG));
     assert_eq!(get(&node, host, "/during").await.status, StatusCode::OK);

@@ -2,6 +2,7 @@
 
 pub mod cache_reserve;
 pub mod clear;
+pub mod health;
 pub mod metrics;
 pub mod purge;
 pub mod smart_shield;
