@@ -40,10 +40,58 @@ impl CacheStatus {
     }
 }
 
+/// Why an origin response was not written to the reserve: `cache_reserve_not_stored_total{reason}` and
+/// `x-cache-reserve-reason` (issue #12 A6; the reserve's rules are SPEC §8's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotStored {
+    /// RFC 9111 forbids storing it (`no-store`, `private`, a status or method that is not cacheable, ...).
+    NotStorable,
+    /// The zone's reserve is off.
+    ReserveOff,
+    /// The zone's reserve is on but could not be used (storage unreachable, zone view out of date).
+    Unavailable,
+    /// Less explicit freshness than `--reserve-min-ttl` (a heuristic lifetime never counts).
+    ShortLived,
+    /// No `Content-Length`: the reserve takes only bodies whose size is known before they arrive.
+    NoContentLength,
+    /// Larger than `--max-object-bytes`.
+    TooLarge,
+    /// Eligible, but `--write-buffer-bytes` was spent by writes in flight: skipped this time.
+    WriteBudgetFull,
+}
+
+impl NotStored {
+    pub const ALL: [NotStored; 7] = [
+        Self::NotStorable,
+        Self::ReserveOff,
+        Self::Unavailable,
+        Self::ShortLived,
+        Self::NoContentLength,
+        Self::TooLarge,
+        Self::WriteBudgetFull,
+    ];
+
+    /// The label value and `x-cache-reserve-reason`: `not-storable`, `reserve-off`, `unavailable`,
+    /// `short-lived`, `no-content-length`, `too-large`, `write-budget-full`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotStorable => "not-storable",
+            Self::ReserveOff => "reserve-off",
+            Self::Unavailable => "unavailable",
+            Self::ShortLived => "short-lived",
+            Self::NoContentLength => "no-content-length",
+            Self::TooLarge => "too-large",
+            Self::WriteBudgetFull => "write-budget-full",
+        }
+    }
+}
+
 /// One zone's counters.
 pub struct ZoneCounters {
     /// Responses, by `cf-cache-status` (indexed like [`CacheStatus::ALL`]).
     responses: [Counter; 6],
+    /// Origin responses not written to the reserve, by reason (indexed like [`NotStored::ALL`]).
+    not_stored: [Counter; 7],
     pub edge_hits: Counter,
     pub edge_misses: Counter,
     pub reserve_hits: Counter,
@@ -71,6 +119,12 @@ pub struct ZoneCounters {
 }
 
 impl ZoneCounters {
+    /// Counts an origin response not written to the reserve.
+    pub fn not_stored(&self, why: NotStored) {
+        let i = NotStored::ALL.iter().position(|s| *s == why).expect("every reason is listed");
+        self.not_stored[i].increment(1);
+    }
+
     pub fn response(&self, status: CacheStatus) {
         let i = CacheStatus::ALL.iter().position(|s| *s == status).expect("every status is listed");
         self.responses[i].increment(1);
@@ -108,8 +162,14 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let recorder = PrometheusBuilder::new().build_recorder();
-        let counters: [(&str, &str, Option<Unit>); 20] = [
+        let counters: [(&str, &str, Option<Unit>); 22] = [
             ("cache_reserve_responses_total", "Proxy responses, by cf-cache-status.", None),
+            (
+                "cache_reserve_not_stored_total",
+                "Origin responses not written to the reserve, by reason (not-storable, reserve-off, unavailable, short-lived, no-content-length, too-large, write-budget-full).",
+                None,
+            ),
+            (ACCESS_LOG_DROPPED, "Access log lines dropped because the log's writer fell behind.", None),
             ("cache_reserve_tier_lookups_total", "Cache tier lookups, by tier (edge, reserve) and result.", None),
             ("cache_reserve_class_a_operations_total", "Reserve writes (Cloudflare Class A).", None),
             ("cache_reserve_class_b_operations_total", "Reserve reads (Cloudflare Class B).", None),
@@ -196,6 +256,7 @@ impl Metrics {
         ZoneCounters {
             responses: CacheStatus::ALL
                 .map(|s| counter("cache_reserve_responses_total", &[("cache_status", s.as_str())])),
+            not_stored: NotStored::ALL.map(|r| counter("cache_reserve_not_stored_total", &[("reason", r.as_str())])),
             edge_hits: counter(lookups, &[("tier", "edge"), ("result", "hit")]),
             edge_misses: counter(lookups, &[("tier", "edge"), ("result", "miss")]),
             reserve_hits: counter(lookups, &[("tier", "reserve"), ("result", "hit")]),

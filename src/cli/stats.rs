@@ -18,7 +18,7 @@ pub struct StatsArgs {
 }
 
 /// The rows printed, in order: label, metric, extra label filter.
-const ROWS: [(&str, &str, &str); 16] = [
+const ROWS: [(&str, &str, &str); 23] = [
     ("responses HIT", "cache_reserve_responses_total", "cache_status=\"HIT\""),
     ("responses MISS", "cache_reserve_responses_total", "cache_status=\"MISS\""),
     ("responses EXPIRED", "cache_reserve_responses_total", "cache_status=\"EXPIRED\""),
@@ -35,6 +35,13 @@ const ROWS: [(&str, &str, &str); 16] = [
     ("bytes stored", "cache_reserve_stored_bytes", ""),
     ("bytes served from reserve", "cache_reserve_served_bytes_total", ""),
     ("origin requests", "cache_reserve_origin_requests_total", ""),
+    ("not stored: not storable", "cache_reserve_not_stored_total", "reason=\"not-storable\""),
+    ("not stored: reserve off", "cache_reserve_not_stored_total", "reason=\"reserve-off\""),
+    ("not stored: unavailable", "cache_reserve_not_stored_total", "reason=\"unavailable\""),
+    ("not stored: short-lived", "cache_reserve_not_stored_total", "reason=\"short-lived\""),
+    ("not stored: no length", "cache_reserve_not_stored_total", "reason=\"no-content-length\""),
+    ("not stored: too large", "cache_reserve_not_stored_total", "reason=\"too-large\""),
+    ("not stored: write budget", "cache_reserve_not_stored_total", "reason=\"write-budget-full\""),
 ];
 
 impl StatsArgs {

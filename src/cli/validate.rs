@@ -30,7 +30,7 @@ pub fn check(args: &ServeArgs) -> anyhow::Result<()> {
         }
     };
     duration("reclaim-pause", args.reclaim_pause, Duration::ZERO, HOUR);
-    duration("compaction-interval", args.compaction_interval, SEC, DAY);
+    duration("compaction-interval", args.compaction_interval, 10 * MS, DAY);
     duration("reserve-min-ttl", args.reserve_min_ttl, Duration::ZERO, MAX_DURATION);
     duration("retention", args.retention, MINUTE, MAX_DURATION);
     duration("origin-connect-timeout", args.origin_connect_timeout, MS, DAY);
@@ -115,7 +115,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("--retention 400000d is out of range: 1m to 3650d"), "{err}");
-        assert!(err.contains("--compaction-interval 0ms is out of range: 1s to 1d"), "{err}");
+        assert!(err.contains("--compaction-interval 0ms is out of range: 10ms to 1d"), "{err}");
         assert!(err.contains("--max-object-bytes 0B is out of range: 1B to 5TiB"), "{err}");
     }
 

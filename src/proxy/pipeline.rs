@@ -13,7 +13,8 @@ use http::{
 use object_store::GetResult;
 
 use super::{
-    Ctx, admit,
+    Ctx,
+    admit::{self, ReserveSkip},
     budget::BudgetedBuf,
     coalesce::{self, FillGuard, Filled, Joined},
     edge::EdgeEntry,
@@ -26,7 +27,7 @@ use super::{
 };
 use crate::{
     http_cache::{Reuse, StoredResponse, codec, invalidation},
-    metrics::CacheStatus,
+    metrics::{CacheStatus, NotStored},
     purge::Verdict,
     reserve::key_hash,
     storage::IndexEntry,
@@ -302,6 +303,7 @@ impl Ctx<'_> {
         let admission =
             admit::admit(&self.as_get(), &head, self.use_reserve, &p.limits, &p.rules, sent, SystemTime::now());
         let Ok(stored) = admission.stored else {
+            self.counters.not_stored(NotStored::NotStorable);
             let response = respond::from_origin(head, Body::new(body), &self.parts);
             return Answer { status: CacheStatus::Bypass, tag: ReserveTag::Bypass, response };
         };
@@ -348,7 +350,7 @@ impl Ctx<'_> {
             },
             Err(_) => None,
         };
-        let tag = ReserveTag::miss(self.zone.reserve_on, self.use_reserve);
+        let tag = self.reserve_tag(admission.reserve, reserve.is_some());
         if edge.is_none() && reserve.is_none() {
             return Answer { status, tag, response: respond::from_origin(head, Body::new(body), &self.parts) };
         }
@@ -360,5 +362,26 @@ impl Ctx<'_> {
             Body::new(tee)
         };
         Answer { status, tag, response: respond::from_origin(head, body, &self.parts) }
+    }
+
+    /// `x-cache-reserve` for a response fetched from the origin, given what admission said of the reserve and
+    /// whether a write started; counts the reason when it was not written.
+    fn reserve_tag(&self, judged: Result<u64, ReserveSkip>, writing: bool) -> ReserveTag {
+        let why = match judged {
+            Ok(_) if writing => return ReserveTag::Miss,
+            Ok(_) => NotStored::WriteBudgetFull,
+            Err(ReserveSkip::NotStorable(_)) => NotStored::NotStorable,
+            Err(ReserveSkip::Off) if self.zone.reserve_on => NotStored::Unavailable,
+            Err(ReserveSkip::Off) => NotStored::ReserveOff,
+            Err(ReserveSkip::ShortLived) => NotStored::ShortLived,
+            Err(ReserveSkip::NoLength) => NotStored::NoContentLength,
+            Err(ReserveSkip::TooLarge) => NotStored::TooLarge,
+        };
+        self.counters.not_stored(why);
+        match why {
+            NotStored::ReserveOff | NotStored::Unavailable => ReserveTag::miss(self.zone.reserve_on, self.use_reserve),
+            NotStored::WriteBudgetFull => ReserveTag::NotWritten(why),
+            _ => ReserveTag::Ineligible(why),
+        }
     }
 }

@@ -11,12 +11,18 @@ use http::{
 };
 
 use super::error::ProxyError;
-use crate::{http_cache::StoredResponse, metrics::CacheStatus};
+use crate::{
+    http_cache::StoredResponse,
+    metrics::{CacheStatus, NotStored},
+};
 
 /// Cloudflare's cache status header.
 pub const CF_CACHE_STATUS: &str = "cf-cache-status";
 /// Ours: what the reserve had to do with the response.
 pub const X_CACHE_RESERVE: &str = "x-cache-reserve";
+/// Ours: why the reserve did not take a response fetched from the origin (with `INELIGIBLE`, or `MISS`
+/// when a write was skipped).
+pub const X_CACHE_RESERVE_REASON: &str = "x-cache-reserve-reason";
 
 /// The `x-cache-reserve` value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +40,12 @@ pub enum ReserveTag {
     Edge,
     /// Not eligible for caching at all.
     Bypass,
+    /// Stored in the edge tier at most: the reserve does not take this response (`x-cache-reserve-reason`
+    /// says why: `short-lived`, `no-content-length`, `too-large`).
+    Ineligible(NotStored),
+    /// The reserve would take it, but it was not written this time (`MISS` with `x-cache-reserve-reason:
+    /// write-budget-full`).
+    NotWritten(NotStored),
 }
 
 impl ReserveTag {
@@ -45,6 +57,16 @@ impl ReserveTag {
             Self::Unavailable => "UNAVAILABLE",
             Self::Edge => "EDGE",
             Self::Bypass => "BYPASS",
+            Self::Ineligible(_) => "INELIGIBLE",
+            Self::NotWritten(_) => "MISS",
+        }
+    }
+
+    /// Why the reserve did not take the response, when the tag says it did not.
+    pub fn reason(self) -> Option<NotStored> {
+        match self {
+            Self::Ineligible(why) | Self::NotWritten(why) => Some(why),
+            _ => None,
         }
     }
 
@@ -109,5 +131,10 @@ pub fn finish(answer: Answer) -> Response<Body> {
     let h = response.headers_mut();
     h.insert(CF_CACHE_STATUS, HeaderValue::from_static(status.as_str()));
     h.insert(X_CACHE_RESERVE, HeaderValue::from_static(tag.as_str()));
+    match tag.reason() {
+        Some(why) => h.insert(X_CACHE_RESERVE_REASON, HeaderValue::from_static(why.as_str())),
+        // Never the origin's own.
+        None => h.remove(X_CACHE_RESERVE_REASON),
+    };
     response
 }
