@@ -7,7 +7,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicI64, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -52,6 +52,9 @@ pub struct EdgeEntry {
     pub from_reserve: Option<IndexEntry>,
     /// When a read of it was last noted for retention (unix seconds).
     last_noted: AtomicI64,
+    /// The reserve holds this copy, or a write of it was started: an edge hit then does not write it to
+    /// the reserve again (see [`EdgeEntry::take_promotion`]).
+    in_reserve: AtomicBool,
 }
 
 impl EdgeEntry {
@@ -73,6 +76,7 @@ impl EdgeEntry {
             key_hash,
             from_reserve: None,
             last_noted,
+            in_reserve: AtomicBool::new(false),
         }
     }
 
@@ -82,6 +86,7 @@ impl EdgeEntry {
         let mut e = Self::new(stored, body, filled, entry.key_hash.clone());
         e.invalidation = entry.invalidation;
         e.from_reserve = Some(entry);
+        e.in_reserve = AtomicBool::new(true);
         e
     }
 
@@ -100,7 +105,26 @@ impl EdgeEntry {
         let mut e = Self::new(stored, self.body.clone(), filled, self.key_hash.clone());
         e.invalidation = self.invalidation;
         e.from_reserve = self.from_reserve.clone();
+        e.in_reserve = AtomicBool::new(self.in_reserve.load(Ordering::Relaxed));
         e
+    }
+
+    /// Notes that a reserve write of this copy was started along with its fill.
+    pub fn written_to_reserve(self) -> Self {
+        self.in_reserve.store(true, Ordering::Relaxed);
+        self
+    }
+
+    /// Whether this hit should write the copy to the reserve (issue #12 A5: an object filled while the
+    /// reserve was off, or whose write was skipped, is promoted from memory on a later hit): true once per
+    /// entry, for the first caller; [`EdgeEntry::promotion_failed`] gives the turn back.
+    pub fn take_promotion(&self) -> bool {
+        !self.in_reserve.load(Ordering::Relaxed) && !self.in_reserve.swap(true, Ordering::Relaxed)
+    }
+
+    /// A promotion could not start (the write budget was spent): a later hit may try again.
+    pub fn promotion_failed(&self) {
+        self.in_reserve.store(false, Ordering::Relaxed);
     }
 
     /// Whether a read at `now_secs` should be noted: at most once per `every_secs` per entry.

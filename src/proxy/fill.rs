@@ -99,6 +99,14 @@ pub struct ReserveWrite {
 }
 
 impl ReserveWrite {
+    /// Writes a body already whole in memory (an edge-tier copy promoted to the reserve).
+    pub fn write_whole(self, body: Bytes) {
+        let fill = self.spawn();
+        fill.backlog.fetch_add(body.len(), Ordering::Relaxed);
+        let _ = fill.tx.send(WriterMsg::Chunk(body));
+        let _ = fill.tx.send(WriterMsg::Finish(None));
+    }
+
     /// Starts the writer task.
     pub fn spawn(self) -> ReserveFill {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -217,12 +225,13 @@ impl TeeBody {
             // A body that came without a length gets one, so a HEAD answered from this copy can say it.
             let stored = Arc::new(edge.stored.with_content_length(edge.buf.len() as u64));
             // From here the edge tier accounts for the bytes; the fill's share is given back.
-            let entry = Arc::new(EdgeEntry::new(
+            let entry = EdgeEntry::new(
                 stored,
                 edge.buf.freeze(),
                 (edge.gate.zone.clone(), edge.generation, edge.gate.fill_revision),
                 edge.key_hash,
-            ));
+            );
+            let entry = Arc::new(if self.reserve.is_some() { entry.written_to_reserve() } else { entry });
             let landed = edge.gate.land_now(&edge.key, || edge.tier.insert(&edge.key, entry.clone()));
             if landed && let Some(g) = guard.take() {
                 g.complete(Filled::Edge(entry));

@@ -30,6 +30,7 @@ mod invalidations;
 mod lookup;
 pub mod origin;
 mod pipeline;
+mod promote;
 mod request;
 pub mod request_log;
 pub mod respond;

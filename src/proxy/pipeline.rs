@@ -239,7 +239,12 @@ impl Ctx<'_> {
     ) -> Answer {
         let stored = fresh.unwrap_or_else(|| found.stored().clone());
         let (body, tag) = match (found.tier, found.body) {
-            (Tier::Edge(entry), _) => (Body::from(entry.body.clone()), ReserveTag::Edge),
+            (Tier::Edge(entry), _) => {
+                if self.use_reserve && entry.take_promotion() {
+                    self.promote(&entry, now);
+                }
+                (Body::from(entry.body.clone()), ReserveTag::Edge)
+            }
             (Tier::Reserve(_), _) if self.parts.method == Method::HEAD => (Body::empty(), ReserveTag::Hit),
             (Tier::Reserve(_), None) => return self.fetch_and_fill(None, CacheStatus::Miss).await,
             (Tier::Reserve(known), Some(body)) => {

@@ -79,3 +79,35 @@ async fn uncacheable_responses_are_not_shared_between_concurrent_requests() {
     assert!(answers.iter().all(|a| a.cache() == "BYPASS"));
     assert_eq!(origin.hits("/me"), 5);
 }
+
+/// Issue #12 A5: an object filled while the reserve was off, then served from the edge tier, is written to
+/// the reserve from memory on its first hit once the reserve is on — once, and only if the reserve takes it.
+#[tokio::test]
+async fn an_edge_copy_the_reserve_lacks_is_promoted_to_it_once() {
+    let app = spawn_app().await;
+    let origin = TestOrigin::start().await;
+    let host = "promote.example";
+    let zone = app.zone_with_origin(host, &origin.url).await;
+    origin.set("/long", Reply::ok("long-lived", "public, max-age=86400"));
+    origin.set("/short", Reply::ok("short-lived", "public, max-age=60"));
+    for path in ["/long", "/short"] {
+        assert_eq!(app.proxy_get(host, path).await.reserve(), "OFF");
+    }
+    app.set_reserve(&zone, true).await;
+    for _ in 0..3 {
+        for path in ["/long", "/short"] {
+            let got = app.proxy_get(host, path).await;
+            assert_eq!((got.cache(), got.reserve()), ("HIT", "EDGE"), "{path}");
+        }
+    }
+    app.wait_stored(&zone, host, "/long").await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!app.reserve_has(&zone, host, "/short").await, "the reserve does not take a short-lived object");
+    let metrics = app.metrics().await;
+    let writes = sample(&metrics, &format!("cache_reserve_class_a_operations_total{{zone=\"{host}\"}}"));
+    assert_eq!(writes, 1.0, "written once, not on every hit: {metrics}");
+    assert_eq!((origin.hits("/long"), origin.hits("/short")), (1, 1), "promoted from memory");
+    // What the reserve now holds is the object, served from it once the edge tier is gone.
+    let stored = app.data.reserve().get(&zone, &format!("{host}/long")).await.unwrap().unwrap();
+    assert_eq!(&stored.body[..], b"long-lived");
+}
