@@ -14,6 +14,7 @@ pub mod date;
 pub mod directives;
 mod freshness;
 pub mod invalidation;
+pub mod range;
 mod storable;
 mod stored;
 mod validation;

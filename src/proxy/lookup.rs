@@ -2,13 +2,18 @@
 //! (when the zone's setting is `on`), judged by [`StoredResponse::reuse`]. A reserve copy is found only with
 //! its body open and of the recorded size, so what is found can be served.
 
-use std::{sync::Arc, time::SystemTime};
+use std::{ops::Range, sync::Arc, time::SystemTime};
+
+use http::{Method, StatusCode};
 
 use object_store::GetResult;
 
 use super::{Ctx, edge::EdgeEntry, index_cache::Known, unix_secs};
 use crate::{
-    http_cache::{Reuse, StoredResponse, codec},
+    http_cache::{
+        Reuse, StoredResponse, codec,
+        range::{self, Decision},
+    },
     purge::Verdict,
 };
 
@@ -27,6 +32,8 @@ pub struct Found {
     pub tier: Tier,
     /// A reserve copy's body, open.
     pub body: Option<GetResult>,
+    /// The bytes of the body `body` holds, when a range request read only those (see `ranges`).
+    pub range: Option<Range<u64>>,
 }
 
 /// Where the found copy is.
@@ -70,7 +77,7 @@ impl Ctx<'_> {
                 }
             }
             if reuse != Reuse::Unusable {
-                return Some(Found { reuse, tier: Tier::Edge(entry), body: None });
+                return Some(Found { reuse, tier: Tier::Edge(entry), body: None, range: None });
             }
         }
         self.counters.edge_misses.increment(1);
@@ -108,7 +115,13 @@ impl Ctx<'_> {
         if reuse == Reuse::Unusable {
             return Ok(None);
         }
-        let body = match p.reserve.open(&known.entry).await {
+        let part = if reuse == Reuse::Fresh { self.range_to_read(&known) } else { None };
+        let opened = match &part {
+            // A range past the end (a `416`) reads nothing.
+            Some(r) if r.is_empty() => Ok(Some(nothing_read(known.entry.size))),
+            _ => p.reserve.open_part(&known.entry, part.clone()).await,
+        };
+        let body = match opened {
             Ok(Some(body)) => body,
             Ok(None) => {
                 // Gone or damaged: the index no longer names it; forget it here too.
@@ -122,7 +135,24 @@ impl Ctx<'_> {
         };
         self.counters.class_b.increment(1);
         p.note_read(&self.zone, known.entry.generation, &known.entry.key_hash);
-        Ok(Some(Found { reuse, tier: Tier::Reserve(known), body: Some(body) }))
+        Ok(Some(Found { reuse, tier: Tier::Reserve(known), body: Some(body), range: part }))
+    }
+
+    /// The bytes of a fresh reserve copy a range request asks for, if it gets a `206` (RFC 9110 §14): then
+    /// only those are read; an empty range for a `416`.
+    fn range_to_read(&self, known: &Known) -> Option<Range<u64>> {
+        if self.parts.method != Method::GET || known.stored.status() != StatusCode::OK {
+            return None;
+        }
+        let asked = range::asked(&self.parts.headers)?;
+        if !range::if_range_holds(&self.parts.headers, known.stored.headers()) {
+            return None;
+        }
+        match range::decide(asked, known.entry.size) {
+            Decision::Partial(part) => Some(part),
+            Decision::Unsatisfiable => Some(0..0),
+            Decision::Whole => None,
+        }
     }
 
     /// What the reserve holds for `key`, and whether it came from memory: from memory when known, else from
@@ -151,5 +181,24 @@ impl Ctx<'_> {
             return Some((p.index_cache.insert_since(epoch, key, Known::new(entry, Arc::new(stored))), false));
         }
         None
+    }
+}
+
+/// An opened body of which nothing is read: a range request past the end of a reserve copy of `size`.
+fn nothing_read(size: u64) -> GetResult {
+    use futures::StreamExt;
+    let meta = object_store::ObjectMeta {
+        location: object_store::path::Path::default(),
+        last_modified: Default::default(),
+        size,
+        e_tag: None,
+        version: None,
+    };
+    GetResult {
+        payload: object_store::GetResultPayload::Stream(futures::stream::empty().boxed()),
+        meta,
+        range: 0..0,
+        attributes: Default::default(),
+        extensions: Default::default(),
     }
 }

@@ -31,6 +31,7 @@ mod lookup;
 pub mod origin;
 mod pipeline;
 mod promote;
+mod ranges;
 mod request;
 pub mod request_log;
 pub mod respond;

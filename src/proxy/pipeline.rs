@@ -8,7 +8,7 @@ use std::{sync::Arc, time::SystemTime};
 use axum::body::Body;
 use http::{
     Method, Response, StatusCode,
-    header::{AUTHORIZATION, IF_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE},
+    header::{AUTHORIZATION, IF_MATCH, IF_UNMODIFIED_SINCE},
 };
 use object_store::GetResult;
 
@@ -23,6 +23,7 @@ use super::{
     index_cache::Known,
     lookup::{Found, Tier},
     origin::{OriginBody, OriginResponseBody, strip_hop_by_hop},
+    ranges,
     respond::{self, Answer, ReserveTag},
 };
 use crate::{
@@ -49,11 +50,14 @@ impl Ctx<'_> {
         if (*method != Method::GET && *method != Method::HEAD) || self.upgrade {
             return self.pass(OriginBody::Client(body), CacheStatus::Dynamic).await;
         }
-        // Ranges go to the origin as asked; so do preconditions meant for it (RFC 9111 §4.3.2).
-        if [RANGE, IF_MATCH, IF_UNMODIFIED_SINCE, IF_RANGE].iter().any(|n| headers.contains_key(n)) {
+        // Preconditions meant for the origin go to it, with any range as asked (RFC 9111 §4.3.2).
+        if [IF_MATCH, IF_UNMODIFIED_SINCE].iter().any(|n| headers.contains_key(n)) {
             return self.pass(OriginBody::None, CacheStatus::Bypass).await;
         }
-        self.cached().await
+        let mut answer = self.cached().await;
+        // A range is answered from what the cache serves (issue #12 A1; see `ranges`).
+        answer.response = ranges::apply(&self.parts, answer.response);
+        answer
     }
 
     /// Forwards a request the cache does not answer; an unsafe one that succeeds invalidates what it names.
@@ -112,7 +116,7 @@ impl Ctx<'_> {
             && entry.stored.reuse(&self.parts, now, &p.rules) == Reuse::Fresh
         {
             self.counters.edge_hits.increment(1);
-            let found = Found { reuse: Reuse::Fresh, tier: Tier::Edge(entry), body: None };
+            let found = Found { reuse: Reuse::Fresh, tier: Tier::Edge(entry), body: None, range: None };
             return Followed::Served(self.serve_found(found, None, CacheStatus::Hit, now).await);
         }
         match self.lookup(now).await {
@@ -247,6 +251,14 @@ impl Ctx<'_> {
             }
             (Tier::Reserve(_), _) if self.parts.method == Method::HEAD => (Body::empty(), ReserveTag::Hit),
             (Tier::Reserve(_), None) => return self.fetch_and_fill(None, CacheStatus::Miss).await,
+            (Tier::Reserve(_), Some(body)) if let Some(part) = found.range => {
+                // Only the bytes a range asked for were read: never promoted to the edge tier.
+                self.counters.reserve_bytes_served.increment(part.end - part.start);
+                let mut response =
+                    respond::from_cache(&stored, Body::from_stream(body.into_stream()), &self.parts, now);
+                response.extensions_mut().insert(ranges::PreRead(part));
+                return Answer { status, tag: ReserveTag::Hit, response };
+            }
             (Tier::Reserve(known), Some(body)) => {
                 let size = known.entry.size;
                 self.counters.reserve_bytes_served.increment(size);
@@ -366,7 +378,9 @@ impl Ctx<'_> {
         } else {
             Body::new(tee)
         };
-        Answer { status, tag, response: respond::from_origin(head, body, &self.parts) }
+        let mut response = respond::from_origin(head, body, &self.parts);
+        response.extensions_mut().insert(ranges::Filling);
+        Answer { status, tag, response }
     }
 
     /// `x-cache-reserve` for a response fetched from the origin, given what admission said of the reserve and

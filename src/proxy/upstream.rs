@@ -44,6 +44,8 @@ impl Ctx<'_> {
     ) -> Result<(Response<OriginResponseBody>, SystemTime), ProxyError> {
         let mut ask = self.as_get();
         strip_conditionals(&mut ask.headers);
+        // The whole object, for the tiers: a client's range is cut from it (see `ranges`).
+        ask.headers.remove(http::header::RANGE);
         for (name, value) in validators {
             ask.headers.insert(name, value.clone());
         }

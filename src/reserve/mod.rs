@@ -265,7 +265,21 @@ impl Reserve {
     /// damaged outside our control, or replaced or cleared since it was found); the index entry is then
     /// removed if it still names that body, so the object becomes a plain miss everywhere.
     pub async fn open(&self, entry: &IndexEntry) -> Result<Option<GetResult>, ReserveError> {
-        let opened = self.bodies.open(&entry.blob).await.map_err(ReserveError::from);
+        self.open_part(entry, None).await
+    }
+
+    /// Like [`Reserve::open`], for bytes `range` of the body only (within `entry.size`), or the whole body
+    /// when `None`: a range request reads what it asks for ([`BodyStore::open_range`]).
+    pub async fn open_part(
+        &self,
+        entry: &IndexEntry,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<Option<GetResult>, ReserveError> {
+        let opened = match range {
+            Some(range) => self.bodies.open_range(&entry.blob, range).await,
+            None => self.bodies.open(&entry.blob).await,
+        };
+        let opened = opened.map_err(ReserveError::from);
         match self.observe(opened)? {
             Some(r) if r.meta.size == entry.size => Ok(Some(r)),
             Some(r) => {

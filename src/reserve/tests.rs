@@ -80,6 +80,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     put_get_replace_delete_and_usage,
+    a_range_of_a_body_reads_those_bytes,
     clear_hides_at_once_and_reclaim_deletes_everything_old_and_nothing_new,
     put_many_records_a_batch_and_the_last_write_of_a_key_wins,
     concurrent_streamed_uploads_are_recorded_together_and_whole,
@@ -122,6 +123,22 @@ async fn put_get_replace_delete_and_usage(f: Fixture) {
     assert!(f.reserve.get(&z, "k").await.unwrap().is_none());
     assert_eq!(f.reserve.usage(&z).await.unwrap(), Usage::default());
     assert_eq!(f.bodies().await, 0);
+}
+
+/// A range request's read (issue #12 A1): a body in a segment record and one in its own file or S3 object.
+async fn a_range_of_a_body_reads_those_bytes(f: Fixture) {
+    let z = new_zone(&f).await;
+    let body = |n: usize| Bytes::from((0..n).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    for (key, whole) in [("small", body(1000)), ("large", body((2 << 20) + 7))] {
+        f.reserve.put(&z, key, vec![], whole.clone()).await.unwrap();
+        let entry = f.reserve.find(&z, key).await.unwrap().unwrap();
+        for part in [0..1, 100..200, (whole.len() as u64 - 7)..whole.len() as u64] {
+            let got = f.reserve.open_part(&entry, Some(part.clone())).await.unwrap().unwrap();
+            assert_eq!((got.meta.size, got.range.clone()), (whole.len() as u64, part.clone()), "{key}");
+            let bytes = got.bytes().await.unwrap();
+            assert_eq!(bytes, whole.slice(part.start as usize..part.end as usize), "{key} {part:?}");
+        }
+    }
 }
 
 async fn clear_hides_at_once_and_reclaim_deletes_everything_old_and_nothing_new(f: Fixture) {
@@ -411,6 +428,13 @@ impl crate::storage::bodies::BodyStore for UndeletableFor {
     }
     async fn open(&self, location: &str) -> Result<Option<GetResult>, object_store::Error> {
         self.0.open(location).await
+    }
+    async fn open_range(
+        &self,
+        location: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Option<GetResult>, object_store::Error> {
+        self.0.open_range(location, range).await
     }
     async fn delete_many(&self, locations: Vec<String>) -> Result<(), object_store::Error> {
         if locations.iter().any(|l| l.starts_with(self.1.as_str())) {

@@ -12,12 +12,12 @@ pub mod local;
 pub mod s3;
 pub mod segment;
 
-use std::{fmt, sync::Arc, time::SystemTime};
+use std::{fmt, ops::Range, sync::Arc, time::SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
-use object_store::{GetResult, MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload, path::Path};
+use object_store::{GetOptions, GetResult, MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload, path::Path};
 
 use crate::domain::ZoneId;
 
@@ -59,6 +59,12 @@ pub trait BodyStore: Send + Sync + 'static {
     ) -> Result<(String, Box<dyn MultipartUpload>), BodyError>;
     /// Opens a body for reading; `None` when there is none at `location`.
     async fn open(&self, location: &str) -> Result<Option<GetResult>, BodyError>;
+    /// Opens bytes `range` of a body, which must lie within it (a range request answered from the
+    /// reserve, RFC 9110 §14): S3 gets only those bytes (a ranged `GET`), a file is read from the range's
+    /// start; a record in a segment (bodies up to 1 MiB) is read whole, so that its CRC-32C is checked, and
+    /// sliced. The result's `meta.size` is the whole body's, its `range` the one read. `None` when there is
+    /// no body at `location`.
+    async fn open_range(&self, location: &str, range: Range<u64>) -> Result<Option<GetResult>, BodyError>;
     /// Deletes bodies (S3: `DeleteObjects`, 1,000 keys a request, 20 requests in flight); one already gone
     /// counts as deleted. Fails with the first body that could not be deleted.
     async fn delete_many(&self, locations: Vec<String>) -> Result<(), BodyError>;
@@ -142,6 +148,15 @@ impl BodyStore for ObjectBodies {
 
     async fn open(&self, location: &str) -> Result<Option<GetResult>, BodyError> {
         match self.store.get(&Path::from(location)).await {
+            Ok(r) => Ok(Some(r)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn open_range(&self, location: &str, range: Range<u64>) -> Result<Option<GetResult>, BodyError> {
+        let options = GetOptions { range: Some(range.into()), ..Default::default() };
+        match self.store.get_opts(&Path::from(location), options).await {
             Ok(r) => Ok(Some(r)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),

@@ -70,17 +70,20 @@ async fn other_methods_pass_through_with_their_bodies_and_are_never_cached() {
     assert_eq!(origin.hits("/submit"), 2);
 }
 
+/// A range with a precondition meant for the origin (`If-Match`) goes to it as asked (RFC 9111 §4.3.2); a
+/// plain range is answered by the cache (tests/api/proxy/ranges.rs).
 #[tokio::test]
-async fn range_requests_go_to_the_origin_as_asked() {
+async fn a_range_with_an_origin_precondition_goes_to_the_origin_as_asked() {
     let app = spawn_app().await;
     let origin = TestOrigin::start().await;
     app.zone_with_origin("range.example", &origin.url).await;
     origin.set("/r", Reply::ok("0123456789", "public, max-age=86400"));
-    let got = app.proxy_client().get_with("range.example", "/r", &[("range", "bytes=0-3")]).await;
+    let headers = [("range", "bytes=0-3"), ("if-match", "\"x\"")];
+    let got = app.proxy_client().get_with("range.example", "/r", &headers).await;
     assert_eq!(got.cache(), "BYPASS");
     let (_, seen, _) = origin.last("/r").unwrap();
-    assert_eq!(seen["range"], "bytes=0-3");
-    // Not filled for the range's sake: the next plain GET is a miss.
+    assert_eq!((seen["range"].to_str().unwrap(), seen["if-match"].to_str().unwrap()), ("bytes=0-3", "\"x\""));
+    // Not filled for its sake: the next plain GET is a miss.
     assert_eq!(app.proxy_get("range.example", "/r").await.cache(), "MISS");
 }
 

@@ -10,6 +10,7 @@ mod memory;
 pub mod origin;
 mod purge;
 mod purge_retirement;
+mod ranges;
 mod raw_origin;
 mod reserve;
 mod semantics;

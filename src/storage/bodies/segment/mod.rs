@@ -28,6 +28,7 @@ mod tests;
 use std::{
     collections::HashMap,
     io,
+    ops::Range,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::SystemTime,
@@ -211,21 +212,21 @@ impl BodyStore for SegmentBodies {
         let Some(loc) = RecordLocation::parse(location) else { return self.files.open(location).await };
         let Some(body) = self.segments.read(&loc).await.map_err(io_error)? else { return Ok(None) };
         let size = body.len() as u64;
-        let meta = ObjectMeta {
-            // A record location is not an object path, and no reader looks at it: not built per hit.
-            location: object_store::path::Path::default(),
-            last_modified: Default::default(),
-            size,
-            e_tag: None,
-            version: None,
-        };
-        Ok(Some(GetResult {
-            payload: GetResultPayload::Stream(futures::stream::once(async move { Ok(body) }).boxed()),
-            meta,
-            range: 0..size,
-            attributes: Default::default(),
-            extensions: Default::default(),
-        }))
+        Ok(Some(record_result(body, 0..size, size)))
+    }
+
+    async fn open_range(&self, location: &str, range: Range<u64>) -> Result<Option<GetResult>, BodyError> {
+        let Some(loc) = RecordLocation::parse(location) else { return self.files.open_range(location, range).await };
+        let Some(body) = self.segments.read(&loc).await.map_err(io_error)? else { return Ok(None) };
+        let size = body.len() as u64;
+        if range.start > range.end || range.end > size {
+            return Err(object_store::Error::Generic {
+                store: "SegmentBodies",
+                source: format!("range {range:?} is outside a body of {size} bytes").into(),
+            });
+        }
+        let part = body.slice(range.start as usize..range.end as usize);
+        Ok(Some(record_result(part, range, size)))
     }
 
     async fn delete_many(&self, locations: Vec<String>) -> Result<(), BodyError> {
@@ -353,4 +354,23 @@ fn count_under(dir: &Path) -> io::Result<u64> {
         }
     }
     Ok(n)
+}
+
+/// A read record (or part of one) as object_store's result: `body` is bytes `range` of a body of `size`.
+fn record_result(body: Bytes, range: Range<u64>, size: u64) -> GetResult {
+    let meta = ObjectMeta {
+        // A record location is not an object path, and no reader looks at it: not built per hit.
+        location: object_store::path::Path::default(),
+        last_modified: Default::default(),
+        size,
+        e_tag: None,
+        version: None,
+    };
+    GetResult {
+        payload: GetResultPayload::Stream(futures::stream::once(async move { Ok(body) }).boxed()),
+        meta,
+        range,
+        attributes: Default::default(),
+        extensions: Default::default(),
+    }
 }
