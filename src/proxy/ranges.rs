@@ -20,7 +20,7 @@ use axum::body::Body;
 use bytes::Bytes;
 use http::{
     HeaderValue, Method, Response, StatusCode,
-    header::{CONTENT_LENGTH, CONTENT_RANGE},
+    header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE},
     request,
 };
 use http_body::{Body as _, Frame, SizeHint};
@@ -43,7 +43,8 @@ pub struct Filling;
 pub fn apply(request: &request::Parts, mut response: Response<Body>) -> Response<Body> {
     let pre = response.extensions_mut().remove::<PreRead>();
     let filling = response.extensions_mut().remove::<Filling>().is_some();
-    if request.method != Method::GET || response.status() != StatusCode::OK {
+    let asks = pre.is_some() || request.headers.contains_key(RANGE);
+    if !asks || request.method != Method::GET || response.status() != StatusCode::OK {
         return response;
     }
     let Some(length) = content_length(response.headers()) else { return response };
