@@ -65,11 +65,16 @@ const FEED_PAGE: u32 = 1000;
 /// Longest a sync may take before it is abandoned and tried again.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Puts `zone` in the table unless the table holds a newer revision; returns what the table holds.
+/// Puts `zone` in the table unless the table holds a newer revision for its name; returns what the table
+/// holds. A deleted zone stays as a tombstone (lookups skip it), so that a read of it from before the
+/// deletion, finishing late, cannot bring it back. Revisions are store-wide, so they order two zones of one
+/// name too (one deleted, the other created after).
 fn install(table: &mut HashMap<String, Arc<Zone>>, zone: Zone) -> Arc<Zone> {
     let slot = table.entry(zone.name.as_str().to_owned()).or_insert_with(|| Arc::new(zone.clone()));
     if slot.id != zone.id {
-        *slot = Arc::new(zone);
+        if slot.revision < zone.revision {
+            *slot = Arc::new(zone);
+        }
     } else if slot.revision < zone.revision {
         // A generation only grows; one raised in memory by a Clear stays raised.
         let generation = zone.generation.max(slot.generation);
@@ -195,7 +200,8 @@ impl ZoneDirectory {
     pub async fn resolve(&self, host: &str) -> StoreResult<Option<Arc<Zone>>> {
         {
             let table = self.by_name.read().expect("zone table lock");
-            if let Some(zone) = candidates(host).find_map(|name| table.get(name)) {
+            let live = |name: &str| table.get(name).filter(|z| z.deleted_on.is_none());
+            if let Some(zone) = candidates(host).find_map(live) {
                 return Ok(Some(zone.clone()));
             }
         }
@@ -208,16 +214,21 @@ impl ZoneDirectory {
             if let Ok(name) = ZoneName::parse(candidate)
                 && let Some(zone) = self.control.zone_by_name(&name).await?
             {
-                return Ok(Some(self.insert(zone)));
+                let installed = self.insert(zone);
+                // A deletion installed meanwhile wins over this read.
+                if installed.deleted_on.is_none() {
+                    return Ok(Some(installed));
+                }
             }
             self.unknown.insert(candidate.to_owned(), ());
         }
         Ok(None)
     }
 
-    /// Every zone known in memory.
+    /// Every live zone known in memory.
     pub fn zones(&self) -> Vec<Arc<Zone>> {
-        self.by_name.read().expect("zone table lock").values().cloned().collect()
+        let table = self.by_name.read().expect("zone table lock");
+        table.values().filter(|z| z.deleted_on.is_none()).cloned().collect()
     }
 
     /// Whether the view is recent enough to decide reserve reads and writes by (see the module docs).

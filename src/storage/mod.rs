@@ -141,7 +141,7 @@ pub struct StoredUser {
 
 /// Zones, settings, Clear operations, credentials, and the nodes that share them.
 ///
-/// Every change to a zone (create, origin, setting, Clear) gives it the next value of one store-wide
+/// Every change to a zone (create, origin, setting, Clear, purge, delete) gives it the next value of one store-wide
 /// revision counter, assigned under a lock held to commit: revisions become visible in increasing order,
 /// so a reader that has seen revision `r` has seen every change up to `r` ([`ControlStore::zone_changes`]).
 #[async_trait]
@@ -152,14 +152,27 @@ pub trait ControlStore: Send + Sync + 'static {
     /// race). Used for identities every node must share, e.g. the `CDN-Loop` id.
     async fn installation_value(&self, key: &str, default: &str) -> StoreResult<String>;
 
-    /// Creates a zone at generation 1 with the reserve off. A taken name is `AlreadyExists`.
+    /// Creates a zone with the reserve off, at generation 1, or, when `zone.id` is a deleted zone's, in its
+    /// row at that zone's current generation (empty, and above every generation that zone stored objects in,
+    /// so that none of them is ever read again). A name taken by a live zone, or the id of a live zone, is
+    /// `AlreadyExists` (its text names which: `zone <name>` or `zone id <id>`).
     async fn create_zone(&self, zone: NewZone) -> StoreResult<Zone>;
+    /// Deletes a live zone, in one transaction with the zone locked: turns its reserve off, moves it to a
+    /// new generation and records the reclaim of every older one (worked as a Clear's, so its stored
+    /// objects are logically gone at commit and physically deleted after), and marks it deleted at the
+    /// next revision. Returns the tombstone, which [`ControlStore::zone_changes`] carries to every node; no
+    /// other read returns it. An unknown or already deleted zone is `NotFound`. Cost independent of object
+    /// count.
+    async fn delete_zone(&self, id: &ZoneId) -> StoreResult<Zone>;
+    /// The live zone of that id.
     async fn zone(&self, id: &ZoneId) -> StoreResult<Option<Zone>>;
+    /// The live zone of that name.
     async fn zone_by_name(&self, name: &ZoneName) -> StoreResult<Option<Zone>>;
-    /// A page of zones ordered by name, and the total number matching.
+    /// A page of live zones ordered by name, and the total number matching.
     async fn list_zones(&self, filter: &ZoneFilter, page: Page) -> StoreResult<(Vec<Zone>, u64)>;
     /// Zones changed after revision `after`, in revision order, at most `limit`: a change feed whose cost
-    /// is the number of changes, not of zones. `after = 0` lists every zone.
+    /// is the number of changes, not of zones. `after = 0` lists every zone. Deleted zones are in it, as
+    /// tombstones (`deleted_on` set), so that a node drops them.
     async fn zone_changes(&self, after: i64, limit: u32) -> StoreResult<Vec<Zone>>;
     /// Sets a zone's origin URL.
     async fn set_origin(&self, id: &ZoneId, origin: Option<String>) -> StoreResult<Zone>;

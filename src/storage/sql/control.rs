@@ -18,7 +18,9 @@ use crate::{
     },
 };
 
-/// The latest Clear of a zone (not a `purge_everything`, which is reclaimed the same way) with what is left of the generations it clears.
+/// The latest Clear of a zone (not a `purge_everything` or a deletion, which are reclaimed the same way; the
+/// Clears of a deleted zone become `delete` when its id is used again) with what is left of the generations
+/// it clears.
 const LATEST_CLEAR: &str = "
     SELECT c.id, c.zone_id, c.target_generation, c.start_ts, c.end_ts, c.modified_on,
            c.objects_total, c.bytes_total,
@@ -38,9 +40,10 @@ async fn latest_clear_in(tx: &mut Transaction<'static, Any>, id: &ZoneId) -> Sto
     row.as_ref().map(rows::clear).transpose()
 }
 
-/// The zone, locked against change until commit (PostgreSQL; SQLite's write lock already is).
-async fn lock_zone(tx: &mut Transaction<'static, Any>, d: Dialect, id: &ZoneId) -> StoreResult<Zone> {
-    let row = sqlx::query(sql(format!("SELECT * FROM zones WHERE id = $1{}", d.for_update())))
+/// The live zone, locked against change until commit (PostgreSQL; SQLite's write lock already is); a
+/// deleted one is `NotFound`.
+pub(super) async fn lock_zone(tx: &mut Transaction<'static, Any>, d: Dialect, id: &ZoneId) -> StoreResult<Zone> {
+    let row = sqlx::query(sql(format!("SELECT * FROM zones WHERE id = $1 AND deleted_on IS NULL{}", d.for_update())))
         .bind(id.as_str())
         .fetch_optional(&mut **tx)
         .await
@@ -48,7 +51,8 @@ async fn lock_zone(tx: &mut Transaction<'static, Any>, d: Dialect, id: &ZoneId) 
     row.as_ref().map(rows::zone).transpose()?.ok_or_else(|| StoreError::NotFound(format!("zone {id}")))
 }
 
-async fn zone_in(tx: &mut Transaction<'static, Any>, id: &ZoneId) -> StoreResult<Zone> {
+/// The zone as this transaction sees it, tombstone or not.
+pub(super) async fn zone_in(tx: &mut Transaction<'static, Any>, id: &ZoneId) -> StoreResult<Zone> {
     let row = sqlx::query("SELECT * FROM zones WHERE id = $1")
         .bind(id.as_str())
         .fetch_optional(&mut **tx)
@@ -59,7 +63,7 @@ async fn zone_in(tx: &mut Transaction<'static, Any>, id: &ZoneId) -> StoreResult
 
 /// The next store-wide zone revision. The counter row stays locked until commit, so revisions become
 /// visible in the order they are handed out (see [`ControlStore`]).
-async fn next_revision(tx: &mut Transaction<'static, Any>) -> StoreResult<i64> {
+pub(super) async fn next_revision(tx: &mut Transaction<'static, Any>) -> StoreResult<i64> {
     sqlx::query_scalar("UPDATE counters SET value = value + 1 WHERE name = 'zone_revision' RETURNING value")
         .fetch_one(&mut **tx)
         .await
@@ -67,8 +71,8 @@ async fn next_revision(tx: &mut Transaction<'static, Any>) -> StoreResult<i64> {
 }
 
 /// Moves the zone to a new generation at `revision` and records the reclaim of the old ones (a row of
-/// `clears` of `kind` `clear` or `purge`), with the counts it must delete.
-async fn new_generation(
+/// `clears` of `kind` `clear`, `purge` or `delete`), with the counts it must delete.
+pub(super) async fn new_generation(
     tx: &mut Transaction<'static, Any>,
     d: Dialect,
     id: &ZoneId,
@@ -100,7 +104,7 @@ async fn new_generation(
 }
 
 /// Announces a change to listening nodes when the transaction commits (PostgreSQL `NOTIFY`).
-async fn announce(tx: &mut Transaction<'static, Any>, d: Dialect, what: &str) -> StoreResult<()> {
+pub(super) async fn announce(tx: &mut Transaction<'static, Any>, d: Dialect, what: &str) -> StoreResult<()> {
     if d == Dialect::Postgres {
         sqlx::query("SELECT CAST(pg_notify($1, $2) AS TEXT)")
             .bind(CHANNEL)
@@ -136,32 +140,15 @@ impl ControlStore for SqlStore {
     }
 
     async fn create_zone(&self, zone: NewZone) -> StoreResult<Zone> {
-        let d = self.dialect;
-        retrying!(async {
-            let mut tx = self.begin_write().await?;
-            let revision = next_revision(&mut tx).await?;
-            sqlx::query(sql(format!(
-                "INSERT INTO zones (id, name, origin, reserve_on, generation, revision, created_on, modified_on)
-                 VALUES ($1, $2, $3, 0, 1, $4, {now}, {now})",
-                now = d.now()
-            )))
-            .bind(zone.id.as_str())
-            .bind(zone.name.as_str())
-            .bind(&zone.origin)
-            .bind(revision)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| unique_or_backend(e, format!("zone {}", zone.name)))?;
-            announce(&mut tx, d, "zones").await?;
-            let created = zone_in(&mut tx, &zone.id).await?;
-            super::partitions::create(&mut tx, d, &zone.id, created.generation).await?;
-            tx.commit().await.map_err(backend)?;
-            Ok(created)
-        })
+        self.create_zone_row(&zone).await
+    }
+
+    async fn delete_zone(&self, id: &ZoneId) -> StoreResult<Zone> {
+        self.delete_zone_row(id).await
     }
 
     async fn zone(&self, id: &ZoneId) -> StoreResult<Option<Zone>> {
-        let row = sqlx::query("SELECT * FROM zones WHERE id = $1")
+        let row = sqlx::query("SELECT * FROM zones WHERE id = $1 AND deleted_on IS NULL")
             .bind(id.as_str())
             .fetch_optional(&self.read)
             .await
@@ -170,7 +157,7 @@ impl ControlStore for SqlStore {
     }
 
     async fn zone_by_name(&self, name: &ZoneName) -> StoreResult<Option<Zone>> {
-        let row = sqlx::query("SELECT * FROM zones WHERE name = $1")
+        let row = sqlx::query("SELECT * FROM zones WHERE name = $1 AND deleted_on IS NULL")
             .bind(name.as_str())
             .fetch_optional(&self.read)
             .await
@@ -180,11 +167,13 @@ impl ControlStore for SqlStore {
 
     async fn list_zones(&self, filter: &ZoneFilter, page: Page) -> StoreResult<(Vec<Zone>, u64)> {
         // Scoped tokens name few zones; filter in memory after a name-ordered scan of the matching rows.
-        let rows = sqlx::query("SELECT * FROM zones WHERE (CAST($1 AS TEXT) IS NULL OR name = $1) ORDER BY name")
-            .bind(filter.name.as_ref().map(|n| n.as_str()))
-            .fetch_all(&self.read)
-            .await
-            .map_err(backend)?;
+        let rows = sqlx::query(
+            "SELECT * FROM zones WHERE deleted_on IS NULL AND (CAST($1 AS TEXT) IS NULL OR name = $1) ORDER BY name",
+        )
+        .bind(filter.name.as_ref().map(|n| n.as_str()))
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
         let mut zones = rows.iter().map(rows::zone).collect::<StoreResult<Vec<_>>>()?;
         if let Some(only) = &filter.only {
             zones.retain(|z| only.contains(&z.id));
