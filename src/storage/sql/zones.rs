@@ -1,17 +1,92 @@
-//! Creating and deleting zones in SQL. A deleted zone stays as a tombstone row (`deleted_on` set): the change
+//! Zone rows in SQL: what every zone change uses (the row lock, the next revision, a new generation, the
+//! announcement to other nodes), and creating and deleting zones. A deleted zone stays as a tombstone row (`deleted_on` set): the change
 //! feed carries its deletion to every node, the reclaimer finishes the Clear that deleted its objects, and a
 //! zone created again with its id reuses the row, so its generation counter keeps increasing and nothing
 //! stored under the old zone is ever in a generation the new one reads.
 
-use super::{
-    SqlStore, backend,
-    control::{announce, lock_zone, new_generation, next_revision, zone_in},
-    retrying, sql, unique_or_backend,
-};
+use sqlx::{Any, Transaction};
+
+use super::{Dialect, SqlStore, backend, control::CHANNEL, retrying, rows, sql, unique_or_backend};
 use crate::{
-    domain::Zone,
+    domain::{Zone, ZoneId},
     storage::{NewZone, StoreError, StoreResult},
 };
+
+/// The live zone, locked against change until commit (PostgreSQL; SQLite's write lock already is); a
+/// deleted one is `NotFound`.
+pub(super) async fn lock_zone(tx: &mut Transaction<'static, Any>, d: Dialect, id: &ZoneId) -> StoreResult<Zone> {
+    let row = sqlx::query(sql(format!("SELECT * FROM zones WHERE id = $1 AND deleted_on IS NULL{}", d.for_update())))
+        .bind(id.as_str())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)?;
+    row.as_ref().map(rows::zone).transpose()?.ok_or_else(|| StoreError::NotFound(format!("zone {id}")))
+}
+
+/// The zone as this transaction sees it, tombstone or not.
+pub(super) async fn zone_in(tx: &mut Transaction<'static, Any>, id: &ZoneId) -> StoreResult<Zone> {
+    let row = sqlx::query("SELECT * FROM zones WHERE id = $1")
+        .bind(id.as_str())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)?;
+    row.as_ref().map(rows::zone).transpose()?.ok_or_else(|| StoreError::NotFound(format!("zone {id}")))
+}
+
+/// The next store-wide zone revision. The counter row stays locked until commit, so revisions become
+/// visible in the order they are handed out (see [`ControlStore`]).
+pub(super) async fn next_revision(tx: &mut Transaction<'static, Any>) -> StoreResult<i64> {
+    sqlx::query_scalar("UPDATE counters SET value = value + 1 WHERE name = 'zone_revision' RETURNING value")
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(backend)
+}
+
+/// Moves the zone to a new generation at `revision` and records the reclaim of the old ones (a row of
+/// `clears` of `kind` `clear`, `purge` or `delete`), with the counts it must delete.
+pub(super) async fn new_generation(
+    tx: &mut Transaction<'static, Any>,
+    d: Dialect,
+    id: &ZoneId,
+    revision: i64,
+    kind: &str,
+) -> StoreResult<()> {
+    let target: i64 = sqlx::query_scalar(
+        "UPDATE zones SET generation = generation + 1, revision = $2 WHERE id = $1 RETURNING generation",
+    )
+    .bind(id.as_str())
+    .bind(revision)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(backend)?;
+    sqlx::query(sql(format!(
+        "INSERT INTO clears (zone_id, target_generation, start_ts, modified_on, objects_total, bytes_total, kind)
+         SELECT $1, $2, {now}, {now},
+                CAST(COALESCE(SUM(objects), 0) AS BIGINT), CAST(COALESCE(SUM(bytes), 0) AS BIGINT), $3
+         FROM generations WHERE zone_id = $1 AND generation < $2",
+        now = d.now()
+    )))
+    .bind(id.as_str())
+    .bind(target)
+    .bind(kind)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    super::partitions::create(tx, d, id, target).await
+}
+
+/// Announces a change to listening nodes when the transaction commits (PostgreSQL `NOTIFY`).
+pub(super) async fn announce(tx: &mut Transaction<'static, Any>, d: Dialect, what: &str) -> StoreResult<()> {
+    if d == Dialect::Postgres {
+        sqlx::query("SELECT CAST(pg_notify($1, $2) AS TEXT)")
+            .bind(CHANNEL)
+            .bind(what)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(backend)?;
+    }
+    Ok(())
+}
 
 impl SqlStore {
     /// See [`crate::storage::ControlStore::create_zone`].
@@ -70,7 +145,7 @@ impl SqlStore {
     }
 
     /// See [`crate::storage::ControlStore::delete_zone`].
-    pub(super) async fn delete_zone_row(&self, id: &crate::domain::ZoneId) -> StoreResult<Zone> {
+    pub(super) async fn delete_zone_row(&self, id: &ZoneId) -> StoreResult<Zone> {
         let d = self.dialect;
         retrying!(async {
             let mut tx = self.begin_write().await?;
