@@ -41,6 +41,9 @@ use std::{
 
 use tokio_util::sync::CancellationToken;
 
+pub use node::{SyncConfig, node_name};
+use table::{candidates, install};
+
 use crate::{
     domain::{PurgeRule, Zone, ZoneName},
     purge::PurgeBook,
@@ -53,46 +56,11 @@ pub const NEGATIVE_TTL: Duration = Duration::from_secs(1);
 /// Hosts remembered as served by no zone, at most.
 const NEGATIVE_CAPACITY: u64 = 100_000;
 
-/// The names a zone serving `host` may have: `host` itself, then each parent domain, nearest first
-/// (`a.b.example.com`, `b.example.com`, `example.com`, `com`).
-fn candidates(host: &str) -> impl Iterator<Item = &str> {
-    std::iter::successors(Some(host), |h| h.split_once('.').map(|(_, parent)| parent)).filter(|h| !h.is_empty())
-}
-
 /// Zones read per page of the change feed.
 const FEED_PAGE: u32 = 1000;
 
 /// Longest a sync may take before it is abandoned and tried again.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Puts `zone` in the table unless the table holds a newer revision; returns what the table holds.
-fn install(table: &mut HashMap<String, Arc<Zone>>, zone: Zone) -> Arc<Zone> {
-    let slot = table.entry(zone.name.as_str().to_owned()).or_insert_with(|| Arc::new(zone.clone()));
-    if slot.id != zone.id {
-        *slot = Arc::new(zone);
-    } else if slot.revision < zone.revision {
-        // A generation only grows; one raised in memory by a Clear stays raised.
-        let generation = zone.generation.max(slot.generation);
-        *slot = Arc::new(Zone { generation, ..zone });
-    }
-    slot.clone()
-}
-
-/// How the zone table keeps in step with the store.
-#[derive(Debug, Clone, Copy)]
-pub struct SyncConfig {
-    /// How often to read the change feed when not woken by a notification.
-    pub interval: Duration,
-    /// How long after the start of its last successful sync the view may be used for the reserve; also
-    /// the longest an acknowledged change waits for a silent node.
-    pub view_ttl: Duration,
-}
-
-impl Default for SyncConfig {
-    fn default() -> Self {
-        Self { interval: Duration::from_millis(250), view_ttl: Duration::from_secs(1) }
-    }
-}
 
 /// What this node has synced.
 #[derive(Debug, Default)]
@@ -195,7 +163,8 @@ impl ZoneDirectory {
     pub async fn resolve(&self, host: &str) -> StoreResult<Option<Arc<Zone>>> {
         {
             let table = self.by_name.read().expect("zone table lock");
-            if let Some(zone) = candidates(host).find_map(|name| table.get(name)) {
+            let live = |name: &str| table.get(name).filter(|z| z.deleted_on.is_none());
+            if let Some(zone) = candidates(host).find_map(live) {
                 return Ok(Some(zone.clone()));
             }
         }
@@ -208,16 +177,21 @@ impl ZoneDirectory {
             if let Ok(name) = ZoneName::parse(candidate)
                 && let Some(zone) = self.control.zone_by_name(&name).await?
             {
-                return Ok(Some(self.insert(zone)));
+                let installed = self.insert(zone);
+                // A deletion installed meanwhile wins over this read.
+                if installed.deleted_on.is_none() {
+                    return Ok(Some(installed));
+                }
             }
             self.unknown.insert(candidate.to_owned(), ());
         }
         Ok(None)
     }
 
-    /// Every zone known in memory.
+    /// Every live zone known in memory.
     pub fn zones(&self) -> Vec<Arc<Zone>> {
-        self.by_name.read().expect("zone table lock").values().cloned().collect()
+        let table = self.by_name.read().expect("zone table lock");
+        table.values().filter(|z| z.deleted_on.is_none()).cloned().collect()
     }
 
     /// Whether the view is recent enough to decide reserve reads and writes by (see the module docs).
@@ -409,15 +383,7 @@ impl ZoneDirectory {
     }
 }
 
-/// A name for this node in leases and the node table: host name, process id and a random suffix, so a
-/// restarted process is a new node.
-pub fn node_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let host = host.trim();
-    let mut random = [0u8; 4];
-    getrandom::fill(&mut random).expect("the operating system's random source failed");
-    format!("{}-{}-{}", if host.is_empty() { "node" } else { host }, std::process::id(), hex::encode(random))
-}
-
+mod node;
+mod table;
 #[cfg(test)]
 mod tests;

@@ -62,6 +62,10 @@ pub enum ApiError {
     Unparseable(StatusCode),
     /// The API's connection cap is reached (`503`, answered by the listener before reading the request).
     TooManyConnections,
+    /// `POST /zones` with a name a live zone has (Cloudflare 1061); carries the name.
+    ZoneExists(String),
+    /// `POST /zones` with a name that is not a hostname; carries it, already made safe.
+    InvalidZoneName(String),
     /// A `purge_cache` / `invalidate_cache` body that cannot be carried out (SPEC §10).
     Purge(PurgeError),
     /// The control store cannot be reached (`503`, retryable): nothing was changed.
@@ -209,6 +213,16 @@ impl ApiError {
             ApiError::TooManyConnections => {
                 (S::SERVICE_UNAVAILABLE, item(1015, "Too many connections to the API; retry shortly"))
             }
+            ApiError::ZoneExists(name) => (S::BAD_REQUEST, item(1061, format!("{name} already exists"))),
+            ApiError::InvalidZoneName(name) => (
+                S::BAD_REQUEST,
+                item(
+                    1007,
+                    format!(
+                        "Invalid request body: \"{name}\" is not a valid zone name; expected a hostname such as example.com"
+                    ),
+                ),
+            ),
             ApiError::Purge(e) => (S::BAD_REQUEST, e.item()),
             ApiError::Unavailable => (
                 S::SERVICE_UNAVAILABLE,
@@ -326,6 +340,8 @@ mod tests {
             ApiError::Unparseable(StatusCode::URI_TOO_LONG),
             ApiError::Unparseable(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
             ApiError::TooManyConnections,
+            ApiError::ZoneExists("example.com".into()),
+            ApiError::InvalidZoneName("a b".into()),
             ApiError::Purge(PurgeError::NoSelector),
             ApiError::Purge(PurgeError::NotArray),
             ApiError::Purge(PurgeError::Invalid("x".into())),

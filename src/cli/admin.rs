@@ -26,6 +26,18 @@ pub enum ZoneCommand {
         /// Origin the proxy forwards misses to, e.g. http://127.0.0.1:9000.
         #[arg(long, value_parser = parse_origin)]
         origin: Option<String>,
+        /// A fixed zone id (32 lowercase hex digits, as Cloudflare's), e.g. to match ids that automation
+        /// expects. A deleted zone's id may be used again. Default: a random one.
+        #[arg(long, value_parser = parse_zone_id)]
+        id: Option<ZoneId>,
+        #[command(flatten)]
+        data: AdminStoreArgs,
+    },
+    /// Delete a zone; prints its id. Its stored objects are gone at once (deleted in the background, as by
+    /// a Clear), and running servers stop serving its hostname (421). Its name can be taken again.
+    Delete {
+        /// Zone id or name.
+        zone: String,
         #[command(flatten)]
         data: AdminStoreArgs,
     },
@@ -167,19 +179,14 @@ fn token_lifetime(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// An origin URL: `http://` or `https://`, a host, optionally a port and a path prefix (put before every
-/// request's path: `http://host/app` sends `/x` to `/app/x`); no query or fragment.
+/// `--origin`: see [`crate::domain::zone::parse_origin`].
 fn parse_origin(s: &str) -> Result<String, String> {
-    let uri: axum::http::Uri = s.parse().map_err(|_| format!("{s:?} is not a URL"))?;
-    let ok_scheme = matches!(uri.scheme_str(), Some("http" | "https"));
-    let no_query = uri.query().is_none() && !s.contains('#');
-    if !ok_scheme || uri.authority().is_none() || !no_query {
-        return Err(format!(
-            "{s:?}: expected an origin such as http://127.0.0.1:9000 or https://origin.example/prefix \
-             (scheme, host, optional port and path prefix; no query)"
-        ));
-    }
-    Ok(s.trim_end_matches('/').to_owned())
+    crate::domain::zone::parse_origin(s)
+}
+
+/// `--id`: a zone id.
+fn parse_zone_id(s: &str) -> Result<ZoneId, String> {
+    ZoneId::parse(s).map_err(|_| format!("{s:?} is not a zone id: expected 32 lowercase hex digits"))
 }
 
 /// Finds a zone by id or name.
@@ -196,10 +203,10 @@ async fn resolve_zone(store: &dyn ControlStore, id_or_name: &str) -> anyhow::Res
 impl ZoneCommand {
     pub async fn run(self) -> anyhow::Result<()> {
         match self {
-            ZoneCommand::Create { name, origin, data } => {
+            ZoneCommand::Create { name, origin, id, data } => {
                 let name = ZoneName::parse(&name)?;
                 let dir = data.open().await?;
-                let new = NewZone { id: ZoneId::generate(), name, origin };
+                let new = NewZone { id: id.unwrap_or_else(ZoneId::generate), name, origin };
                 let zone = dir.sql.create_zone(new).await.map_err(|e| match e {
                     StoreError::AlreadyExists(what) => anyhow::anyhow!("{what} already exists"),
                     other => other.into(),
@@ -217,6 +224,16 @@ impl ZoneCommand {
                     let reserve = if z.reserve_on { "on" } else { "off" };
                     println!("{}\t{}\treserve={reserve}\torigin={}", z.id, z.name, z.origin.as_deref().unwrap_or("-"));
                 }
+            }
+            ZoneCommand::Delete { zone, data } => {
+                let dir = data.open().await?;
+                let id = resolve_zone(&dir.sql, &zone).await?;
+                // Servers learn of it from the change feed within their sync interval, as of any change.
+                let gone = dir.sql.delete_zone(&id).await.map_err(|e| match e {
+                    StoreError::NotFound(_) => anyhow::anyhow!("no zone {zone:?}"),
+                    other => other.into(),
+                })?;
+                println!("{}", gone.id);
             }
             ZoneCommand::SetOrigin { zone, origin, data } => {
                 let dir = data.open().await?;
@@ -317,19 +334,5 @@ impl UserCommand {
             }
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_origin;
-
-    #[test]
-    fn origins() {
-        assert_eq!(parse_origin("http://127.0.0.1:9000/").unwrap(), "http://127.0.0.1:9000");
-        assert!(parse_origin("https://origin.example.com").is_ok());
-        for bad in ["ftp://x", "127.0.0.1:9000", "http://x/path", "not a url"] {
-            assert!(parse_origin(bad).is_err(), "{bad}");
-        }
     }
 }

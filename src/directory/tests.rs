@@ -32,3 +32,20 @@ fn a_generation_raised_in_memory_stays_raised() {
     let z = install(&mut table, Zone::example(2, 1, false));
     assert_eq!((z.revision, z.generation), (2, 2));
 }
+
+#[test]
+fn a_deletion_stays_until_a_newer_zone_of_its_name() {
+    let mut table = HashMap::new();
+    install(&mut table, Zone::example(1, 1, true));
+    let tombstone = Zone { deleted_on: Some(crate::domain::Timestamp::from_micros(1)), ..Zone::example(2, 2, false) };
+    install(&mut table, tombstone);
+    // A read from before the deletion, finishing late, does not bring the zone back.
+    let kept = install(&mut table, Zone::example(1, 1, true));
+    assert!(kept.deleted_on.is_some());
+    // A zone created later with the name (another id) takes the slot; a late tombstone does not undo it.
+    let other = crate::domain::ZoneId::generate();
+    let reborn = install(&mut table, Zone { id: other.clone(), ..Zone::example(3, 1, false) });
+    assert_eq!((reborn.id.clone(), reborn.deleted_on), (other.clone(), None));
+    let late = Zone { deleted_on: Some(crate::domain::Timestamp::from_micros(1)), ..Zone::example(2, 2, false) };
+    assert_eq!(install(&mut table, late).id, other);
+}

@@ -81,6 +81,9 @@ pub enum Access {
     ZoneRead,
     /// Purge or invalidate cached content: Cache Purge alone (SPEC §10).
     Purge,
+    /// Create or delete a zone: Zone Write (Cloudflare's "Zone: Edit"). Creating also needs a scope of all
+    /// zones ([`Principal::reaches_all`]).
+    ZoneAdmin,
 }
 
 impl Access {
@@ -93,6 +96,7 @@ impl Access {
                 matches!(p, Permission::ZoneSettingsWrite | Permission::ZoneWrite)
             }
             Access::Purge => p == Permission::CachePurge,
+            Access::ZoneAdmin => p == Permission::ZoneWrite,
         }
     }
 }
@@ -121,6 +125,12 @@ impl Principal {
             Principal::Token { scope: TokenScope::AllZones, .. } => true,
             Principal::Token { scope: TokenScope::Zones(zones), .. } => zones.contains(zone),
         }
+    }
+
+    /// Whether the caller reaches every zone, including any created later (a global key, or a token scoped
+    /// to all zones): the scope that may create zones, as Cloudflare's account-level permissions.
+    pub fn reaches_all(&self) -> bool {
+        matches!(self, Principal::User(_) | Principal::Token { scope: TokenScope::AllZones, .. })
     }
 
     /// Whether the caller holds a permission that grants `access`.
@@ -168,6 +178,7 @@ mod tests {
         assert!(purger.allows(Access::ZoneRead));
         assert!(!purger.allows(Access::SettingsRead));
         assert!(!purger.allows(Access::SettingsWrite));
+        assert!(!purger.allows(Access::ZoneAdmin));
         assert_eq!("cache_purge".parse(), Ok(Permission::CachePurge));
     }
 
@@ -181,5 +192,6 @@ mod tests {
         };
         assert!(t.reaches(&a));
         assert!(!t.reaches(&ZoneId::generate()));
+        assert!(t.allows(Access::ZoneAdmin) && !t.reaches_all());
     }
 }

@@ -44,6 +44,22 @@ impl fmt::Display for ZoneName {
     }
 }
 
+/// Parses an origin URL: `http://` or `https://`, a host, optionally a port and a path prefix (put before
+/// every request's path: `http://host/app` sends `/x` to `/app/x`); no query or fragment. Returns it without
+/// a trailing `/`, or a message that shows the expected shape.
+pub fn parse_origin(s: &str) -> Result<String, String> {
+    let uri: http::Uri = s.parse().map_err(|_| format!("{s:?} is not a URL"))?;
+    let ok_scheme = matches!(uri.scheme_str(), Some("http" | "https"));
+    let no_query = uri.query().is_none() && !s.contains('#');
+    if !ok_scheme || uri.authority().is_none() || !no_query {
+        return Err(format!(
+            "{s:?}: expected an origin such as http://127.0.0.1:9000 or https://origin.example/prefix \
+             (scheme, host, optional port and path prefix; no query)"
+        ));
+    }
+    Ok(s.trim_end_matches('/').to_owned())
+}
+
 /// A zone as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Zone {
@@ -63,6 +79,9 @@ pub struct Zone {
     pub purge_revision: i64,
     pub created_on: Timestamp,
     pub modified_on: Timestamp,
+    /// When the zone was deleted: a tombstone, kept so that the change feed carries the deletion to every
+    /// node; `None` while the zone is live. Store reads other than the feed never return tombstones.
+    pub deleted_on: Option<Timestamp>,
 }
 
 #[cfg(test)]
@@ -80,6 +99,7 @@ impl Zone {
             purge_revision: 0,
             created_on: Timestamp::from_micros(0),
             modified_on: Timestamp::from_micros(0),
+            deleted_on: None,
         }
     }
 }
@@ -91,6 +111,16 @@ mod tests {
     #[test]
     fn normalises_case_and_trailing_dot() {
         assert_eq!(ZoneName::parse("Example.COM.").unwrap().as_str(), "example.com");
+    }
+
+    #[test]
+    fn origins() {
+        assert_eq!(parse_origin("http://127.0.0.1:9000/").unwrap(), "http://127.0.0.1:9000");
+        assert!(parse_origin("https://origin.example.com").is_ok());
+        assert_eq!(parse_origin("http://x/app/").unwrap(), "http://x/app");
+        for bad in ["ftp://x", "127.0.0.1:9000", "http://x/path?q=1", "http://x/#f", "not a url"] {
+            assert!(parse_origin(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! failures and deadlocks). Times that other nodes compare (settings, Clears, leases, node syncs) come from
 //! the database's clock, never a node's.
 
+pub mod background;
 pub mod bodies;
 pub mod open;
 pub mod sql;
@@ -17,6 +18,7 @@ pub mod testing;
 use std::time::Duration;
 
 use async_trait::async_trait;
+pub use background::{CompactionIndex, PendingPurge, PurgeIndex, Relocation, StoredBody};
 
 use crate::domain::{
     ClearOperation, Invalidation, Permission, PurgeAction, PurgeRule, PurgeTarget, Timestamp, TokenId, TokenScope,
@@ -141,7 +143,7 @@ pub struct StoredUser {
 
 /// Zones, settings, Clear operations, credentials, and the nodes that share them.
 ///
-/// Every change to a zone (create, origin, setting, Clear) gives it the next value of one store-wide
+/// Every change to a zone (create, origin, setting, Clear, purge, delete) gives it the next value of one store-wide
 /// revision counter, assigned under a lock held to commit: revisions become visible in increasing order,
 /// so a reader that has seen revision `r` has seen every change up to `r` ([`ControlStore::zone_changes`]).
 #[async_trait]
@@ -152,14 +154,27 @@ pub trait ControlStore: Send + Sync + 'static {
     /// race). Used for identities every node must share, e.g. the `CDN-Loop` id.
     async fn installation_value(&self, key: &str, default: &str) -> StoreResult<String>;
 
-    /// Creates a zone at generation 1 with the reserve off. A taken name is `AlreadyExists`.
+    /// Creates a zone with the reserve off, at generation 1, or, when `zone.id` is a deleted zone's, in its
+    /// row at that zone's current generation (empty, and above every generation that zone stored objects in,
+    /// so that none of them is ever read again). A name taken by a live zone, or the id of a live zone, is
+    /// `AlreadyExists` (its text names which: `zone <name>` or `zone id <id>`).
     async fn create_zone(&self, zone: NewZone) -> StoreResult<Zone>;
+    /// Deletes a live zone, in one transaction with the zone locked: turns its reserve off, moves it to a
+    /// new generation and records the reclaim of every older one (worked as a Clear's, so its stored
+    /// objects are logically gone at commit and physically deleted after), and marks it deleted at the
+    /// next revision. Returns the tombstone, which [`ControlStore::zone_changes`] carries to every node; no
+    /// other read returns it. An unknown or already deleted zone is `NotFound`. Cost independent of object
+    /// count.
+    async fn delete_zone(&self, id: &ZoneId) -> StoreResult<Zone>;
+    /// The live zone of that id.
     async fn zone(&self, id: &ZoneId) -> StoreResult<Option<Zone>>;
+    /// The live zone of that name.
     async fn zone_by_name(&self, name: &ZoneName) -> StoreResult<Option<Zone>>;
-    /// A page of zones ordered by name, and the total number matching.
+    /// A page of live zones ordered by name, and the total number matching.
     async fn list_zones(&self, filter: &ZoneFilter, page: Page) -> StoreResult<(Vec<Zone>, u64)>;
     /// Zones changed after revision `after`, in revision order, at most `limit`: a change feed whose cost
-    /// is the number of changes, not of zones. `after = 0` lists every zone.
+    /// is the number of changes, not of zones. `after = 0` lists every zone. Deleted zones are in it, as
+    /// tombstones (`deleted_on` set), so that a node drops them.
     async fn zone_changes(&self, after: i64, limit: u32) -> StoreResult<Vec<Zone>>;
     /// Sets a zone's origin URL.
     async fn set_origin(&self, id: &ZoneId, origin: Option<String>) -> StoreResult<Zone>;
@@ -359,74 +374,4 @@ pub trait ObjectIndex: Send + Sync + 'static {
     /// Gives up the lease after a failed attempt: the Clear is not retried (by any node) for `retry_after`,
     /// so that other Clears go first; `error` is kept for operators. A lost lease is ignored.
     async fn release_clear(&self, lease: &ClearLease, retry_after: Duration, error: &str) -> StoreResult<()>;
-}
-
-/// A purge or invalidation rule whose reserve work is still to be done.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingPurge {
-    pub id: i64,
-    pub rule: PurgeRule,
-}
-
-/// A body stored in a zone generation: its entry's key, where the body is, and its size in bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredBody {
-    pub key_hash: String,
-    pub blob: String,
-    pub size: u64,
-}
-
-/// A body copied elsewhere by compaction: the entry of `key_hash` is to name `to` instead of `from`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Relocation {
-    pub key_hash: String,
-    pub from: String,
-    pub to: String,
-}
-
-/// What the compaction of a local segment store needs of the index: which bodies are live, and the
-/// relocation of entries to their bodies' copies, only where nothing changed them meanwhile.
-#[async_trait]
-pub trait CompactionIndex: Send + Sync + 'static {
-    /// Up to `limit` bodies of the zone's `generation` with a key hash above `after`, in key hash order.
-    async fn bodies_after(
-        &self,
-        zone: &ZoneId,
-        generation: i64,
-        after: &str,
-        limit: u32,
-    ) -> StoreResult<Vec<StoredBody>>;
-    /// In one transaction: points each entry at its body's copy if it still names the original. Refused
-    /// (`None`, nothing changed) while a purge or invalidation rule of the zone is not yet worked: that
-    /// work deletes or marks entries only as it read them, body location included. Else, per relocation,
-    /// whether it was made (not when the entry was replaced, evicted or purged meanwhile).
-    async fn relocate(&self, zone: &ZoneId, generation: i64, moves: &[Relocation]) -> StoreResult<Option<Vec<bool>>>;
-}
-
-/// What the background work of purge and invalidation rules needs (SPEC §10): the rules not yet worked,
-/// the zone's objects in pages, deletion (purges) and marking (invalidations) that touch only entries still
-/// exactly as read, and the retirement of worked rules. Every step is idempotent, so two nodes working the
-/// same rule, or a node replaying one after a crash, do no harm.
-#[async_trait]
-pub trait PurgeIndex: Send + Sync + 'static {
-    /// Up to `limit` rules (purges and invalidations) whose reserve work is not done, oldest first.
-    async fn pending_purges(&self, limit: u32) -> StoreResult<Vec<PendingPurge>>;
-    /// Up to `limit` entries of the zone's current generation with a key hash above `after`, in key hash
-    /// order (a page of a pass over the zone).
-    async fn objects_after(&self, zone: &ZoneId, after: &str, limit: u32) -> StoreResult<Vec<IndexEntry>>;
-    /// Forgets each entry if it is still exactly as read (same body, same fill revision), subtracting
-    /// from the counts what was deleted; returns how many were.
-    async fn forget_purged(&self, entries: &[IndexEntry]) -> StoreResult<u64>;
-    /// Writes each invalidation into its entry if the entry is still exactly as read and does not carry
-    /// a later one; returns how many were written.
-    async fn mark_invalidated(&self, marks: &[(IndexEntry, Invalidation)]) -> StoreResult<u64>;
-    /// Marks rules as worked: every reserve object they targeted is gone (purge) or carries the
-    /// invalidation (invalidate).
-    async fn finish_purges(&self, ids: &[i64]) -> StoreResult<()>;
-    /// The highest revision through which every rule is worked (the store's current revision when none
-    /// is pending): what a node sweeps its memory tiers for.
-    async fn purges_done_through(&self) -> StoreResult<i64>;
-    /// Retires (deletes) every worked rule of a revision through which every node that synced within
-    /// `window` has swept, and raises the store's retired-through revision to it. Returns that revision.
-    async fn retire_purges(&self, window: Duration) -> StoreResult<i64>;
 }

@@ -13,4 +13,5 @@ mod proxy;
 mod raw;
 mod sdk;
 mod settings;
+mod zone_lifecycle;
 mod zones;

@@ -253,3 +253,44 @@ async fn wait_for_lines(path: &std::path::Path, n: usize) -> Vec<serde_json::Val
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// B8: zones with fixed ids for offline automation, and their deletion reaching a running server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zone_create_with_a_fixed_id_and_zone_delete_reach_a_running_server() {
+    let origin = TestOrigin::start().await;
+    origin.set("/hello", Reply::ok("hello", "max-age=60"));
+    let stores = TestStores::fresh().await;
+    let d = stores.dir.path().to_str().unwrap();
+    let id = "0123456789abcdef0123456789abcdef";
+    let create = |name: &str, id: &str| {
+        run(&stores, &["zone", "create", name, "--id", id, "--origin", &origin.url, "--data-dir", d, "--create"], &[])
+    };
+    assert_eq!(stdout(&create("example.com", id)), format!("{id}\n"));
+    let taken = create("other.example", id);
+    assert!(stderr(&taken).contains(&format!("zone id {id} already exists")), "{}", stderr(&taken));
+    let bad = create("other.example", "0123456789ABCDEF0123456789ABCDEF");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("is not a zone id: expected 32 lowercase hex digits"), "{}", stderr(&bad));
+
+    let server = ServerProcess::start(&stores, &[]);
+    let proxy = ProxyClient::new(&server.proxy);
+    assert_eq!(proxy.get("example.com", "/hello").await.status, 200);
+    assert_eq!(stdout(&run(&stores, &["zone", "delete", "example.com", "--data-dir", d], &[])), format!("{id}\n"));
+    // The change feed carries the deletion to the running server.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while proxy.get("example.com", "/hello").await.status != 421 {
+        assert!(std::time::Instant::now() < deadline, "the server still serves the deleted zone");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let again = run(&stores, &["zone", "delete", id, "--data-dir", d], &[]);
+    assert!(stderr(&again).contains(&format!("no zone \"{id}\"")), "{}", stderr(&again));
+    let listed = run(&stores, &["zone", "list", "--data-dir", d], &[]);
+    assert_eq!(stdout(&listed), "");
+    // The id and the name can be used again.
+    assert_eq!(stdout(&create("example.com", id)), format!("{id}\n"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while proxy.get("example.com", "/hello").await.status != 200 {
+        assert!(std::time::Instant::now() < deadline, "the server does not serve the zone created again");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

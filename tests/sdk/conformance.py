@@ -102,6 +102,19 @@ expect_error("settings permissions do not purge (10000)", lambda: client.cache.p
 by_key_purge = by_key.cache.purge(zone_id=zone_id, tags=["x"])
 check("global key purges", by_key_purge.id == zone_id, by_key_purge)
 
+# Zones created and deleted as Terraform and the SDK's zones.create do (issue #12 B8).
+account_id = zones[0].account.id
+new_name = f"new.{zone_name}"
+created = by_key.zones.create(account={"id": account_id}, name=new_name, type="full")
+check("zones.create with the global key", created.name == new_name and len(created.id) == 32, created)
+expect_error("zones.create of a taken name is 1061", lambda: by_key.zones.create(account={"id": account_id}, name=new_name, type="full"), BadRequestError, 1061)
+expect_error("a token scoped to some zones cannot create (10000)", lambda: client.zones.create(account={"id": account_id}, name="other.example", type="full"), PermissionDeniedError, 10000)
+deleted = by_key.zones.delete(zone_id=created.id)
+check("zones.delete returns the zone id", deleted is not None and deleted.id == created.id, deleted)
+expect_error("a deleted zone is 7003", lambda: by_key.zones.get(zone_id=created.id), BadRequestError, 7003)
+again = by_key.zones.create(account={"id": account_id}, name=new_name, type="full")
+check("a deleted zone's name can be created again", again.id != created.id and again.name == new_name, again)
+
 bad_id = "0" * 32
 expect_error("unknown zone is 7003", lambda: client.cache.cache_reserve.get(zone_id=bad_id), BadRequestError, 7003)
 

@@ -1,7 +1,9 @@
-//! Zones: `GET /zones` (with `?name=` and pagination) and `GET /zones/{zone_id}`.
+//! Zones: `GET /zones` (with `?name=` and pagination), `GET /zones/{zone_id}`, and creating and deleting
+//! them (`POST /zones`, `DELETE /zones/{zone_id}`).
 
 use axum::extract::{RawQuery, State};
 use serde::Serialize;
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -11,10 +13,11 @@ use crate::{
         auth::Caller,
         envelope::{Envelope, ResultInfo},
         error::Failure,
-        extract::ZoneSegment,
+        error::safe_echo,
+        extract::{RawBody, ZoneSegment, unknown_field},
     },
-    domain::{Access, Principal, Timestamp, TokenScope, Zone, ZoneName},
-    storage::{Page, ZoneFilter},
+    domain::{Access, Principal, Timestamp, TokenScope, Zone, ZoneId, ZoneName, zone::parse_origin},
+    storage::{NewZone, Page, StoreError, ZoneFilter},
 };
 
 #[derive(Serialize, ToSchema)]
@@ -153,6 +156,117 @@ async fn get_zone(
     Ok(Envelope::ok(view(zone, &account)))
 }
 
+/// What `POST /zones` asks for.
+struct CreateRequest {
+    name: ZoneName,
+    origin: Option<String>,
+}
+
+/// Reads Cloudflare's body `{"name": ..., "account": {"id": ...}, "type": "full"}`, plus our `origin`.
+/// `account.id`, if sent, must be this installation's `account`.
+fn parse_create(body: Option<Value>, account: &str) -> Result<CreateRequest, ApiError> {
+    const SHAPE: &str = "an object with \"name\" (and optionally \"account\", \"type\", \"origin\")";
+    let Some(Value::Object(fields)) = body else { return Err(ApiError::InvalidBody(SHAPE)) };
+    if let Some(field) = unknown_field(&fields, &["name", "account", "type", "origin"]) {
+        return Err(ApiError::UnknownField { field, expected: "\"name\", \"account\", \"type\" or \"origin\"" });
+    }
+    let name = match fields.get("name") {
+        Some(Value::String(n)) => ZoneName::parse(n).map_err(|_| ApiError::InvalidZoneName(safe_echo(n)))?,
+        _ => return Err(ApiError::InvalidBody("\"name\" is required: the zone's hostname, e.g. example.com")),
+    };
+    if let Some(sent) = fields.get("account") {
+        check_account(sent, account)?;
+    }
+    match fields.get("type") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(t)) if t == "full" => {}
+        Some(_) => return Err(ApiError::InvalidBody("\"type\" must be \"full\", the only zone type this server has")),
+    }
+    let origin =
+        match fields.get("origin") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(o)) => Some(parse_origin(o).map_err(|_| {
+                ApiError::InvalidBody("\"origin\" must be a URL such as http://127.0.0.1:9000 (no query)")
+            })?),
+            Some(_) => return Err(ApiError::InvalidBody("\"origin\" must be a string")),
+        };
+    Ok(CreateRequest { name, origin })
+}
+
+/// `account` of a create body: `{"id": <this installation's account id>}`.
+fn check_account(sent: &Value, account: &str) -> Result<(), ApiError> {
+    let empty = Map::new();
+    let fields = sent.as_object().unwrap_or(&empty);
+    if let Some(field) = unknown_field(fields, &["id"]) {
+        return Err(ApiError::UnknownField { field, expected: "only \"id\" in \"account\"" });
+    }
+    if fields.get("id").and_then(Value::as_str) != Some(account) {
+        return Err(ApiError::InvalidBody(
+            "\"account\" must be {\"id\": <this installation's account id>}, as GET /zones shows it",
+        ));
+    }
+    Ok(())
+}
+
+/// Create a zone.
+///
+/// Body `{"name": "example.com", "account": {"id": "..."}, "type": "full"}` (Cloudflare's), optionally with
+/// `origin` (our addition); `account.id`, if sent, must be this installation's and `type`, if sent, `full`.
+/// Needs `Zone Write` over all zones (a global key, or a token scoped to all zones). A name a live zone has
+/// is refused with 1061; a deleted zone's name may be taken again.
+#[utoipa::path(post, path = "/zones", tag = "Zone",
+    request_body(content = Object, description = "{\"name\": \"example.com\", \"account\": {\"id\": \"...\"}, \"type\": \"full\"}"),
+    responses((status = 200, body = Envelope<ZoneView>), (status = 400, body = Failure), (status = 403, body = Failure)))]
+async fn create_zone(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: RawBody,
+) -> Result<Envelope<ZoneView>, ApiError> {
+    if !caller.0.allows(Access::ZoneAdmin) || !caller.0.reaches_all() {
+        return Err(ApiError::AuthenticationError);
+    }
+    let account = state.control.account_id().await?;
+    let CreateRequest { name, origin } = parse_create(body.json()?, &account)?;
+    let new = NewZone { id: ZoneId::generate(), name: name.clone(), origin };
+    let zone = state.control.create_zone(new).await.map_err(|e| match e {
+        StoreError::AlreadyExists(_) => ApiError::ZoneExists(name.to_string()),
+        other => other.into(),
+    })?;
+    // Served by every node's proxy before the caller hears back.
+    state.zones.publish(zone.clone()).await;
+    Ok(Envelope::ok(view(zone, &account)))
+}
+
+#[derive(Serialize, ToSchema)]
+struct DeletedView {
+    /// The deleted zone's id.
+    id: String,
+}
+
+/// Delete a zone.
+///
+/// Its reserve objects are gone at once (deleted in the background, as by a Clear) and no node's proxy
+/// serves its hostname when this answers (421). Needs `Zone Write` on the zone. The name can be taken
+/// again; a token scoped to this id reaches a zone created later with the same id.
+#[utoipa::path(delete, path = "/zones/{zone_id}", tag = "Zone",
+    params(("zone_id" = String, Path, description = "Zone identifier")),
+    responses((status = 200, body = Envelope<DeletedView>), (status = 400, body = Failure), (status = 403, body = Failure)))]
+async fn delete_zone(
+    State(state): State<AppState>,
+    caller: Caller,
+    zone: ZoneSegment,
+) -> Result<Envelope<DeletedView>, ApiError> {
+    let found = state.zone_for(&caller.0, &zone, Access::ZoneAdmin).await?;
+    // Deleted by another request since the read above: as unknown.
+    let tombstone = state.control.delete_zone(&found.id).await.map_err(|e| match e {
+        StoreError::NotFound(_) => zone.not_routable(),
+        other => other.into(),
+    })?;
+    state.zones.publish(tombstone).await;
+    state.clear_started.notify_one();
+    Ok(Envelope::ok(DeletedView { id: found.id.to_string() }))
+}
+
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_zones)).routes(routes!(get_zone))
+    OpenApiRouter::new().routes(routes!(list_zones, create_zone)).routes(routes!(get_zone, delete_zone))
 }

@@ -5,7 +5,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::{Any, Transaction};
 
-use super::{Dialect, SqlStore, backend, retrying, rows, sql, unique_or_backend};
+use super::{
+    SqlStore, backend, retrying, rows, sql, unique_or_backend,
+    zones::{announce, lock_zone, new_generation, next_revision, zone_in},
+};
 use crate::{
     domain::{
         ClearOperation, PurgeAction, PurgeRule, PurgeTarget, Timestamp, TokenId, Zone, ZoneId, ZoneName,
@@ -18,7 +21,8 @@ use crate::{
     },
 };
 
-/// The latest Clear of a zone (not a `purge_everything`, which is reclaimed the same way) with what is left of the generations it clears.
+/// The latest Clear of a zone (not a `purge_everything` or a deletion, reclaimed the same way; a deleted zone's
+/// Clears become `delete` when its id is used again) with what is left of the generations it clears.
 const LATEST_CLEAR: &str = "
     SELECT c.id, c.zone_id, c.target_generation, c.start_ts, c.end_ts, c.modified_on,
            c.objects_total, c.bytes_total,
@@ -36,80 +40,6 @@ pub(super) const CHANNEL: &str = "cache_reserve";
 async fn latest_clear_in(tx: &mut Transaction<'static, Any>, id: &ZoneId) -> StoreResult<Option<ClearOperation>> {
     let row = sqlx::query(LATEST_CLEAR).bind(id.as_str()).fetch_optional(&mut **tx).await.map_err(backend)?;
     row.as_ref().map(rows::clear).transpose()
-}
-
-/// The zone, locked against change until commit (PostgreSQL; SQLite's write lock already is).
-async fn lock_zone(tx: &mut Transaction<'static, Any>, d: Dialect, id: &ZoneId) -> StoreResult<Zone> {
-    let row = sqlx::query(sql(format!("SELECT * FROM zones WHERE id = $1{}", d.for_update())))
-        .bind(id.as_str())
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(backend)?;
-    row.as_ref().map(rows::zone).transpose()?.ok_or_else(|| StoreError::NotFound(format!("zone {id}")))
-}
-
-async fn zone_in(tx: &mut Transaction<'static, Any>, id: &ZoneId) -> StoreResult<Zone> {
-    let row = sqlx::query("SELECT * FROM zones WHERE id = $1")
-        .bind(id.as_str())
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(backend)?;
-    row.as_ref().map(rows::zone).transpose()?.ok_or_else(|| StoreError::NotFound(format!("zone {id}")))
-}
-
-/// The next store-wide zone revision. The counter row stays locked until commit, so revisions become
-/// visible in the order they are handed out (see [`ControlStore`]).
-async fn next_revision(tx: &mut Transaction<'static, Any>) -> StoreResult<i64> {
-    sqlx::query_scalar("UPDATE counters SET value = value + 1 WHERE name = 'zone_revision' RETURNING value")
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(backend)
-}
-
-/// Moves the zone to a new generation at `revision` and records the reclaim of the old ones (a row of
-/// `clears` of `kind` `clear` or `purge`), with the counts it must delete.
-async fn new_generation(
-    tx: &mut Transaction<'static, Any>,
-    d: Dialect,
-    id: &ZoneId,
-    revision: i64,
-    kind: &str,
-) -> StoreResult<()> {
-    let target: i64 = sqlx::query_scalar(
-        "UPDATE zones SET generation = generation + 1, revision = $2 WHERE id = $1 RETURNING generation",
-    )
-    .bind(id.as_str())
-    .bind(revision)
-    .fetch_one(&mut **tx)
-    .await
-    .map_err(backend)?;
-    sqlx::query(sql(format!(
-        "INSERT INTO clears (zone_id, target_generation, start_ts, modified_on, objects_total, bytes_total, kind)
-         SELECT $1, $2, {now}, {now},
-                CAST(COALESCE(SUM(objects), 0) AS BIGINT), CAST(COALESCE(SUM(bytes), 0) AS BIGINT), $3
-         FROM generations WHERE zone_id = $1 AND generation < $2",
-        now = d.now()
-    )))
-    .bind(id.as_str())
-    .bind(target)
-    .bind(kind)
-    .execute(&mut **tx)
-    .await
-    .map_err(backend)?;
-    super::partitions::create(tx, d, id, target).await
-}
-
-/// Announces a change to listening nodes when the transaction commits (PostgreSQL `NOTIFY`).
-async fn announce(tx: &mut Transaction<'static, Any>, d: Dialect, what: &str) -> StoreResult<()> {
-    if d == Dialect::Postgres {
-        sqlx::query("SELECT CAST(pg_notify($1, $2) AS TEXT)")
-            .bind(CHANNEL)
-            .bind(what)
-            .fetch_one(&mut **tx)
-            .await
-            .map_err(backend)?;
-    }
-    Ok(())
 }
 
 #[async_trait]
@@ -136,32 +66,15 @@ impl ControlStore for SqlStore {
     }
 
     async fn create_zone(&self, zone: NewZone) -> StoreResult<Zone> {
-        let d = self.dialect;
-        retrying!(async {
-            let mut tx = self.begin_write().await?;
-            let revision = next_revision(&mut tx).await?;
-            sqlx::query(sql(format!(
-                "INSERT INTO zones (id, name, origin, reserve_on, generation, revision, created_on, modified_on)
-                 VALUES ($1, $2, $3, 0, 1, $4, {now}, {now})",
-                now = d.now()
-            )))
-            .bind(zone.id.as_str())
-            .bind(zone.name.as_str())
-            .bind(&zone.origin)
-            .bind(revision)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| unique_or_backend(e, format!("zone {}", zone.name)))?;
-            announce(&mut tx, d, "zones").await?;
-            let created = zone_in(&mut tx, &zone.id).await?;
-            super::partitions::create(&mut tx, d, &zone.id, created.generation).await?;
-            tx.commit().await.map_err(backend)?;
-            Ok(created)
-        })
+        self.create_zone_row(&zone).await
+    }
+
+    async fn delete_zone(&self, id: &ZoneId) -> StoreResult<Zone> {
+        self.delete_zone_row(id).await
     }
 
     async fn zone(&self, id: &ZoneId) -> StoreResult<Option<Zone>> {
-        let row = sqlx::query("SELECT * FROM zones WHERE id = $1")
+        let row = sqlx::query("SELECT * FROM zones WHERE id = $1 AND deleted_on IS NULL")
             .bind(id.as_str())
             .fetch_optional(&self.read)
             .await
@@ -170,7 +83,7 @@ impl ControlStore for SqlStore {
     }
 
     async fn zone_by_name(&self, name: &ZoneName) -> StoreResult<Option<Zone>> {
-        let row = sqlx::query("SELECT * FROM zones WHERE name = $1")
+        let row = sqlx::query("SELECT * FROM zones WHERE name = $1 AND deleted_on IS NULL")
             .bind(name.as_str())
             .fetch_optional(&self.read)
             .await
@@ -180,11 +93,13 @@ impl ControlStore for SqlStore {
 
     async fn list_zones(&self, filter: &ZoneFilter, page: Page) -> StoreResult<(Vec<Zone>, u64)> {
         // Scoped tokens name few zones; filter in memory after a name-ordered scan of the matching rows.
-        let rows = sqlx::query("SELECT * FROM zones WHERE (CAST($1 AS TEXT) IS NULL OR name = $1) ORDER BY name")
-            .bind(filter.name.as_ref().map(|n| n.as_str()))
-            .fetch_all(&self.read)
-            .await
-            .map_err(backend)?;
+        let rows = sqlx::query(
+            "SELECT * FROM zones WHERE deleted_on IS NULL AND (CAST($1 AS TEXT) IS NULL OR name = $1) ORDER BY name",
+        )
+        .bind(filter.name.as_ref().map(|n| n.as_str()))
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
         let mut zones = rows.iter().map(rows::zone).collect::<StoreResult<Vec<_>>>()?;
         if let Some(only) = &filter.only {
             zones.retain(|z| only.contains(&z.id));

@@ -21,6 +21,7 @@ mod purges;
 mod reclaim;
 mod rows;
 mod writes;
+mod zones;
 
 use std::{
     collections::HashMap,

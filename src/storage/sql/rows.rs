@@ -44,6 +44,7 @@ pub(super) fn zone(r: &AnyRow) -> StoreResult<Zone> {
         purge_revision: r.get("purge_revision"),
         created_on: ts(r.get("created_on")),
         modified_on: ts(r.get("modified_on")),
+        deleted_on: opt_ts(r.get("deleted_on")),
     })
 }
 
