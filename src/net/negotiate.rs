@@ -123,7 +123,7 @@ impl Serving {
         S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let conn = self.http1.serve_connection(TokioIo::new(io), service);
-        drive(conn, &self.shutdown, std::future::pending()).await
+        drive(conn, &self.shutdown, std::future::pending(), self.header_timeout).await
     }
 
     async fn http2_conn<I, S, F>(&self, io: I, service: F) -> Result<(), hyper::Error>
@@ -136,24 +136,35 @@ impl Serving {
     {
         let activity = Activity::default();
         let conn = self.http2.serve_connection(TokioIo::new(io), service(Some(activity.clone())));
-        drive(conn, &self.shutdown, activity.idle_for(self.idle_timeout)).await
+        drive(conn, &self.shutdown, activity.idle_for(self.idle_timeout), self.header_timeout).await
     }
 }
 
-/// Runs a connection until it ends; on shutdown, or when `idle` resolves, asks it to finish gracefully
-/// (HTTP/1.1: after the response under way; HTTP/2: `GOAWAY`, then after the open streams).
-async fn drive<C>(conn: C, shutdown: &CancellationToken, idle: impl Future<Output = ()>) -> Result<(), C::Error>
+/// Runs a connection until it ends. On shutdown, asks it to finish gracefully (HTTP/1.1: after the
+/// response under way; HTTP/2: `GOAWAY`, then after the open streams). When `idle` resolves (no request
+/// open), asks the same, and closes it if it is not done within `linger`: a client that never sent the
+/// HTTP/2 preface, or does not take part in the `GOAWAY` exchange, is not waited for.
+async fn drive<C>(
+    conn: C,
+    shutdown: &CancellationToken,
+    idle: impl Future<Output = ()>,
+    linger: Duration,
+) -> Result<(), C::Error>
 where
     C: GracefulConnection,
 {
     let mut conn = std::pin::pin!(conn);
-    tokio::select! {
+    let idled = tokio::select! {
         done = conn.as_mut() => return done,
-        () = shutdown.cancelled() => {}
-        () = idle => {}
-    }
+        () = shutdown.cancelled() => false,
+        () = idle => true,
+    };
     conn.as_mut().graceful_shutdown();
-    conn.await
+    if !idled {
+        return conn.await;
+    }
+    // Past `linger` the connection is dropped, which closes it.
+    tokio::time::timeout(linger, conn).await.unwrap_or(Ok(()))
 }
 
 /// Reads until the bytes read are the HTTP/2 preface or cannot begin it; returns them with the stream.

@@ -299,7 +299,7 @@ pub fn binary() -> Command {
 pub struct ServerProcess {
     pub child: Child,
     pub base: String,
-    /// The proxy, `http://127.0.0.1:PORT`.
+    /// The proxy, `http://127.0.0.1:PORT` (`https://` with TLS).
     pub proxy: String,
 }
 
@@ -330,7 +330,8 @@ impl ServerProcess {
                 if !sent {
                     if let Some(rest) = line.split("listening on http://").nth(1) {
                         let api = rest.split_whitespace().next().unwrap().to_owned();
-                        let proxy = line.split("proxy on http://").nth(1).unwrap().split([',', ' ']).next().unwrap();
+                        // `http://addr`, or `https://addr` with TLS.
+                        let proxy = line.split("proxy on ").nth(1).unwrap().split([',', ' ']).next().unwrap();
                         tx.send((api, proxy.to_owned())).unwrap();
                         sent = true;
                     }
@@ -338,7 +339,7 @@ impl ServerProcess {
             }
         });
         let (api, proxy) = rx.recv_timeout(Duration::from_secs(30)).expect("server did not say where it listens");
-        Self { child, base: format!("http://{api}/client/v4"), proxy: format!("http://{proxy}") }
+        Self { child, base: format!("http://{api}/client/v4"), proxy }
     }
 
     pub fn kill(mut self) {

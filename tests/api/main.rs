@@ -12,4 +12,5 @@ mod proxy;
 mod raw;
 mod sdk;
 mod settings;
+mod tls;
 mod zones;
