@@ -141,7 +141,11 @@ impl Listener {
             };
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 refusals.note(self.name, self.limits.max_connections);
-                // Answered while few refusals are under way; past that, a flood is just closed.
+                // Answered while few refusals are under way; past that, a flood is just closed. A TLS client
+                // could not read a plain answer (and a handshake would cost what the cap saves): closed.
+                if matches!(self.protocols, Protocols::Tls(_)) {
+                    continue;
+                }
                 if let Ok(refusing) = refusing.clone().try_acquire_owned() {
                     let answer = (self.error_body)(StatusCode::SERVICE_UNAVAILABLE);
                     tokio::spawn(async move {

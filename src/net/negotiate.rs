@@ -232,7 +232,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_preface_is_told_from_http1_and_the_bytes_read_are_kept() {
-        for (sent, h2) in [(&PREFACE[..], true), (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n".as_slice(), false)] {
+        for (sent, h2) in [(PREFACE, true), (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n".as_slice(), false)] {
             let (mut client, server) = tokio::io::duplex(64);
             tokio::io::AsyncWriteExt::write_all(&mut client, sent).await.unwrap();
             let (first, io) = read_preface(server).await.unwrap();

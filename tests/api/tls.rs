@@ -255,3 +255,54 @@ async fn with_h2c_the_plain_listener_serves_http2_with_prior_knowledge_and_http1
     assert_eq!((got.cache(), got.text().as_str()), ("HIT", "clear text"));
     assert_eq!(origin.hits("/c"), 1);
 }
+
+#[tokio::test]
+async fn the_connection_cap_holds_over_tls_and_a_refused_client_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = cert(dir.path(), "a");
+    let (app, proxy) = tls_app(&cert, |c| c.proxy_conns.max_connections = 2).await;
+    let origin = TestOrigin::start().await;
+    app.zone_with_origin(HOST, &origin.url).await;
+    origin.set("/cap", Reply::ok("in", "no-store"));
+    let mut held = vec![connect(&proxy.to_string()).await, connect(&proxy.to_string()).await];
+    // Both held connections are taken once a refusal is seen; until then a handshake may still get in.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client(&cert.der, proxy, true).get(url(proxy, "/cap")).send().await.is_ok() {
+        assert!(Instant::now() < deadline, "the cap of 2 connections never refused one");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    held.pop();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(got) = client(&cert.der, proxy, true).get(url(proxy, "/cap")).send().await {
+            assert_eq!(got.text().await.unwrap(), "in");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the freed connection slot never came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn shutdown_lets_an_http2_request_in_flight_finish() {
+    let origin = TestOrigin::start().await;
+    origin.set("/slow", Reply::ok("worth the wait", "no-store").delay(Duration::from_secs(1)));
+    let seeded = Seeded::new(HOST, &origin.url).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cert = cert(dir.path(), "a");
+    let (c, k) = (cert.files.cert.to_str().unwrap(), cert.files.key.to_str().unwrap());
+    let server = ServerProcess::start(&seeded.stores, &["--proxy-tls-cert", c, "--proxy-tls-key", k]);
+    let proxy = addr_of(&server.proxy);
+    let h2 = client(&cert.der, proxy, true);
+    let request = tokio::spawn(h2.get(url(proxy, "/slow")).send());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while origin.hits("/slow") == 0 {
+        assert!(Instant::now() < deadline, "the request never reached the origin");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let exit = tokio::task::spawn_blocking(move || server.terminate());
+    let got = request.await.unwrap().unwrap();
+    assert_eq!(got.version(), Version::HTTP_2);
+    assert_eq!(got.text().await.unwrap(), "worth the wait");
+    assert_eq!(exit.await.unwrap().code(), Some(0));
+}
