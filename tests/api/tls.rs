@@ -10,6 +10,7 @@ use std::{
 };
 
 use cache_reserve::{
+    domain::{Permission, TokenScope},
     net::tls::TlsFiles,
     server::{ProxyTransport, ServeConfig},
 };
@@ -84,7 +85,7 @@ async fn a_verifying_client_gets_a_miss_then_hits_over_http2_and_http1() {
     let cert = cert(dir.path(), "a");
     let (app, proxy) = tls_app(&cert, |_| {}).await;
     let origin = TestOrigin::start().await;
-    app.zone_with_origin(HOST, &origin.url).await;
+    let zone = app.zone_with_origin(HOST, &origin.url).await;
     origin.set("/a", Reply::ok("over tls", "max-age=600"));
 
     let h2 = client(&cert.der, proxy, true);
@@ -108,6 +109,14 @@ async fn a_verifying_client_gets_a_miss_then_hits_over_http2_and_http1() {
     let (_, seen, _) = origin.last("/a").unwrap();
     assert_eq!(seen["x-forwarded-proto"], "https");
     assert_eq!(seen["x-forwarded-host"], HOST);
+
+    // A purge by URL reaches the copy stored for requests over TLS.
+    let token = app.token(&[Permission::CachePurge], TokenScope::AllZones).await;
+    let purge = app.post(&format!("/zones/{zone}/purge_cache"), &token);
+    ok(purge.json(&serde_json::json!({"files": [format!("https://{HOST}/a")]})).send().await.unwrap()).await;
+    let after = h2.get(url(proxy, "/a")).send().await.unwrap();
+    assert_eq!(after.headers()["cf-cache-status"], "MISS");
+    assert_eq!(origin.hits("/a"), 2);
 
     // A client that does not trust the certificate is refused at the handshake.
     let stranger = self::cert(dir.path(), "stranger");
