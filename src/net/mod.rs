@@ -63,9 +63,11 @@ pub struct ConnLimits {
     /// Connections served at once; one more is answered `503` and closed.
     pub max_connections: usize,
     /// How long a request head may take to arrive, from the connection's start or the head's first byte
-    /// (nginx `client_header_timeout`, 60 s). The connection is closed.
+    /// (nginx `client_header_timeout`, 60 s). The connection is closed. Also bounds a TLS handshake, and the
+    /// first bytes on an h2c listener.
     pub header_timeout: Duration,
-    /// How long a kept-alive connection may wait for its next request (nginx `keepalive_timeout`, 75 s).
+    /// How long a kept-alive connection may wait for its next request (nginx `keepalive_timeout`, 75 s);
+    /// on HTTP/2, how long a connection may have no request open.
     pub idle_timeout: Duration,
     /// Longest wait for the next piece of a request body (nginx `client_body_timeout`, 60 s).
     pub body_timeout: Duration,
@@ -96,6 +98,7 @@ pub struct Listener {
     pub name: &'static str,
     pub limits: ConnLimits,
     pub error_body: ErrorBody,
+    /// Plain HTTP/1.1, h2c beside it, or TLS with HTTP/2 and HTTP/1.1.
     pub protocols: Protocols,
 }
 

@@ -92,8 +92,8 @@ impl CertStore {
         &self.files
     }
 
-    /// A server configuration that takes its certificate from this store, offers [`ALPN`], and speaks
-    /// TLS 1.2 and 1.3 with rustls' safe defaults (ring).
+    /// A server configuration that takes its certificate from this store, offers [`ALPN`], speaks TLS 1.2
+    /// and 1.3 with rustls' safe defaults (ring), and resumes sessions by ticket.
     pub fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>, TlsError> {
         let mut config = ServerConfig::builder_with_provider(self.provider.clone())
             .with_safe_default_protocol_versions()
@@ -101,6 +101,9 @@ impl CertStore {
             .with_no_client_auth()
             .with_cert_resolver(self.clone());
         config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+        // Stateless resumption (keys rotated by rustls every 6 hours), beside the small stateful cache, so
+        // returning clients skip the full handshake however many there are.
+        config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(TlsError::Config)?;
         Ok(Arc::new(config))
     }
 

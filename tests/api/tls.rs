@@ -22,7 +22,7 @@ use crate::{helpers::*, proxy::Seeded, proxy::origin::*, raw::*};
 
 const HOST: &str = "tls.example";
 
-/// A self-signed certificate for [`HOST`], as PEM files, and its DER for clients to trust.
+/// A self-signed certificate for [`HOST`] (and `nobody.example`), as PEM files, and its DER for clients to trust.
 struct Cert {
     files: TlsFiles,
     der: CertificateDer<'static>,
@@ -30,7 +30,7 @@ struct Cert {
 
 fn cert(dir: &Path, name: &str) -> Cert {
     let rcgen::CertifiedKey { cert, signing_key } =
-        rcgen::generate_simple_self_signed(vec![HOST.to_owned(), "h2c.example".to_owned()]).unwrap();
+        rcgen::generate_simple_self_signed(vec![HOST.to_owned(), "nobody.example".to_owned()]).unwrap();
     let files = TlsFiles { cert: dir.join(format!("{name}.crt")), key: dir.join(format!("{name}.key")) };
     std::fs::write(&files.cert, cert.pem()).unwrap();
     std::fs::write(&files.key, signing_key.serialize_pem()).unwrap();
@@ -314,4 +314,37 @@ async fn shutdown_lets_an_http2_request_in_flight_finish() {
     assert_eq!(got.version(), Version::HTTP_2);
     assert_eq!(got.text().await.unwrap(), "worth the wait");
     assert_eq!(exit.await.unwrap().code(), Some(0));
+}
+
+#[tokio::test]
+async fn over_http2_uploads_reach_the_origin_and_an_unread_body_leaves_the_connection_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = cert(dir.path(), "a");
+    let (app, proxy) = tls_app(&cert, |_| {}).await;
+    let origin = TestOrigin::start().await;
+    app.zone_with_origin(HOST, &origin.url).await;
+    origin.set("/up", Reply::ok("taken", "no-store"));
+    let h2 = client(&cert.der, proxy, true);
+
+    let got = h2.post(url(proxy, "/up")).body("a body of 21 bytes...").send().await.unwrap();
+    assert_eq!(got.version(), Version::HTTP_2);
+    assert_eq!((got.status().as_u16(), got.headers()["cf-cache-status"].to_str().unwrap()), (200, "DYNAMIC"));
+    let (_, seen, body) = origin.last("/up").unwrap();
+    assert_eq!(body, "a body of 21 bytes...");
+    assert_eq!(seen["content-length"], "21");
+    assert_eq!(seen["host"], origin.url.trim_start_matches("http://"));
+
+    // An unknown host is answered before its body is read: no `Connection` field (not HTTP/2's), and the
+    // connection serves the next request.
+    let other = format!("https://nobody.example:{}/x", proxy.port());
+    let h2_other = reqwest::Client::builder()
+        .tls_backend_preconfigured(client_tls(&cert.der, &[b"h2"]))
+        .resolve("nobody.example", proxy)
+        .build()
+        .unwrap();
+    let refused = h2_other.post(&other).body(vec![b'x'; 100_000]).send().await.unwrap();
+    assert_eq!(refused.status(), 421);
+    assert!(refused.headers().get("connection").is_none());
+    let next = h2_other.get(&other).send().await.unwrap();
+    assert_eq!((next.version(), next.status().as_u16()), (Version::HTTP_2, 421));
 }
