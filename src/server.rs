@@ -43,10 +43,10 @@ pub struct ServeConfig {
     pub sync: SyncConfig,
     /// The proxy listener's connection cap and client timeouts.
     pub proxy_conns: ConnLimits,
-    /// What the proxy listener speaks.
-    pub proxy_transport: ProxyTransport,
     /// The API listener's.
     pub api_conns: ConnLimits,
+    /// What the proxy listener speaks.
+    pub proxy_transport: ProxyTransport,
     /// Most items one purge request may name (SPEC §10).
     pub purge_max_items: usize,
 }

@@ -60,7 +60,7 @@ const MAX_REFUSING: usize = 64;
 /// The limits of one listener. Defaults follow nginx's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnLimits {
-    /// Connections served at once; one more is answered `503` and closed.
+    /// Connections served at once; one more is answered `503` and closed (over TLS, closed).
     pub max_connections: usize,
     /// How long a request head may take to arrive, from the connection's start or the head's first byte
     /// (nginx `client_header_timeout`, 60 s). The connection is closed. Also bounds a TLS handshake, and the
