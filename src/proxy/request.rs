@@ -256,4 +256,20 @@ mod tests {
         }
         assert_eq!(host_of(b"a\xff.example"), None);
     }
+
+    #[test]
+    fn an_http2_request_names_its_host_in_the_authority() {
+        let h2 = |uri: &str, host: Option<&str>| {
+            let mut req = http::Request::builder().version(http::Version::HTTP_2).uri(uri);
+            if let Some(h) = host {
+                req = req.header(header::HOST, h);
+            }
+            request_host(&req.body(()).unwrap().into_parts().0)
+        };
+        assert_eq!(h2("https://A.Example.:8443/x?y", None).unwrap(), "a.example");
+        // `:authority` wins over a `Host` that disagrees (RFC 9113 §8.3.1), as an absolute target does.
+        assert_eq!(h2("https://a.example/x", Some("b.example")).unwrap(), "a.example");
+        assert_eq!(h2("/x", Some("b.example")).unwrap(), "b.example");
+        assert!(matches!(h2("/x", None), Err(ProxyError::MissingHost)));
+    }
 }
