@@ -18,6 +18,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::h2::Activity;
 
+/// Longest an HTTP/2 connection with no request open is given to finish its `GOAWAY` exchange (shorter
+/// when the header timeout is).
+const MAX_LINGER: Duration = Duration::from_secs(5);
+
 /// The connection preface every HTTP/2 client sends first (RFC 9113 §3.4).
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -123,7 +127,7 @@ impl Serving {
         S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let conn = self.http1.serve_connection(TokioIo::new(io), service);
-        drive(conn, &self.shutdown, std::future::pending(), self.header_timeout).await
+        drive(conn, &self.shutdown, None).await
     }
 
     async fn http2_conn<I, S, F>(&self, io: I, service: F) -> Result<(), hyper::Error>
@@ -136,35 +140,48 @@ impl Serving {
     {
         let activity = Activity::default();
         let conn = self.http2.serve_connection(TokioIo::new(io), service(Some(activity.clone())));
-        drive(conn, &self.shutdown, activity.idle_for(self.idle_timeout), self.header_timeout).await
+        let linger = self.header_timeout.min(MAX_LINGER);
+        let idle = Idle { activity: &activity, timeout: self.idle_timeout, linger };
+        drive(conn, &self.shutdown, Some(idle)).await
     }
 }
 
-/// Runs a connection until it ends. On shutdown, asks it to finish gracefully (HTTP/1.1: after the
-/// response under way; HTTP/2: `GOAWAY`, then after the open streams). When `idle` resolves (no request
-/// open), asks the same, and closes it if it is not done within `linger`: a client that never sent the
-/// HTTP/2 preface, or does not take part in the `GOAWAY` exchange, is not waited for.
-async fn drive<C>(
-    conn: C,
-    shutdown: &CancellationToken,
-    idle: impl Future<Output = ()>,
+/// An HTTP/2 connection's open requests, its idle timeout, and how long it may linger once asked to close.
+struct Idle<'a> {
+    activity: &'a Activity,
+    timeout: Duration,
     linger: Duration,
-) -> Result<(), C::Error>
+}
+
+/// Runs a connection until it ends. On shutdown, asks it to finish gracefully (HTTP/1.1: after the
+/// response under way; HTTP/2: `GOAWAY`, then after the open streams). An HTTP/2 connection (`idle`) with
+/// no request open for its idle timeout is asked the same; once asked, it is closed after `linger` with no
+/// request open — a client that never sent the preface, or does not answer the `GOAWAY` exchange, is not
+/// waited for (nor is shutdown).
+async fn drive<C>(conn: C, shutdown: &CancellationToken, idle: Option<Idle<'_>>) -> Result<(), C::Error>
 where
     C: GracefulConnection,
 {
     let mut conn = std::pin::pin!(conn);
-    let idled = tokio::select! {
+    tokio::select! {
         done = conn.as_mut() => return done,
-        () = shutdown.cancelled() => false,
-        () = idle => true,
-    };
-    conn.as_mut().graceful_shutdown();
-    if !idled {
-        return conn.await;
+        () = shutdown.cancelled() => {}
+        () = quiet(idle.as_ref().map(|i| (i.activity, i.timeout))) => {}
     }
-    // Past `linger` the connection is dropped, which closes it.
-    tokio::time::timeout(linger, conn).await.unwrap_or(Ok(()))
+    conn.as_mut().graceful_shutdown();
+    tokio::select! {
+        done = conn => done,
+        // Dropping the connection closes it.
+        () = quiet(idle.as_ref().map(|i| (i.activity, i.linger))) => Ok(()),
+    }
+}
+
+/// Resolves once the connection has had no request open for the duration given; never for HTTP/1.1.
+async fn quiet(http2: Option<(&Activity, Duration)>) {
+    match http2 {
+        Some((activity, duration)) => activity.idle_for(duration).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Reads until the bytes read are the HTTP/2 preface or cannot begin it; returns them with the stream.

@@ -200,8 +200,19 @@ async fn sighup_serves_the_new_certificate_to_new_connections_and_keeps_open_one
     assert!(client(&a.der, proxy, true).get(url(proxy, "/r")).send().await.is_err(), "A is still served");
     let after = old.get(url(proxy, "/r")).send().await.unwrap();
     assert_eq!(after.text().await.unwrap(), "still here", "the connection opened under A still works");
-    // The server did not take SIGHUP for a signal to stop.
-    assert_eq!(server.terminate().code(), Some(0));
+
+    // A reload that fails (a half-written certificate file) is logged, and B stays in force.
+    std::fs::write(&live.cert, "-----BEGIN CERTIFICATE-----\ntruncat").unwrap();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) }, 0);
+    let logged = server.wait_for_log("could not reload the TLS certificate").await;
+    assert!(logged.contains("ERROR") && logged.contains("live.crt"), "{logged}");
+    let still = client(&b.der, proxy, true).get(url(proxy, "/r")).send().await.unwrap();
+    assert_eq!(still.text().await.unwrap(), "still here");
+    // The server did not take SIGHUP for a signal to stop. (Waited for off this thread, so that the client's
+    // connection can answer the server's `GOAWAY` exchange.)
+    let exit = tokio::task::spawn_blocking(move || server.terminate()).await.unwrap();
+    assert_eq!(exit.code(), Some(0));
 }
 
 /// Reads and discards until the peer closes. Fails the test if it stays open past `patience`.
