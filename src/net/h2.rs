@@ -1,10 +1,13 @@
 //! HTTP/2 connections: the server settings that bound what one client may hold, and an idle timer. hyper's
 //! HTTP/2 server has no keep-alive timeout of its own (its pings find dead peers, not idle live ones), so
 //! each connection counts its open requests, and one that has had none for the idle timeout is closed
-//! gracefully (`GOAWAY`), as nginx does with `keepalive_timeout` on HTTP/2.
+//! gracefully (`GOAWAY`), as nginx does with `keepalive_timeout` on HTTP/2; and one whose client leaves a
+//! response's data untaken for the send timeout is closed, as an HTTP/1.1 one is.
 
 use std::{
+    collections::HashMap,
     pin::Pin,
+    sync::{Arc, Mutex},
     task::{Context, Poll},
     time::Duration,
 };
@@ -12,7 +15,7 @@ use std::{
 use http_body::{Body, Frame, SizeHint};
 use hyper::server::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tokio::sync::watch;
+use tokio::{sync::watch, time::Instant};
 
 use super::{ConnLimits, MAX_HEAD_BYTES};
 
@@ -36,27 +39,44 @@ pub fn builder(limits: &ConnLimits) -> http2::Builder<TokioExecutor> {
     h2
 }
 
-/// How many requests of one connection are open (their responses not yet sent whole, or dropped).
+/// The requests of one connection: how many are open (their responses not yet sent whole, or dropped), and
+/// since when each response that handed hyper data has waited for the client to take it. hyper polls a
+/// response body only when the client's flow-control window has room, so a client that never opens its
+/// window stalls a stream without stalling the socket, and the send timeout on the socket cannot see it.
 #[derive(Clone)]
-pub struct Activity(watch::Sender<usize>);
+pub struct Activity {
+    open: watch::Sender<usize>,
+    waiting: Arc<Mutex<Waiting>>,
+}
+
+#[derive(Default)]
+struct Waiting {
+    next: u64,
+    since: HashMap<u64, Instant>,
+}
 
 impl Default for Activity {
     fn default() -> Self {
-        Self(watch::Sender::new(0))
+        Self { open: watch::Sender::new(0), waiting: Arc::default() }
     }
 }
 
 impl Activity {
     /// A request began; it ends when the returned guard is dropped.
     pub fn begin(&self) -> Open {
-        self.0.send_modify(|n| *n += 1);
-        Open(self.0.clone())
+        self.open.send_modify(|n| *n += 1);
+        let id = {
+            let mut waiting = lock(&self.waiting);
+            waiting.next += 1;
+            waiting.next
+        };
+        Open { open: self.open.clone(), waiting: self.waiting.clone(), id, handed: false }
     }
 
     /// Resolves once the connection has had no open request for `idle` (from now, or from the end of the
     /// last one).
     pub async fn idle_for(&self, idle: Duration) {
-        let mut open = self.0.subscribe();
+        let mut open = self.open.subscribe();
         loop {
             if *open.borrow_and_update() == 0 {
                 tokio::select! {
@@ -69,26 +89,65 @@ impl Activity {
             }
         }
     }
-}
 
-/// One open request of an [`Activity`].
-pub struct Open(watch::Sender<usize>);
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    /// Resolves once some response has waited `limit` for the client to take the data it handed hyper
+    /// (checked every quarter of `limit`, at least every 100 ms).
+    pub async fn stalled_for(&self, limit: Duration) {
+        let tick = (limit / 4).max(Duration::from_millis(100));
+        loop {
+            tokio::time::sleep(tick).await;
+            let oldest = lock(&self.waiting).since.values().min().copied();
+            if oldest.is_some_and(|t| t.elapsed() >= limit) {
+                return;
+            }
+        }
     }
 }
 
-/// A response body that keeps its request open until it is sent whole or dropped.
+fn lock(waiting: &Mutex<Waiting>) -> std::sync::MutexGuard<'_, Waiting> {
+    waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One open request of an [`Activity`].
+pub struct Open {
+    open: watch::Sender<usize>,
+    waiting: Arc<Mutex<Waiting>>,
+    id: u64,
+    /// Its response handed hyper data and has not been asked for more since.
+    handed: bool,
+}
+
+impl Open {
+    fn handed(&mut self, handed: bool) {
+        if handed != self.handed {
+            let mut waiting = lock(&self.waiting);
+            if handed {
+                waiting.since.insert(self.id, Instant::now());
+            } else {
+                waiting.since.remove(&self.id);
+            }
+            self.handed = handed;
+        }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.handed(false);
+        self.open.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// A response body that keeps its request open until it is sent whole or dropped, and notes when it has
+/// handed hyper data that the client has not yet made room for.
 pub struct Tracked<B> {
     inner: B,
-    _open: Open,
+    open: Open,
 }
 
 impl<B> Tracked<B> {
     pub fn new(inner: B, open: Open) -> Self {
-        Self { inner, _open: open }
+        Self { inner, open }
     }
 }
 
@@ -97,7 +156,12 @@ impl<B: Body + Unpin> Body for Tracked<B> {
     type Error = B::Error;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        self.open.handed(false);
+        let frame = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(f))) = &frame {
+            self.open.handed(f.is_data());
+        }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {
@@ -128,5 +192,29 @@ mod tests {
         assert!(!idle.is_finished());
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert!(idle.is_finished());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_response_whose_data_the_client_does_not_take_is_a_stall() {
+        use http_body_util::BodyExt;
+        let activity = Activity::default();
+        let chunks =
+            futures::stream::iter(["a", "b"].map(|c| Ok::<_, std::io::Error>(Frame::data(bytes::Bytes::from(c)))));
+        let mut body = Tracked::new(http_body_util::StreamBody::new(chunks), activity.begin());
+        let stalled = tokio::spawn({
+            let activity = activity.clone();
+            async move { activity.stalled_for(Duration::from_secs(10)).await }
+        });
+        body.frame().await.unwrap().unwrap();
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        // Asked for more in time: the wait starts again.
+        body.frame().await.unwrap().unwrap();
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        assert!(!stalled.is_finished());
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(stalled.is_finished(), "the second chunk waited 13 s");
+        // A response sent whole, or dropped, waits for nothing.
+        drop(body);
+        assert!(lock(&activity.waiting).since.is_empty());
     }
 }

@@ -127,6 +127,7 @@ impl Listener {
             http2: h2::builder(&self.limits),
             header_timeout: self.limits.header_timeout,
             idle_timeout: self.limits.idle_timeout,
+            send_timeout: self.limits.send_timeout,
             shutdown: shutdown.clone(),
         });
         let tasks = tokio_util::task::TaskTracker::new();

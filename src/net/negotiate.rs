@@ -50,6 +50,7 @@ pub struct Serving {
     pub http2: http2::Builder<TokioExecutor>,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
+    pub send_timeout: Duration,
     pub shutdown: CancellationToken,
 }
 
@@ -141,39 +142,61 @@ impl Serving {
         let activity = Activity::default();
         let conn = self.http2.serve_connection(TokioIo::new(io), service(Some(activity.clone())));
         let linger = self.header_timeout.min(MAX_LINGER);
-        let idle = Idle { activity: &activity, timeout: self.idle_timeout, linger };
+        let idle = Idle { activity: &activity, timeout: self.idle_timeout, linger, send_timeout: self.send_timeout };
         drive(conn, &self.shutdown, Some(idle)).await
     }
 }
 
-/// An HTTP/2 connection's open requests, its idle timeout, and how long it may linger once asked to close.
+/// An HTTP/2 connection's open requests, its idle timeout, how long it may linger once asked to close, and
+/// how long a response may wait for the client to take its data.
 struct Idle<'a> {
     activity: &'a Activity,
     timeout: Duration,
     linger: Duration,
+    send_timeout: Duration,
 }
 
 /// Runs a connection until it ends. On shutdown, asks it to finish gracefully (HTTP/1.1: after the
 /// response under way; HTTP/2: `GOAWAY`, then after the open streams). An HTTP/2 connection (`idle`) with
 /// no request open for its idle timeout is asked the same; once asked, it is closed after `linger` with no
 /// request open — a client that never sent the preface, or does not answer the `GOAWAY` exchange, is not
-/// waited for (nor is shutdown).
+/// waited for (nor is shutdown). And it is closed at once when a response has waited its send timeout for
+/// the client to take data (HTTP/1.1's send timeout is on the socket, which covers that case there).
 async fn drive<C>(conn: C, shutdown: &CancellationToken, idle: Option<Idle<'_>>) -> Result<(), C::Error>
 where
     C: GracefulConnection,
 {
+    let stalled = async {
+        match &idle {
+            Some(i) => i.activity.stalled_for(i.send_timeout).await,
+            None => std::future::pending().await,
+        }
+    };
+    let mut stalled = std::pin::pin!(stalled);
     let mut conn = std::pin::pin!(conn);
+    // Dropping the connection (returning without awaiting it) closes it.
     tokio::select! {
         done = conn.as_mut() => return done,
         () = shutdown.cancelled() => {}
         () = quiet(idle.as_ref().map(|i| (i.activity, i.timeout))) => {}
+        () = stalled.as_mut() => {
+            stalled_out();
+            return Ok(());
+        }
     }
     conn.as_mut().graceful_shutdown();
     tokio::select! {
         done = conn => done,
-        // Dropping the connection closes it.
         () = quiet(idle.as_ref().map(|i| (i.activity, i.linger))) => Ok(()),
+        () = stalled => {
+            stalled_out();
+            Ok(())
+        }
     }
+}
+
+fn stalled_out() {
+    tracing::debug!("closing an HTTP/2 connection: a response waited the send timeout for the client to take data");
 }
 
 /// Resolves once the connection has had no request open for the duration given; never for HTTP/1.1.

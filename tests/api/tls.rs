@@ -359,3 +359,27 @@ async fn over_http2_uploads_reach_the_origin_and_an_unread_body_leaves_the_conne
     let next = h2_other.get(&other).send().await.unwrap();
     assert_eq!((next.version(), next.status().as_u16()), (Version::HTTP_2, 421));
 }
+
+#[tokio::test]
+async fn an_http2_client_that_leaves_a_response_untaken_is_dropped_after_the_send_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = cert(dir.path(), "a");
+    let (app, proxy) = tls_app(&cert, |c| c.proxy_conns.send_timeout = Duration::from_secs(1)).await;
+    let origin = TestOrigin::start().await;
+    app.zone_with_origin(HOST, &origin.url).await;
+    let size = 32 << 20;
+    origin.set("/big", Reply::ok(vec![b'x'; size], "no-store"));
+    origin.set("/small", Reply::ok("small", "no-store").delay(Duration::from_secs(2)));
+    let h2 = client(&cert.der, proxy, true);
+    // An origin slower than the send timeout is not the client's stall.
+    let slow = h2.get(url(proxy, "/small")).send().await.unwrap();
+    assert_eq!(slow.text().await.unwrap(), "small");
+
+    let big = h2.get(url(proxy, "/big")).send().await.unwrap();
+    assert_eq!(big.version(), Version::HTTP_2);
+    // Takes nothing for well past the send timeout (1 s): its stream window fills and the stream stalls,
+    // while the socket is read (HTTP/2's own frames) and never blocks...
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // ...so what it then finds is what was in flight, and the connection's end.
+    assert!(big.bytes().await.is_err(), "the whole body was delivered to a client that took none of it");
+}
