@@ -15,7 +15,10 @@ use std::{
 use http_body::{Body, Frame, SizeHint};
 use hyper::server::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tokio::{sync::watch, time::Instant};
+use tokio::{
+    sync::{OwnedSemaphorePermit, watch},
+    time::Instant,
+};
 
 use super::{ConnLimits, MAX_HEAD_BYTES};
 
@@ -62,15 +65,16 @@ impl Default for Activity {
 }
 
 impl Activity {
-    /// A request began; it ends when the returned guard is dropped.
-    pub fn begin(&self) -> Open {
+    /// A request began, holding `slot` (see [`super::Listener::serve`]); it ends, and gives the slot back,
+    /// when the returned guard is dropped.
+    pub fn begin(&self, slot: OwnedSemaphorePermit) -> Open {
         self.open.send_modify(|n| *n += 1);
         let id = {
             let mut waiting = lock(&self.waiting);
             waiting.next += 1;
             waiting.next
         };
-        Open { open: self.open.clone(), waiting: self.waiting.clone(), id, handed: false }
+        Open { open: self.open.clone(), waiting: self.waiting.clone(), id, handed: false, _slot: slot }
     }
 
     /// Resolves once the connection has had no open request for `idle` (from now, or from the end of the
@@ -115,6 +119,7 @@ pub struct Open {
     id: u64,
     /// Its response handed hyper data and has not been asked for more since.
     handed: bool,
+    _slot: OwnedSemaphorePermit,
 }
 
 impl Open {
@@ -177,10 +182,14 @@ impl<B: Body + Unpin> Body for Tracked<B> {
 mod tests {
     use super::*;
 
+    fn slot() -> OwnedSemaphorePermit {
+        Arc::new(tokio::sync::Semaphore::new(1)).try_acquire_owned().unwrap()
+    }
+
     #[tokio::test(start_paused = true)]
     async fn idle_counts_from_the_end_of_the_last_request() {
         let activity = Activity::default();
-        let open = activity.begin();
+        let open = activity.begin(slot());
         let idle = tokio::spawn({
             let activity = activity.clone();
             async move { activity.idle_for(Duration::from_secs(10)).await }
@@ -200,7 +209,7 @@ mod tests {
         let activity = Activity::default();
         let chunks =
             futures::stream::iter(["a", "b"].map(|c| Ok::<_, std::io::Error>(Frame::data(bytes::Bytes::from(c)))));
-        let mut body = Tracked::new(http_body_util::StreamBody::new(chunks), activity.begin());
+        let mut body = Tracked::new(http_body_util::StreamBody::new(chunks), activity.begin(slot()));
         let stalled = tokio::spawn({
             let activity = activity.clone();
             async move { activity.stalled_for(Duration::from_secs(10)).await }

@@ -129,6 +129,7 @@ impl Listener {
             idle_timeout: self.limits.idle_timeout,
             send_timeout: self.limits.send_timeout,
             shutdown: shutdown.clone(),
+            slots: slots.clone(),
         });
         let tasks = tokio_util::task::TaskTracker::new();
         let mut refusals = RefusalLog::default();
@@ -198,15 +199,26 @@ impl Listener {
         let secure = matches!(self.protocols, Protocols::Tls(_));
         let (body_timeout, error_body) = (self.limits.body_timeout, self.error_body);
         let service = |activity: Option<h2::Activity>| {
-            let app = app.clone();
+            let (app, slots) = (app.clone(), serving.slots.clone());
             hyper::service::service_fn(move |req| {
-                let open = activity.as_ref().map(h2::Activity::begin);
-                let answer = serve_request(app.clone(), peer, body_timeout, error_body, secure, req);
+                // An HTTP/2 request takes a connection slot of its own while open: one connection may carry
+                // many, and each may hold an origin connection and a reserve file as a connection does. None
+                // left: `503`, as for a connection over the cap.
+                let stream = match &activity {
+                    None => Stream::Http1,
+                    Some(activity) => match slots.clone().try_acquire_owned() {
+                        Ok(slot) => Stream::Http2(activity.begin(slot)),
+                        Err(_) => Stream::OverTheCap,
+                    },
+                };
+                let answer = (!matches!(stream, Stream::OverTheCap))
+                    .then(|| serve_request(app.clone(), peer, body_timeout, error_body, secure, req));
                 async move {
+                    let Some(answer) = answer else { return Ok(over_the_cap(error_body)) };
                     let Ok(response) = answer.await;
-                    Ok::<_, Infallible>(match open {
-                        Some(open) => response.map(|body| axum::body::Body::new(h2::Tracked::new(body, open))),
-                        None => response,
+                    Ok::<_, Infallible>(match stream {
+                        Stream::Http2(open) => response.map(|body| axum::body::Body::new(h2::Tracked::new(body, open))),
+                        Stream::Http1 | Stream::OverTheCap => response,
                     })
                 }
             })
@@ -265,6 +277,26 @@ async fn serve_request(
         response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
     }
     Ok(response)
+}
+
+/// A request of a negotiated connection, as admitted.
+enum Stream {
+    /// On HTTP/1.1: the connection's slot covers it.
+    Http1,
+    /// On HTTP/2, with a slot of its own.
+    Http2(h2::Open),
+    /// On HTTP/2, with no slot free.
+    OverTheCap,
+}
+
+/// The answer to an HTTP/2 request that finds no connection slot free.
+fn over_the_cap(error_body: ErrorBody) -> Response<axum::body::Body> {
+    let (content_type, body) = error_body(StatusCode::SERVICE_UNAVAILABLE);
+    let mut response = Response::new(axum::body::Body::from(body));
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    response.headers_mut().insert(CONTENT_TYPE, content_type);
+    response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
 }
 
 /// The length of a request target, near enough (without the scheme's `://`).

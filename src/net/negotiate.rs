@@ -5,6 +5,7 @@
 use std::{
     io,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
@@ -12,7 +13,10 @@ use std::{
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::server::conn::{http1, http2};
 use hyper_util::{rt::TokioExecutor, rt::TokioIo, server::graceful::GracefulConnection};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf},
+    sync::Semaphore,
+};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
@@ -52,6 +56,8 @@ pub struct Serving {
     pub idle_timeout: Duration,
     pub send_timeout: Duration,
     pub shutdown: CancellationToken,
+    /// The listener's connection slots; an open HTTP/2 request takes one of its own.
+    pub slots: Arc<Semaphore>,
 }
 
 /// Why a negotiated connection ended early.

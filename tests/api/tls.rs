@@ -291,7 +291,8 @@ async fn the_connection_cap_holds_over_tls_and_a_refused_client_is_closed() {
         assert!(Instant::now() < deadline, "the cap of 2 connections never refused one");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    held.pop();
+    // A connection and its one request take both slots.
+    held.clear();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(got) = client(&cert.der, proxy, true).get(url(proxy, "/cap")).send().await {
@@ -382,4 +383,31 @@ async fn an_http2_client_that_leaves_a_response_untaken_is_dropped_after_the_sen
     tokio::time::sleep(Duration::from_secs(4)).await;
     // ...so what it then finds is what was in flight, and the connection's end.
     assert!(big.bytes().await.is_err(), "the whole body was delivered to a client that took none of it");
+}
+
+#[tokio::test]
+async fn each_open_http2_request_takes_a_connection_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = cert(dir.path(), "a");
+    // Three slots: the connection's, and two for requests.
+    let (app, proxy) = tls_app(&cert, |c| c.proxy_conns.max_connections = 3).await;
+    let origin = TestOrigin::start().await;
+    app.zone_with_origin(HOST, &origin.url).await;
+    origin.set("/wait", Reply::ok("waited", "no-store").delay(Duration::from_secs(2)));
+    origin.set("/now", Reply::ok("now", "no-store"));
+    let h2 = client(&cert.der, proxy, true);
+    // One connection first, for the four requests to share.
+    assert_eq!(h2.get(url(proxy, "/now")).send().await.unwrap().text().await.unwrap(), "now");
+    let requests: Vec<_> = (0..4).map(|_| tokio::spawn(h2.get(url(proxy, "/wait")).send())).collect();
+    let mut statuses = Vec::new();
+    for request in requests {
+        let got = request.await.unwrap().unwrap();
+        assert_eq!(got.version(), Version::HTTP_2);
+        statuses.push(got.status().as_u16());
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 200, 503, 503]);
+    // The slots come back with the responses.
+    let again = h2.get(url(proxy, "/wait")).send().await.unwrap();
+    assert_eq!(again.text().await.unwrap(), "waited");
 }
