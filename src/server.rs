@@ -17,7 +17,10 @@ use crate::{
     directory::{SyncConfig, ZoneDirectory, node_name},
     jobs::{CompactConfig, Compactor, PurgeReclaimer, ReclaimConfig, Reclaimer, Retention, RetentionConfig},
     metrics::Metrics,
-    net::{ConnLimits, FileBudget, Listener, raise_open_files_limit},
+    net::{
+        ConnLimits, FileBudget, Listener, Protocols, raise_open_files_limit,
+        tls::{CertStore, TlsFiles},
+    },
     proxy::{self, CdnId, Proxy, ProxyConfig},
     reserve::Reserve,
     storage::{
@@ -42,8 +45,22 @@ pub struct ServeConfig {
     pub proxy_conns: ConnLimits,
     /// The API listener's.
     pub api_conns: ConnLimits,
+    /// What the proxy listener speaks.
+    pub proxy_transport: ProxyTransport,
     /// Most items one purge request may name (SPEC §10).
     pub purge_max_items: usize,
+}
+
+/// What the proxy listener speaks. The API listener always speaks plain HTTP/1.1.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ProxyTransport {
+    /// Plain HTTP/1.1.
+    #[default]
+    Http1,
+    /// Plain HTTP/1.1, and HTTP/2 from clients that open with its preface (h2c with prior knowledge).
+    H2c,
+    /// TLS with this certificate and key (re-read on SIGHUP), then HTTP/2 or HTTP/1.1 by ALPN.
+    Tls(TlsFiles),
 }
 
 /// The default of [`ServeConfig::purge_max_items`].
@@ -60,6 +77,7 @@ impl ServeConfig {
             proxy: ProxyConfig { listen: "127.0.0.1:0".parse().expect("a valid address"), ..ProxyConfig::default() },
             sync: SyncConfig::default(),
             proxy_conns: ConnLimits::with_max_connections(10_000),
+            proxy_transport: ProxyTransport::Http1,
             api_conns: ConnLimits::with_max_connections(256),
             purge_max_items: DEFAULT_PURGE_MAX_ITEMS,
         }
@@ -150,6 +168,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("cannot listen on {} (API)", config.api_listen))?;
     let api_addr = api_listener.local_addr()?;
+    let proxy_protocols = proxy_protocols(&config.proxy_transport, &mut tasks, &shutdown)?;
     let proxy_listener = TcpListener::bind(config.proxy.listen)
         .await
         .with_context(|| format!("cannot listen on {} (proxy)", config.proxy.listen))?;
@@ -161,6 +180,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         name: "api",
         limits: ConnLimits { max_connections: budget.api, ..config.api_conns },
         error_body: api::listener_error_body,
+        protocols: Protocols::Http1,
     };
     tasks.spawn(api.serve(api_listener, api::router(state), shutdown.clone()));
     let legacy_dir = config.stores.uses_data_dir().then_some(dir.as_path());
@@ -171,6 +191,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         name: "proxy",
         limits: ConnLimits { max_connections: budget.proxy, ..config.proxy_conns },
         error_body: proxy::listener_error_body,
+        protocols: proxy_protocols,
     };
     tasks.spawn(listener.serve(proxy_listener, proxy::router(Arc::new(proxy)), shutdown.clone()));
 
@@ -184,6 +205,25 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         }
     });
     Ok(Running { api_addr, proxy_addr, node, shutdown, tasks, stores, _lock: lock })
+}
+
+/// What the proxy listener speaks; for TLS, the certificate and key read now (an unreadable or unusable
+/// file fails start-up, naming it) and a task that reads them again on SIGHUP.
+fn proxy_protocols(
+    transport: &ProxyTransport,
+    tasks: &mut JoinSet<()>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Protocols> {
+    Ok(match transport {
+        ProxyTransport::Http1 => Protocols::Http1,
+        ProxyTransport::H2c => Protocols::H2c,
+        ProxyTransport::Tls(files) => {
+            let certs = CertStore::load(files.clone())?;
+            let config = certs.server_config()?;
+            tasks.spawn(certs.reload_on_sighup(shutdown.clone()).context("cannot handle SIGHUP")?);
+            Protocols::Tls(tokio_rustls::TlsAcceptor::from(config))
+        }
+    })
 }
 
 /// Takes the data directory's `serve.lock` (an exclusive `flock`, released when the process ends, however

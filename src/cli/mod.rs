@@ -8,6 +8,7 @@ mod net;
 mod purge;
 mod size;
 mod stats;
+mod tls;
 mod validate;
 mod watch;
 
@@ -21,7 +22,7 @@ use crate::{
     directory::SyncConfig,
     jobs::{CompactConfig, ReclaimConfig},
     proxy::{ProxyConfig, request_log::LogTarget},
-    server::{self, ServeConfig},
+    server::{self, ProxyTransport, ServeConfig},
     storage::{
         bodies::s3::S3Location,
         open::{BodyBackend, ControlBackend, StoreConfig, redact_password},
@@ -247,6 +248,8 @@ pub struct ServeArgs {
     pub access_log: Option<String>,
     #[command(flatten)]
     pub limits: limits::LimitArgs,
+    #[command(flatten)]
+    pub tls: tls::ProxyTlsArgs,
 }
 
 impl Cli {
@@ -319,14 +322,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         sync: SyncConfig { interval: args.zone_sync_interval, view_ttl: args.zone_view_ttl },
         proxy_conns: args.limits.limits(args.limits.max_connections as usize),
+        proxy_transport: args.tls.transport(),
         api_conns: args.limits.limits(args.limits.api_max_connections as usize),
         purge_max_items: args.purge_max_items,
     };
+    let proxy_scheme = if matches!(config.proxy_transport, ProxyTransport::Tls(_)) { "https" } else { "http" };
     let stop = server::shutdown_signal()?;
     let running = server::start(config).await?;
     tracing::info!(
-        "cache-reserve listening on http://{} (API at /client/v4, metrics at /metrics), proxy on http://{}, {}; node {}",
+        "cache-reserve listening on http://{} (API at /client/v4, metrics at /metrics), proxy on {}://{}, {}; node {}",
         running.api_addr,
+        proxy_scheme,
         running.proxy_addr,
         stores.describe(),
         running.node

@@ -2,11 +2,15 @@
 //! timeouts for a head that does not arrive, a kept-alive connection left idle, a request body that stops,
 //! and a client that stops reading (nginx's `client_header_timeout`, `keepalive_timeout`,
 //! `client_body_timeout`, `send_timeout`). Both the proxy and the control API are served this way, each
-//! with its own budget, so a flood on one leaves the other reachable.
+//! with its own budget, so a flood on one leaves the other reachable. The proxy's listener may also speak
+//! TLS (HTTP/2 and HTTP/1.1 by ALPN, [`tls`]) or accept h2c ([`Protocols`]), under the same limits.
 
 pub mod client_body;
+pub mod h2;
 pub mod idle_body;
 mod limits;
+mod negotiate;
+pub mod tls;
 
 use std::{
     convert::Infallible,
@@ -37,6 +41,8 @@ use tower::ServiceExt;
 
 use client_body::ClientBody;
 pub use limits::{FileBudget, raise_open_files_limit};
+pub use negotiate::Protocols;
+use negotiate::Serving;
 
 /// Largest request head (request line and header section) read, in bytes; more is `431`. Without it hyper
 /// read up to its buffer limit (about 400 KiB) per connection while a head arrived; nginx allows 4 × 8 KiB,
@@ -54,12 +60,14 @@ const MAX_REFUSING: usize = 64;
 /// The limits of one listener. Defaults follow nginx's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnLimits {
-    /// Connections served at once; one more is answered `503` and closed.
+    /// Connections served at once; one more is answered `503` and closed (over TLS, closed).
     pub max_connections: usize,
     /// How long a request head may take to arrive, from the connection's start or the head's first byte
-    /// (nginx `client_header_timeout`, 60 s). The connection is closed.
+    /// (nginx `client_header_timeout`, 60 s). The connection is closed. Also bounds a TLS handshake, and the
+    /// first bytes on an h2c listener.
     pub header_timeout: Duration,
-    /// How long a kept-alive connection may wait for its next request (nginx `keepalive_timeout`, 75 s).
+    /// How long a kept-alive connection may wait for its next request (nginx `keepalive_timeout`, 75 s);
+    /// on HTTP/2, how long a connection may have no request open.
     pub idle_timeout: Duration,
     /// Longest wait for the next piece of a request body (nginx `client_body_timeout`, 60 s).
     pub body_timeout: Duration,
@@ -84,18 +92,26 @@ impl ConnLimits {
 /// and the `503` to a connection over the cap. Returns the content type and the bytes.
 pub type ErrorBody = fn(StatusCode) -> (HeaderValue, Bytes);
 
-/// One listener: its name for logs, its limits, and how its own error answers look.
-#[derive(Clone, Copy)]
+/// One listener: its name for logs, its limits, how its own error answers look, and what it speaks.
+#[derive(Clone)]
 pub struct Listener {
     pub name: &'static str,
     pub limits: ConnLimits,
     pub error_body: ErrorBody,
+    /// Plain HTTP/1.1, h2c beside it, or TLS with HTTP/2 and HTTP/1.1.
+    pub protocols: Protocols,
 }
+
+/// Put in a request's extensions when it came over TLS (the request's own `:scheme` or absolute URI is the
+/// client's say, not the connection's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Secure;
 
 impl Listener {
     /// Serves `app` on `tcp` until `shutdown`, then lets the open connections finish their requests (the
-    /// caller bounds how long it waits). `app` sees the peer as `ConnectInfo<SocketAddr>` and the request
-    /// body's [`client_body::BodyProgress`] in the request extensions.
+    /// caller bounds how long it waits). `app` sees the peer as `ConnectInfo<SocketAddr>`, the request
+    /// body's [`client_body::BodyProgress`], and [`Secure`] for a request over TLS, in the request
+    /// extensions.
     pub async fn serve(self, tcp: TcpListener, app: Router, shutdown: CancellationToken) {
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
@@ -106,6 +122,16 @@ impl Listener {
         let slots = Arc::new(Semaphore::new(self.limits.max_connections));
         let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
         let graceful = GracefulShutdown::new();
+        let negotiated = Arc::new(Serving {
+            http1: http.clone(),
+            http2: h2::builder(&self.limits),
+            header_timeout: self.limits.header_timeout,
+            idle_timeout: self.limits.idle_timeout,
+            send_timeout: self.limits.send_timeout,
+            shutdown: shutdown.clone(),
+            slots: slots.clone(),
+        });
+        let tasks = tokio_util::task::TaskTracker::new();
         let mut refusals = RefusalLog::default();
         loop {
             let (stream, peer) = tokio::select! {
@@ -120,7 +146,11 @@ impl Listener {
             };
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 refusals.note(self.name, self.limits.max_connections);
-                // Answered while few refusals are under way; past that, a flood is just closed.
+                // Answered while few refusals are under way; past that, a flood is just closed. A TLS client
+                // could not read a plain answer (and a handshake would cost what the cap saves): closed.
+                if matches!(self.protocols, Protocols::Tls(_)) {
+                    continue;
+                }
                 if let Ok(refusing) = refusing.clone().try_acquire_owned() {
                     let answer = (self.error_body)(StatusCode::SERVICE_UNAVAILABLE);
                     tokio::spawn(async move {
@@ -133,11 +163,15 @@ impl Listener {
             let _ = stream.set_nodelay(true);
             let mut io = TimeoutStream::new(stream);
             io.set_write_timeout(Some(self.limits.send_timeout));
+            if !matches!(self.protocols, Protocols::Http1) {
+                tasks.spawn(self.clone().serve_negotiated(negotiated.clone(), Box::pin(io), peer, app.clone(), slot));
+                continue;
+            }
             let service = hyper::service::service_fn({
                 let app = app.clone();
                 let body_timeout = self.limits.body_timeout;
                 let error_body = self.error_body;
-                move |req| serve_request(app.clone(), peer, body_timeout, error_body, req)
+                move |req| serve_request(app.clone(), peer, body_timeout, error_body, false, req)
             });
             let conn = graceful.watch(http.serve_connection(TokioIo::new(Box::pin(io)), service));
             let name = self.name;
@@ -149,7 +183,51 @@ impl Listener {
             });
         }
         drop(tcp);
-        graceful.shutdown().await;
+        tasks.close();
+        tokio::join!(graceful.shutdown(), tasks.wait());
+    }
+
+    /// One connection of a TLS or h2c listener (see [`negotiate`]), holding its `slot` until it ends.
+    async fn serve_negotiated(
+        self,
+        serving: Arc<Serving>,
+        io: std::pin::Pin<Box<TimeoutStream<TcpStream>>>,
+        peer: SocketAddr,
+        app: Router,
+        slot: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        let secure = matches!(self.protocols, Protocols::Tls(_));
+        let (body_timeout, error_body) = (self.limits.body_timeout, self.error_body);
+        let service = |activity: Option<h2::Activity>| {
+            let (app, slots) = (app.clone(), serving.slots.clone());
+            hyper::service::service_fn(move |req| {
+                // An HTTP/2 request takes a connection slot of its own while open: one connection may carry
+                // many, and each may hold an origin connection and a reserve file as a connection does. None
+                // left: `503`, as for a connection over the cap.
+                let stream = match &activity {
+                    None => Stream::Http1,
+                    Some(activity) => match slots.clone().try_acquire_owned() {
+                        Ok(slot) => Stream::Http2(activity.begin(slot)),
+                        Err(_) => Stream::OverTheCap,
+                    },
+                };
+                let answer = (!matches!(stream, Stream::OverTheCap))
+                    .then(|| serve_request(app.clone(), peer, body_timeout, error_body, secure, req));
+                async move {
+                    let Some(answer) = answer else { return Ok(over_the_cap(error_body)) };
+                    let Ok(response) = answer.await;
+                    Ok::<_, Infallible>(match stream {
+                        Stream::Http2(open) => response.map(|body| axum::body::Body::new(h2::Tracked::new(body, open))),
+                        Stream::Http1 | Stream::OverTheCap => response,
+                    })
+                }
+            })
+        };
+        match serving.serve(&self.protocols, io, service).await {
+            Ok(protocol) => tracing::trace!(listener = self.name, %peer, ?protocol, "connection ended"),
+            Err(e) => tracing::debug!(listener = self.name, %peer, error = %e, "connection ended with an error"),
+        }
+        drop(slot);
     }
 
     /// An `accept` failed: a connection that died in the queue is skipped; running out of file
@@ -164,33 +242,61 @@ impl Listener {
     }
 }
 
-/// One request: the body wrapped with its timeout and progress, the peer recorded, and the connection
+/// One request: the body wrapped with its timeout and progress, the peer recorded, and an HTTP/1 connection
 /// closed after the response when the request body was left unread (the next request's bytes would
 /// otherwise be read as the rest of that body, or the client would write into a closing connection).
+/// HTTP/2 has no such hazard (a stream's unread body is reset alone) and no `Connection` field.
 async fn serve_request(
     app: Router,
     peer: SocketAddr,
     body_timeout: Duration,
     error_body: ErrorBody,
+    secure: bool,
     req: Request<Incoming>,
 ) -> Result<Response<axum::body::Body>, Infallible> {
+    let http1 = req.version() < http::Version::HTTP_2;
     if target_len(req.uri()) > MAX_URI_BYTES {
         let (content_type, body) = error_body(StatusCode::URI_TOO_LONG);
         let mut response = Response::new(axum::body::Body::from(body));
         *response.status_mut() = StatusCode::URI_TOO_LONG;
         response.headers_mut().insert(CONTENT_TYPE, content_type);
-        response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+        if http1 {
+            response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+        }
         return Ok(response);
     }
     let (mut parts, body) = req.into_parts();
     let (body, progress) = ClientBody::new(body, body_timeout);
     parts.extensions.insert(ConnectInfo(peer));
     parts.extensions.insert(progress.clone());
+    if secure {
+        parts.extensions.insert(Secure);
+    }
     let Ok(mut response) = app.oneshot(Request::from_parts(parts, axum::body::Body::new(body))).await;
-    if !progress.finished() {
+    if http1 && !progress.finished() {
         response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
     }
     Ok(response)
+}
+
+/// A request of a negotiated connection, as admitted.
+enum Stream {
+    /// On HTTP/1.1: the connection's slot covers it.
+    Http1,
+    /// On HTTP/2, with a slot of its own.
+    Http2(h2::Open),
+    /// On HTTP/2, with no slot free.
+    OverTheCap,
+}
+
+/// The answer to an HTTP/2 request that finds no connection slot free.
+fn over_the_cap(error_body: ErrorBody) -> Response<axum::body::Body> {
+    let (content_type, body) = error_body(StatusCode::SERVICE_UNAVAILABLE);
+    let mut response = Response::new(axum::body::Body::from(body));
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    response.headers_mut().insert(CONTENT_TYPE, content_type);
+    response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
 }
 
 /// The length of a request target, near enough (without the scheme's `://`).

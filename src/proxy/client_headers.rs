@@ -64,6 +64,12 @@ pub const PROXY_TRAIL: [HeaderName; 2] = [header::FORWARDED, header::VIA];
 /// cannot hand one site's grant to another, nor a granted answer to a request without `Origin`.
 pub const KEYED: [HeaderName; 1] = [header::ORIGIN];
 
+/// What a request over TLS adds to its cache key, right after the path and query, before any keyed field.
+/// The origin is told the scheme (`X-Forwarded-Proto`) and may answer by it (an `http` request redirected
+/// to `https`), so the two schemes are stored apart, as in Cloudflare's default cache key; a plain
+/// request's key is unchanged, and a keyed field's part starts with ` origin`, so the two cannot meet.
+pub const HTTPS_KEY_PART: &str = " https";
+
 /// Longest keyed value kept as it is in a cache key; a longer one is kept as its SHA-256.
 const KEYED_VALUE_MAX: usize = 512;
 
@@ -117,22 +123,26 @@ pub struct Forwarded {
     pub client_ip: IpAddr,
     /// The `Host` the client asked for.
     pub host: String,
+    /// Whether the client's connection is TLS (`X-Forwarded-Proto: https`, and a cache key of its own).
+    pub secure: bool,
 }
 
 /// Makes a client's request header section the one the origin gets, as the cache judges it too (a `Vary`
 /// selects on what the origin saw): hop-by-hop fields removed (RFC 9110 §7.6.1), the fields of this module's
 /// lists removed, `X-Forwarded-For` appended to (every line, combined, then the peer's address, as
-/// Cloudflare does), `CF-Connecting-IP` set to the client's address, `X-Forwarded-Proto` and `-Host` set.
+/// Cloudflare does), `CF-Connecting-IP` set to the client's address, `X-Forwarded-Proto` (`https` when the
+/// client's connection is TLS, `secure`, else `http`) and `-Host` set.
 pub fn prepare_for_origin(
     headers: &mut HeaderMap,
     method: &Method,
     peer: IpAddr,
     trusted: &TrustedProxies,
     host: String,
+    secure: bool,
 ) -> Forwarded {
     strip_hop_by_hop(headers);
     let peer = peer.to_canonical();
-    let forwarded = Forwarded { peer, client_ip: trusted.client_ip(peer, headers), host };
+    let forwarded = Forwarded { peer, client_ip: trusted.client_ip(peer, headers), host, secure };
     let cacheable_method = *method == Method::GET || *method == Method::HEAD;
     let trusted_peer = trusted.contains(peer);
     remove_fields(headers, |name| {
@@ -154,7 +164,7 @@ pub fn prepare_for_origin(
     chain.extend_from_slice(peer.to_string().as_bytes());
     headers.insert(xff, HeaderValue::from_bytes(&chain).unwrap_or_else(|_| ip_value(peer)));
     headers.insert("cf-connecting-ip", ip_value(forwarded.client_ip));
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    headers.insert("x-forwarded-proto", HeaderValue::from_static(if secure { "https" } else { "http" }));
     if let Ok(host) = HeaderValue::from_str(&forwarded.host) {
         headers.insert("x-forwarded-host", host);
     }
@@ -234,21 +244,24 @@ mod tests {
         let peer: IpAddr = "127.0.0.1".parse().unwrap();
 
         let mut get = headers(&all);
-        let fwd = prepare_for_origin(&mut get, &Method::GET, peer, &TrustedProxies::default(), "a.example".into());
+        let fwd =
+            prepare_for_origin(&mut get, &Method::GET, peer, &TrustedProxies::default(), "a.example".into(), false);
         assert_eq!(fwd.client_ip, peer);
         let mut left: Vec<&str> = get.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, ["cf-connecting-ip", "origin", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"]);
         assert_eq!(get["x-forwarded-for"], "192.0.2.66, 192.0.2.67, 127.0.0.1");
         assert_eq!(get["cf-connecting-ip"], "127.0.0.1");
+        assert_eq!(get["x-forwarded-proto"], "http");
 
         let mut post = headers(&all);
-        prepare_for_origin(&mut post, &Method::POST, peer, &trusted(&["127.0.0.0/8"]), "a.example".into());
+        prepare_for_origin(&mut post, &Method::POST, peer, &trusted(&["127.0.0.0/8"]), "a.example".into(), true);
         for kept in METHOD_OVERRIDES.iter().chain(&["forwarded", "via"]) {
             assert!(post.contains_key(*kept), "{kept}");
         }
         assert!(ROUTING_OVERRIDES.iter().all(|n| !post.contains_key(*n)));
         assert_eq!(post["cf-connecting-ip"], "192.0.2.67");
+        assert_eq!(post["x-forwarded-proto"], "https", "the client's connection was TLS");
     }
 
     #[test]

@@ -13,13 +13,16 @@ impl Ctx<'_> {
     pub(super) async fn invalidate(&self, head: &response::Parts) {
         let p = self.proxy;
         let host = &self.forwarded.host;
-        // The URI's plain key and its key with this request's keyed fields (`Origin`). Copies keyed by other
-        // `Origin` values stay, as at Cloudflare, where a purge by URL names the `Origin` it purges.
+        // The URI's plain key and its key with this request's keyed fields (`Origin`), each for both schemes
+        // (a change through one is a change through the other). Copies keyed by other `Origin` values stay,
+        // as at Cloudflare, where a purge by URL names the `Origin` it purges.
         let own = keyed(&self.parts.headers);
         let variants = if own.is_empty() { vec![String::new()] } else { vec![String::new(), own] };
         let mut keys = Vec::new();
         for pq in invalidation::invalidated(&self.parts.method, head.status, host, &self.parts.uri, &head.headers) {
-            keys.extend(variants.iter().map(|k| cache_key(host, &pq, k)));
+            for secure in [false, true] {
+                keys.extend(variants.iter().map(|k| cache_key(host, &pq, secure, k)));
+            }
         }
         for key in keys {
             // Fills that began before this wait or never land; the copies in memory go.

@@ -305,7 +305,14 @@ mod tests {
         parts.headers.insert("host", HeaderValue::from_static("example.com"));
         parts.headers.insert("content-length", HeaderValue::from_static("5"));
         let peer = "192.0.2.7".parse().unwrap();
-        prepare_for_origin(&mut parts.headers, &parts.method, peer, &TrustedProxies::default(), "example.com".into());
+        prepare_for_origin(
+            &mut parts.headers,
+            &parts.method,
+            peer,
+            &TrustedProxies::default(),
+            "example.com".into(),
+            false,
+        );
         let req = origin_request(&origin, &parts, OriginBody::None).unwrap();
         assert!(!req.headers().contains_key("content-length"), "no body, so no length");
         let with_body = origin_request(&origin, &parts, OriginBody::Client(Body::from("hello"))).unwrap();

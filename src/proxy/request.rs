@@ -7,7 +7,7 @@ use http::{HeaderValue, Method, header, request};
 
 use super::{
     Proxy, cdn_loop,
-    client_headers::{Forwarded, keyed, prepare_for_origin},
+    client_headers::{Forwarded, HTTPS_KEY_PART, keyed, prepare_for_origin},
     error::ProxyError,
     invalidations::{Epoch, Gate},
     origin::Origin,
@@ -30,7 +30,7 @@ pub struct Ctx<'a> {
     pub(super) origin: Option<Origin>,
     /// The request, normalised: `Host` is the zone-matching host, the URI in origin form.
     pub(super) parts: request::Parts,
-    /// The cache key: host, path and query, and the keyed fields (`Origin`).
+    /// The cache key: host, path and query, the scheme when it is `https`, and the keyed fields (`Origin`).
     pub(super) key: String,
     /// The key's invalidation count before any look-up: what this request fills lands only if it holds.
     pub(super) seen: Epoch,
@@ -74,7 +74,9 @@ impl<'a> Ctx<'a> {
             parts.headers.insert(header::HOST, value);
         }
         let upgrade = parts.headers.contains_key(header::UPGRADE);
-        let forwarded = prepare_for_origin(&mut parts.headers, &parts.method, peer.ip(), &proxy.trusted, host);
+        // The connection's say, not the request's (an h2c request's `:scheme` is the client's claim).
+        let secure = parts.extensions.get::<crate::net::Secure>().is_some();
+        let forwarded = prepare_for_origin(&mut parts.headers, &parts.method, peer.ip(), &proxy.trusted, host, secure);
         if let Err(looped) = cdn_loop::enter(&mut parts.headers, &proxy.cdn_id) {
             let reason = looped.as_str();
             tracing::warn!(zone = %zone.name, reason, "refused a forwarding loop: does the zone's origin lead back here?");
@@ -90,7 +92,7 @@ impl<'a> Ctx<'a> {
             parts.uri = origin_form.parse().unwrap_or_default();
         }
         let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let key = cache_key(&forwarded.host, pq, &keyed(&parts.headers));
+        let key = cache_key(&forwarded.host, pq, secure, &keyed(&parts.headers));
         let counters = proxy.metrics.zone(&zone);
         let origin = zone.origin.as_deref().and_then(Origin::parse);
         let seen = proxy.invalidations.epoch(&key).await;
@@ -226,10 +228,11 @@ fn host_of(value: &[u8]) -> Option<&str> {
     port.is_none_or(|p| p.bytes().all(|b| b.is_ascii_digit())).then_some(host)
 }
 
-/// The cache key: host, then path with query, then what the keyed request fields add
-/// ([`super::client_headers::keyed`]).
-pub(super) fn cache_key(host: &str, path_and_query: &str, keyed: &str) -> String {
-    format!("{host}{path_and_query}{keyed}")
+/// The cache key: host, then path with query, then [`HTTPS_KEY_PART`] when `secure`, then what the keyed
+/// request fields add ([`super::client_headers::keyed`]).
+pub(super) fn cache_key(host: &str, path_and_query: &str, secure: bool, keyed: &str) -> String {
+    let scheme = if secure { HTTPS_KEY_PART } else { "" };
+    format!("{host}{path_and_query}{scheme}{keyed}")
 }
 
 #[cfg(test)]
@@ -252,5 +255,21 @@ mod tests {
             assert_eq!(host_of(bad.as_bytes()), None, "{bad:?}");
         }
         assert_eq!(host_of(b"a\xff.example"), None);
+    }
+
+    #[test]
+    fn an_http2_request_names_its_host_in_the_authority() {
+        let h2 = |uri: &str, host: Option<&str>| {
+            let mut req = http::Request::builder().version(http::Version::HTTP_2).uri(uri);
+            if let Some(h) = host {
+                req = req.header(header::HOST, h);
+            }
+            request_host(&req.body(()).unwrap().into_parts().0)
+        };
+        assert_eq!(h2("https://A.Example.:8443/x?y", None).unwrap(), "a.example");
+        // `:authority` wins over a `Host` that disagrees (RFC 9113 §8.3.1), as an absolute target does.
+        assert_eq!(h2("https://a.example/x", Some("b.example")).unwrap(), "a.example");
+        assert_eq!(h2("/x", Some("b.example")).unwrap(), "b.example");
+        assert!(matches!(h2("/x", None), Err(ProxyError::MissingHost)));
     }
 }

@@ -10,7 +10,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use crate::{
     domain::{Invalidation, PurgeAction, PurgeRule, PurgeTarget, Timestamp, ZoneId},
     http_cache::StoredResponse,
-    proxy::client_headers::keyed,
+    proxy::client_headers::{HTTPS_KEY_PART, keyed},
 };
 
 /// The latest revision of each action for one selector value; 0 for none.
@@ -151,9 +151,11 @@ impl ZoneRules {
             return v;
         }
         self.everything.judge(f, &mut v);
-        // The key is `host` + `path?query` + keyed fields (each added as " name=value").
+        // The key is `host` + `path?query` + " https" for a request over TLS + keyed fields (each added as
+        // " name=value"). A purge by URL purges both schemes.
         let (url, keyed_part) = s.key.split_once(' ').map_or((s.key, ""), |(u, k)| (u, k));
         let keyed_part = if keyed_part.is_empty() { String::new() } else { format!(" {keyed_part}") };
+        let keyed_part = keyed_part.strip_prefix(HTTPS_KEY_PART).unwrap_or(&keyed_part);
         let host = url.split_once('/').map_or(url, |(h, _)| h);
         if let Some(m) = self.hosts.get(host) {
             m.judge(f, &mut v);

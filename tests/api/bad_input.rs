@@ -19,7 +19,7 @@ async fn unknown_routes_are_7000_and_wrong_methods_7001() {
         (Method::PUT, clear_path(&z)),
         (Method::DELETE, reserve_path(&z)),
         (Method::POST, reserve_path(&z)),
-        (Method::POST, "/zones".into()),
+        (Method::PUT, "/zones".into()),
     ] {
         fails(app.request(m, &path).bearer_auth(&t).send().await.unwrap(), 405, 7001).await;
     }

@@ -299,8 +299,10 @@ pub fn binary() -> Command {
 pub struct ServerProcess {
     pub child: Child,
     pub base: String,
-    /// The proxy, `http://127.0.0.1:PORT`.
+    /// The proxy, `http://127.0.0.1:PORT` (`https://` with TLS).
     pub proxy: String,
+    /// Its log lines after the start-up line.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl ServerProcess {
@@ -322,23 +324,38 @@ impl ServerProcess {
         let mut child = command.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = log.clone();
         std::thread::spawn(move || {
             use std::io::BufRead;
             let mut sent = false;
             for line in std::io::BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if !sent {
-                    if let Some(rest) = line.split("listening on http://").nth(1) {
-                        let api = rest.split_whitespace().next().unwrap().to_owned();
-                        let proxy = line.split("proxy on http://").nth(1).unwrap().split([',', ' ']).next().unwrap();
-                        tx.send((api, proxy.to_owned())).unwrap();
-                        sent = true;
-                    }
+                if sent {
+                    kept.lock().unwrap().push(line);
+                } else if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let api = rest.split_whitespace().next().unwrap().to_owned();
+                    // `http://addr`, or `https://addr` with TLS.
+                    let proxy = line.split("proxy on ").nth(1).unwrap().split([',', ' ']).next().unwrap();
+                    tx.send((api, proxy.to_owned())).unwrap();
+                    sent = true;
                 }
             }
         });
         let (api, proxy) = rx.recv_timeout(Duration::from_secs(30)).expect("server did not say where it listens");
-        Self { child, base: format!("http://{api}/client/v4"), proxy: format!("http://{proxy}") }
+        Self { child, base: format!("http://{api}/client/v4"), proxy, log }
+    }
+
+    /// Waits (up to 20 s) for a log line containing `needle`; returns it.
+    pub async fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(line) = self.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
+                return line.clone();
+            }
+            assert!(Instant::now() < deadline, "the server never logged {needle:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub fn kill(mut self) {

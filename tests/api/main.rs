@@ -13,5 +13,6 @@ mod proxy;
 mod raw;
 mod sdk;
 mod settings;
+mod tls;
 mod zone_lifecycle;
 mod zones;

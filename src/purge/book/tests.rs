@@ -162,3 +162,22 @@ fn fills_from_before_the_latest_rule_do_not_land() {
     assert!(!book.land(&zone(), 6, || panic!("landed")));
     assert!(book.land(&zone(), 7, || true));
 }
+
+#[test]
+fn a_purge_by_url_reaches_the_copies_of_both_schemes() {
+    let book = PurgeBook::default();
+    let plain = stored("", None, &[]);
+    let origin_a = vec![("origin".to_string(), "https://a".to_string())];
+    book.apply(&[
+        rule(2, PurgeAction::Purge, PurgeTarget::File { url: "example.com/all".into(), headers: vec![] }),
+        rule(3, PurgeAction::Purge, PurgeTarget::File { url: "example.com/one".into(), headers: origin_a }),
+        rule(4, PurgeAction::Purge, PurgeTarget::Prefix("example.com/pre".into())),
+    ]);
+    for key in ["example.com/all", "example.com/all https", "example.com/all https origin=https://a"] {
+        assert_eq!(judge(&book, 1, key, &plain), Verdict::Purged, "{key}");
+    }
+    assert_eq!(judge(&book, 1, "example.com/one https origin=https://a", &plain), Verdict::Purged);
+    assert_eq!(judge(&book, 1, "example.com/one origin=https://a", &plain), Verdict::Purged);
+    assert_eq!(judge(&book, 1, "example.com/one https", &plain), Verdict::Keep);
+    assert_eq!(judge(&book, 1, "example.com/prefix https", &plain), Verdict::Purged);
+}
