@@ -34,6 +34,7 @@ mod promote;
 mod ranges;
 mod request;
 pub mod request_log;
+mod reserve_tag;
 pub mod respond;
 mod sweep;
 mod upstream;

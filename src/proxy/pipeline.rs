@@ -13,8 +13,7 @@ use http::{
 use object_store::GetResult;
 
 use super::{
-    Ctx,
-    admit::{self, ReserveSkip},
+    Ctx, admit,
     budget::BudgetedBuf,
     coalesce::{self, FillGuard, Filled, Joined},
     edge::EdgeEntry,
@@ -381,26 +380,5 @@ impl Ctx<'_> {
         let mut response = respond::from_origin(head, body, &self.parts);
         response.extensions_mut().insert(ranges::Filling);
         Answer { status, tag, response }
-    }
-
-    /// `x-cache-reserve` for a response fetched from the origin, given what admission said of the reserve and
-    /// whether a write started; counts the reason when it was not written.
-    fn reserve_tag(&self, judged: Result<u64, ReserveSkip>, writing: bool) -> ReserveTag {
-        let why = match judged {
-            Ok(_) if writing => return ReserveTag::Miss,
-            Ok(_) => NotStored::WriteBudgetFull,
-            Err(ReserveSkip::NotStorable(_)) => NotStored::NotStorable,
-            Err(ReserveSkip::Off) if self.zone.reserve_on => NotStored::Unavailable,
-            Err(ReserveSkip::Off) => NotStored::ReserveOff,
-            Err(ReserveSkip::ShortLived) => NotStored::ShortLived,
-            Err(ReserveSkip::NoLength) => NotStored::NoContentLength,
-            Err(ReserveSkip::TooLarge) => NotStored::TooLarge,
-        };
-        self.counters.not_stored(why);
-        match why {
-            NotStored::ReserveOff | NotStored::Unavailable => ReserveTag::miss(self.zone.reserve_on, self.use_reserve),
-            NotStored::WriteBudgetFull => ReserveTag::NotWritten(why),
-            _ => ReserveTag::Ineligible(why),
-        }
     }
 }
