@@ -8,7 +8,7 @@ use std::{sync::Arc, time::SystemTime};
 use axum::body::Body;
 use http::{
     Method, Response, StatusCode,
-    header::{AUTHORIZATION, IF_MATCH, IF_UNMODIFIED_SINCE},
+    header::{AUTHORIZATION, IF_MATCH, IF_UNMODIFIED_SINCE, RANGE},
 };
 use object_store::GetResult;
 
@@ -49,8 +49,11 @@ impl Ctx<'_> {
         if (*method != Method::GET && *method != Method::HEAD) || self.upgrade {
             return self.pass(OriginBody::Client(body), CacheStatus::Dynamic).await;
         }
-        // Preconditions meant for the origin go to it, with any range as asked (RFC 9111 §4.3.2).
-        if [IF_MATCH, IF_UNMODIFIED_SINCE].iter().any(|n| headers.contains_key(n)) {
+        // Preconditions meant for the origin go to it, with any range as asked (RFC 9111 §4.3.2); so does a
+        // range with credentials, whose answer is seldom shared (fetching the whole object for it would let
+        // anyone make the origin send a whole object per byte asked).
+        let credentialed_range = headers.contains_key(RANGE) && headers.contains_key(AUTHORIZATION);
+        if credentialed_range || [IF_MATCH, IF_UNMODIFIED_SINCE].iter().any(|n| headers.contains_key(n)) {
             return self.pass(OriginBody::None, CacheStatus::Bypass).await;
         }
         let mut answer = self.cached().await;
@@ -60,7 +63,7 @@ impl Ctx<'_> {
     }
 
     /// Forwards a request the cache does not answer; an unsafe one that succeeds invalidates what it names.
-    async fn pass(&self, body: OriginBody, status: CacheStatus) -> Answer {
+    pub(super) async fn pass(&self, body: OriginBody, status: CacheStatus) -> Answer {
         let resp = match self.forward(body).await {
             Ok(r) => r,
             Err(e) => return self.fail(e, status),
@@ -139,7 +142,7 @@ impl Ctx<'_> {
             Err(e) => return self.fail(e, CacheStatus::Expired),
         };
         if resp.status() != StatusCode::NOT_MODIFIED {
-            return self.fill(resp, sent, guard, CacheStatus::Expired);
+            return self.fill_or_pass(resp, sent, guard, CacheStatus::Expired).await;
         }
         let (mut head, _) = resp.into_parts();
         strip_hop_by_hop(&mut head.headers);
@@ -240,10 +243,12 @@ impl Ctx<'_> {
         status: CacheStatus,
         now: SystemTime,
     ) -> Answer {
+        // A copy refreshed by a validation is served from its refreshed entry, not this one: never promoted.
+        let revalidated = fresh.is_some();
         let stored = fresh.unwrap_or_else(|| found.stored().clone());
         let (body, tag) = match (found.tier, found.body) {
             (Tier::Edge(entry), _) => {
-                if self.use_reserve && entry.take_promotion() {
+                if self.use_reserve && !revalidated && entry.take_promotion() {
                     self.promote(&entry, now);
                 }
                 (Body::from(entry.body.clone()), ReserveTag::Edge)
@@ -299,14 +304,14 @@ impl Ctx<'_> {
     /// Fetches the object whole and fills the tiers from it.
     async fn fetch_and_fill(&self, guard: Option<FillGuard>, status: CacheStatus) -> Answer {
         match self.fetch(&[]).await {
-            Ok((resp, sent)) => self.fill(resp, sent, guard, status),
+            Ok((resp, sent)) => self.fill_or_pass(resp, sent, guard, status).await,
             Err(e) => self.fail(e, status),
         }
     }
 
     /// Admits an origin response and streams it to the client, filling what admission allows. For a `HEAD`,
     /// the body is read in the background to fill the tiers and the client gets the head.
-    fn fill(
+    pub(super) fn fill(
         &self,
         resp: Response<OriginResponseBody>,
         sent: SystemTime,

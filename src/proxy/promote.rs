@@ -23,6 +23,10 @@ impl Ctx<'_> {
         if entry.invalidation.is_some() || size > p.limits.reserve_max || ttl < p.limits.reserve_min_ttl {
             return;
         }
+        // The reserve is known to hold the key (another node wrote it, or a look-up found it): no write.
+        if p.index_cache.get(&self.zone, &self.key).is_some() {
+            return;
+        }
         let Some(budget) = p.write_budget.take(fill::write_cost(size)) else {
             entry.promotion_failed();
             return;

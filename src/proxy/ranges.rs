@@ -7,13 +7,15 @@
 //!   such a response carries [`PreRead`].
 //! - On a miss the origin is asked for the whole object (no `Range`), as Cloudflare does for cacheable
 //!   content; the client gets its range as the body streams by. When the response fills a tier (it carries
-//!   [`Filling`]), the rest of the body is still read after the range is sent, so the tiers get the object;
-//!   otherwise the origin response is dropped once the range is sent.
+//!   [`Filling`]), the rest of the body is still read after the range is sent, so the tiers get the object.
+//!   When it fills nothing and the range skips bytes ([`skips_bytes`]), the pipeline drops it and asks the
+//!   origin for the range itself; a range from byte 0 is cut from the stream and the rest dropped.
 
 use std::{
     ops::Range,
     pin::Pin,
     task::{Context, Poll},
+    time::SystemTime,
 };
 
 use axum::body::Body;
@@ -26,8 +28,15 @@ use http::{
 use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::BodyExt;
 
-use super::admit::content_length;
+use super::{
+    Ctx,
+    admit::content_length,
+    coalesce::FillGuard,
+    origin::{OriginBody, OriginResponseBody},
+    respond::Answer,
+};
 use crate::http_cache::range::{self, Decision};
+use crate::metrics::CacheStatus;
 
 /// On a response: its body is already bytes `.0` of the representation (read from the reserve).
 #[derive(Debug, Clone)]
@@ -76,6 +85,16 @@ fn unsatisfiable(response: Response<Body>, length: u64, filling: bool) -> Respon
     parts.headers.insert(CONTENT_RANGE, range::unsatisfied_range(length));
     parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(0));
     Response::from_parts(parts, Body::empty())
+}
+
+/// Whether the request is a `GET` whose one range starts past the first byte (or counts from the end): cut
+/// from a whole response, it would read bytes the client does not get.
+pub fn skips_bytes(request: &request::Parts) -> bool {
+    request.method == Method::GET
+        && matches!(
+            range::asked(&request.headers),
+            Some(range::Asked::One(range::Spec::Suffix(_) | range::Spec::From { first: 1.., .. }))
+        )
 }
 
 /// A `206` for `part` of `length` bytes; the body is already that part.
@@ -171,5 +190,27 @@ impl Drop for Slice {
         if self.at >= self.range.end {
             self.finish();
         }
+    }
+}
+
+impl Ctx<'_> {
+    /// `fill`; but a range request whose range skips bytes, answered with a response that fills no
+    /// tier, would read the whole object from the origin to send a part of it: that response is dropped and
+    /// the request goes to the origin as sent, range and all (`BYPASS`), as Cloudflare does for content it
+    /// does not cache.
+    pub(super) async fn fill_or_pass(
+        &self,
+        resp: Response<OriginResponseBody>,
+        sent: SystemTime,
+        guard: Option<FillGuard>,
+        status: CacheStatus,
+    ) -> Answer {
+        let answer = self.fill(resp, sent, guard, status);
+        let fills = answer.response.extensions().get::<Filling>().is_some();
+        if !fills && answer.response.status() == StatusCode::OK && skips_bytes(&self.parts) {
+            drop(answer);
+            return self.pass(OriginBody::None, CacheStatus::Bypass).await;
+        }
+        answer
     }
 }

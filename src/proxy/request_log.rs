@@ -4,7 +4,8 @@
 //! A line: `{"time":"2026-12-02T03:00:00.123Z","client":"203.0.113.9","method":"GET","host":"example.com",
 //! "uri":"/a?b=1","zone":"example.com","status":200,"cache":"HIT","reserve":"EDGE","bytes":1024,
 //! "duration_ms":0.412,"complete":true}`. `zone` is `null` for a request no zone serves; `complete` is
-//! `false` when the client left or the origin cut the body short. Lines go through a bounded queue to one
+//! `false` when the client left or the origin cut the body short; a `uri` over 2 KiB (a `host` over 256
+//! bytes) is cut and ends in `...`. Lines go through a bounded queue to one
 //! writer task; when the disk falls behind, lines beyond the queue are dropped and counted
 //! (`cache_reserve_access_log_dropped_total`), never waited for.
 
@@ -28,8 +29,27 @@ use tokio::sync::mpsc;
 
 use crate::domain::Timestamp;
 
-/// Lines queued for the writer at most; beyond it they are dropped.
-const QUEUE: usize = 16_384;
+/// Lines queued for the writer at most; beyond it they are dropped. With [`MAX_URI`] and [`MAX_HOST`] a full
+/// queue holds about 10 MiB.
+const QUEUE: usize = 4096;
+
+/// Longest `uri` written, in bytes; a longer one is cut (at a character boundary) and ends in `...`.
+const MAX_URI: usize = 2048;
+
+/// Longest `host` written, in bytes, cut the same way.
+const MAX_HOST: usize = 256;
+
+/// `s`, or its first `max` bytes (at a character boundary) and `...`.
+fn clip(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
 
 /// Where the access log goes: standard output or a file (appended to, created if missing).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,8 +112,8 @@ impl RequestLog {
             log,
             started: Instant::now(),
             method: method.clone(),
-            uri: uri.path_and_query().map_or_else(|| uri.to_string(), |pq| pq.as_str().to_owned()),
-            host: host.unwrap_or("").to_owned(),
+            uri: clip(uri.path_and_query().map_or("", |pq| pq.as_str()), MAX_URI),
+            host: clip(host.unwrap_or(""), MAX_HOST),
         })
     }
 
@@ -211,5 +231,18 @@ impl Drop for Counted {
     fn drop(&mut self) {
         let complete = self.inner.is_end_stream();
         self.write(complete);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_fields_are_cut_at_a_character_boundary() {
+        assert_eq!(clip("/short", MAX_URI), "/short");
+        let long = format!("/{}", "é".repeat(MAX_URI));
+        let cut = clip(&long, MAX_URI);
+        assert!(cut.len() <= MAX_URI + 3 && cut.ends_with("..."), "{}", cut.len());
     }
 }

@@ -276,7 +276,18 @@ impl Reserve {
         range: Option<std::ops::Range<u64>>,
     ) -> Result<Option<GetResult>, ReserveError> {
         let opened = match range {
-            Some(range) => self.bodies.open_range(&entry.blob, range).await,
+            Some(range) => match self.bodies.open_range(&entry.blob, range).await {
+                Ok(opened) => Ok(opened),
+                // A ranged read can fail because the body is shorter than recorded (S3's 416, a file cut
+                // short): not an outage. A whole open tells: it heals a damaged entry (`None`), counts a real
+                // outage, or finds the body sound, and then this read failed for a reason of its own.
+                Err(ranged) => {
+                    return match Box::pin(self.open_part(entry, None)).await? {
+                        None => Ok(None),
+                        Some(_) => Err(ReserveError::Blob(ranged)),
+                    };
+                }
+            },
             None => self.bodies.open(&entry.blob).await,
         };
         let opened = opened.map_err(ReserveError::from);

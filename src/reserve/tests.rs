@@ -141,6 +141,23 @@ async fn a_range_of_a_body_reads_those_bytes(f: Fixture) {
     }
 }
 
+/// A ranged read of a body cut short on disk heals the entry, as a whole read does, and is not an outage
+/// (which would close the reserve and fail readiness on every such request).
+#[tokio::test]
+async fn a_range_past_a_body_cut_short_heals_it_without_an_outage() {
+    let f = Fixture::new(Backend::Embedded).await.unwrap();
+    let z = new_zone(&f).await;
+    let whole = Bytes::from(vec![7u8; (2 << 20) + 7]);
+    f.reserve.put(&z, "cut", vec![], whole.clone()).await.unwrap();
+    let entry = f.reserve.find(&z, "cut").await.unwrap().unwrap();
+    let file = f.config.data_dir.join("objects").join(&entry.blob);
+    std::fs::OpenOptions::new().write(true).open(&file).unwrap().set_len(1 << 20).unwrap();
+    let tail = (whole.len() as u64 - 10)..whole.len() as u64;
+    assert!(f.reserve.open_part(&entry, Some(tail)).await.unwrap().is_none());
+    assert!(f.reserve.available(), "a damaged body is not an outage");
+    assert!(f.reserve.find(&z, "cut").await.unwrap().is_none(), "the entry is healed");
+}
+
 async fn clear_hides_at_once_and_reclaim_deletes_everything_old_and_nothing_new(f: Fixture) {
     let z = new_zone(&f).await;
     for i in 0..10 {

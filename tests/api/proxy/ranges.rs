@@ -99,3 +99,33 @@ async fn ranges_from_the_reserve_read_only_what_they_ask() {
     let served = sample(&metrics, &format!("cache_reserve_served_bytes_total{{zone=\"{host}\"}}"));
     assert_eq!(served, 2200.0, "{metrics}");
 }
+
+/// What is not cached is not fetched whole for a range that skips bytes: the origin is asked for the range
+/// itself (`BYPASS`), as it is for a range with credentials; a range from byte 0 is cut from the stream.
+#[tokio::test]
+async fn a_range_of_what_is_not_cached_is_asked_of_the_origin() {
+    let app = spawn_app().await;
+    let origin = TestOrigin::start().await;
+    let host = "uncached-ranges.example";
+    app.zone_with_origin(host, &origin.url).await;
+    let whole = body(1000);
+    origin.set("/dynamic", Reply::ok(whole.clone(), "no-store"));
+    origin.set("/private", Reply::ok(whole.clone(), LONG));
+
+    let got = ranged(&app, host, "/dynamic", &[("range", "bytes=-10")]).await;
+    assert_eq!(got.cache(), "BYPASS");
+    let (_, asked, _) = origin.last("/dynamic").unwrap();
+    assert_eq!(asked["range"], "bytes=-10", "the second request carries the client's range");
+    // This test origin ignores Range and sends its whole 200: the range is cut from it.
+    assert_eq!((got.status.as_u16(), &got.body[..]), (206, &whole[990..]));
+
+    let first = ranged(&app, host, "/dynamic", &[("range", "bytes=0-9")]).await;
+    assert_eq!((first.status.as_u16(), &first.body[..]), (206, &whole[..10]));
+    let (_, asked, _) = origin.last("/dynamic").unwrap();
+    assert!(!asked.contains_key("range"), "a range from byte 0 is cut from the whole response");
+
+    let before = origin.hits("/private");
+    let got = ranged(&app, host, "/private", &[("range", "bytes=5-9"), ("authorization", "Bearer x")]).await;
+    assert_eq!((got.cache(), origin.hits("/private")), ("BYPASS", before + 1));
+    assert_eq!(origin.last("/private").unwrap().1["range"], "bytes=5-9");
+}
