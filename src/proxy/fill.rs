@@ -23,6 +23,7 @@ use http_body_util::BodyExt;
 use tokio::sync::mpsc;
 
 use super::{
+    Ctx,
     budget::{BudgetShare, BudgetedBuf, Refused},
     coalesce::{FillGuard, Filled},
     edge::{EdgeEntry, EdgeTier},
@@ -96,6 +97,34 @@ pub struct ReserveWrite {
     pub fill_revision: i64,
     /// The write's share of the write budget (see [`write_cost`]), held until it ends.
     pub _budget: BudgetShare,
+}
+
+impl Ctx<'_> {
+    /// A reserve write of this request's key, holding `budget` (its share of `--write-buffer-bytes`): `meta`
+    /// and `size` of the object, stamped with `fill_revision`, landing only if the key is not invalidated
+    /// since this request's look-up.
+    pub(super) fn reserve_write(
+        &self,
+        budget: BudgetShare,
+        meta: Vec<u8>,
+        size: u64,
+        fill_revision: i64,
+    ) -> ReserveWrite {
+        let p = self.proxy;
+        ReserveWrite {
+            _budget: budget,
+            reserve: p.reserve.clone(),
+            index_cache: p.index_cache.clone(),
+            zone: self.zone.clone(),
+            key: self.key.clone(),
+            meta,
+            size,
+            counters: self.counters.clone(),
+            invalidations: p.invalidations.clone(),
+            seen: self.seen,
+            fill_revision,
+        }
+    }
 }
 
 impl ReserveWrite {

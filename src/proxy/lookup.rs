@@ -15,6 +15,7 @@ use crate::{
         range::{self, Decision},
     },
     purge::Verdict,
+    storage::bodies::in_memory_result,
 };
 
 /// How an invalidated copy may be reused: never fresh; it is validated first (SPEC §10).
@@ -118,7 +119,7 @@ impl Ctx<'_> {
         let part = if reuse == Reuse::Fresh { self.range_to_read(&known) } else { None };
         let opened = match &part {
             // A range past the end (a `416`) reads nothing.
-            Some(r) if r.is_empty() => Ok(Some(nothing_read(known.entry.size))),
+            Some(r) if r.is_empty() => Ok(Some(in_memory_result(bytes::Bytes::new(), 0..0, known.entry.size))),
             _ => p.reserve.open_part(&known.entry, part.clone()).await,
         };
         let body = match opened {
@@ -181,24 +182,5 @@ impl Ctx<'_> {
             return Some((p.index_cache.insert_since(epoch, key, Known::new(entry, Arc::new(stored))), false));
         }
         None
-    }
-}
-
-/// An opened body of which nothing is read: a range request past the end of a reserve copy of `size`.
-fn nothing_read(size: u64) -> GetResult {
-    use futures::StreamExt;
-    let meta = object_store::ObjectMeta {
-        location: object_store::path::Path::default(),
-        last_modified: Default::default(),
-        size,
-        e_tag: None,
-        version: None,
-    };
-    GetResult {
-        payload: object_store::GetResultPayload::Stream(futures::stream::empty().boxed()),
-        meta,
-        range: 0..0,
-        attributes: Default::default(),
-        extensions: Default::default(),
     }
 }

@@ -229,8 +229,7 @@ pub fn router(proxy: Arc<Proxy>) -> Router {
 
 /// One request, from the zone lookup to the counted (and, with `--access-log`, logged) response.
 async fn handle(State(proxy): State<Arc<Proxy>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request) -> Response {
-    let host = req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok()).or_else(|| req.uri().host());
-    let logging = RequestLog::begin(proxy.request_log.as_ref(), req.method(), req.uri(), host);
+    let logging = RequestLog::begin(proxy.request_log.as_ref(), &req);
     let (parts, body) = req.into_parts();
     let (response, client, zone) = match Ctx::resolve(&proxy, peer, parts).await {
         Ok(ctx) => {

@@ -18,7 +18,7 @@ use super::{
     coalesce::{self, FillGuard, Filled, Joined},
     edge::EdgeEntry,
     error::ProxyError,
-    fill::{self, EdgeFill, HeldBody, ReserveWrite, TeeBody},
+    fill::{self, EdgeFill, HeldBody, TeeBody},
     index_cache::Known,
     lookup::{Found, Tier},
     origin::{OriginBody, OriginResponseBody, strip_hop_by_hop},
@@ -348,22 +348,9 @@ impl Ctx<'_> {
         });
         let reserve = match admission.reserve {
             Ok(size) => match p.write_budget.take(fill::write_cost(size)) {
-                Some(budget) => Some(
-                    ReserveWrite {
-                        _budget: budget,
-                        reserve: p.reserve.clone(),
-                        index_cache: p.index_cache.clone(),
-                        zone: self.zone.clone(),
-                        key: self.key.clone(),
-                        meta: codec::encode(&stored),
-                        size,
-                        counters: self.counters.clone(),
-                        invalidations: p.invalidations.clone(),
-                        seen: self.seen,
-                        fill_revision: self.fill_revision,
-                    }
-                    .spawn(),
-                ),
+                Some(budget) => {
+                    Some(self.reserve_write(budget, codec::encode(&stored), size, self.fill_revision).spawn())
+                }
                 None => {
                     self.counters.writes_abandoned.increment(1);
                     None

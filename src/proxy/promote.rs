@@ -4,11 +4,7 @@
 
 use std::time::SystemTime;
 
-use super::{
-    Ctx,
-    edge::EdgeEntry,
-    fill::{self, ReserveWrite},
-};
+use super::{Ctx, edge::EdgeEntry, fill};
 use crate::http_cache::{codec, date};
 
 impl Ctx<'_> {
@@ -31,19 +27,7 @@ impl Ctx<'_> {
             entry.promotion_failed();
             return;
         };
-        ReserveWrite {
-            _budget: budget,
-            reserve: p.reserve.clone(),
-            index_cache: p.index_cache.clone(),
-            zone: self.zone.clone(),
-            key: self.key.clone(),
-            meta: codec::encode(&entry.stored),
-            size,
-            counters: self.counters.clone(),
-            invalidations: p.invalidations.clone(),
-            seen: self.seen,
-            fill_revision: entry.fill_revision,
-        }
-        .write_whole(entry.body.clone());
+        self.reserve_write(budget, codec::encode(&entry.stored), size, entry.fill_revision)
+            .write_whole(entry.body.clone());
     }
 }

@@ -21,7 +21,7 @@ use std::{
 
 use axum::body::Body;
 use bytes::Bytes;
-use http::{Method, Response, Uri};
+use http::{Method, Response};
 use http_body::{Body as _, Frame, SizeHint};
 use metrics::Counter;
 use serde::Serialize;
@@ -105,14 +105,16 @@ impl RequestLog {
         Ok(Arc::new(Self { lines, dropped }))
     }
 
-    /// Starts a request's line; `None` unless logging. Cheap: it copies the request line and host.
-    pub fn begin(this: Option<&Arc<Self>>, method: &Method, uri: &Uri, host: Option<&str>) -> Option<Pending> {
+    /// Starts a request's line; `None` unless logging (then nothing else is looked at). It copies the
+    /// method, the target (cut at [`MAX_URI`]) and the host (`Host`, or the HTTP/2 authority).
+    pub fn begin<B>(this: Option<&Arc<Self>>, req: &http::Request<B>) -> Option<Pending> {
         let log = this?.clone();
+        let host = req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok()).or_else(|| req.uri().host());
         Some(Pending {
             log,
             started: Instant::now(),
-            method: method.clone(),
-            uri: clip(uri.path_and_query().map_or("", |pq| pq.as_str()), MAX_URI),
+            method: req.method().clone(),
+            uri: clip(req.uri().path_and_query().map_or("", |pq| pq.as_str()), MAX_URI),
             host: clip(host.unwrap_or(""), MAX_HOST),
         })
     }

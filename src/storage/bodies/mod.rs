@@ -217,3 +217,23 @@ impl BodyStore for ObjectBodies {
         self.description.clone()
     }
 }
+
+/// Bytes already in memory as object_store's result: `body` is bytes `range` of a body of `size` (a segment
+/// record read, or nothing read at all for a range past the end).
+pub fn in_memory_result(body: Bytes, range: Range<u64>, size: u64) -> GetResult {
+    let meta = object_store::ObjectMeta {
+        // Not an object path, and no reader looks at it: not built per hit.
+        location: Path::default(),
+        last_modified: Default::default(),
+        size,
+        e_tag: None,
+        version: None,
+    };
+    GetResult {
+        payload: object_store::GetResultPayload::Stream(stream::once(async move { Ok(body) }).boxed()),
+        meta,
+        range,
+        attributes: Default::default(),
+        extensions: Default::default(),
+    }
+}

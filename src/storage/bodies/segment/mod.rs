@@ -36,8 +36,7 @@ use std::{
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::StreamExt;
-use object_store::{GetResult, GetResultPayload, MultipartUpload, ObjectMeta};
+use object_store::{GetResult, MultipartUpload};
 
 pub use append::AppendConfig;
 use append::Appender;
@@ -212,7 +211,7 @@ impl BodyStore for SegmentBodies {
         let Some(loc) = RecordLocation::parse(location) else { return self.files.open(location).await };
         let Some(body) = self.segments.read(&loc).await.map_err(io_error)? else { return Ok(None) };
         let size = body.len() as u64;
-        Ok(Some(record_result(body, 0..size, size)))
+        Ok(Some(super::in_memory_result(body, 0..size, size)))
     }
 
     async fn open_range(&self, location: &str, range: Range<u64>) -> Result<Option<GetResult>, BodyError> {
@@ -226,7 +225,7 @@ impl BodyStore for SegmentBodies {
             });
         }
         let part = body.slice(range.start as usize..range.end as usize);
-        Ok(Some(record_result(part, range, size)))
+        Ok(Some(super::in_memory_result(part, range, size)))
     }
 
     async fn delete_many(&self, locations: Vec<String>) -> Result<(), BodyError> {
@@ -354,23 +353,4 @@ fn count_under(dir: &Path) -> io::Result<u64> {
         }
     }
     Ok(n)
-}
-
-/// A read record (or part of one) as object_store's result: `body` is bytes `range` of a body of `size`.
-fn record_result(body: Bytes, range: Range<u64>, size: u64) -> GetResult {
-    let meta = ObjectMeta {
-        // A record location is not an object path, and no reader looks at it: not built per hit.
-        location: object_store::path::Path::default(),
-        last_modified: Default::default(),
-        size,
-        e_tag: None,
-        version: None,
-    };
-    GetResult {
-        payload: GetResultPayload::Stream(futures::stream::once(async move { Ok(body) }).boxed()),
-        meta,
-        range,
-        attributes: Default::default(),
-        extensions: Default::default(),
-    }
 }
