@@ -99,7 +99,7 @@ pub struct ReserveWrite {
     pub _budget: BudgetShare,
 }
 
-impl Ctx<'_> {
+impl Ctx {
     /// A reserve write of this request's key, holding `budget` (its share of `--write-buffer-bytes`): `meta`
     /// and `size` of the object, stamped with `fill_revision`, landing only if the key is not invalidated
     /// since this request's look-up.
@@ -110,7 +110,7 @@ impl Ctx<'_> {
         size: u64,
         fill_revision: i64,
     ) -> ReserveWrite {
-        let p = self.proxy;
+        let p = &*self.proxy;
         ReserveWrite {
             _budget: budget,
             reserve: p.reserve.clone(),

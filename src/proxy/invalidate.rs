@@ -8,10 +8,10 @@ use http::response;
 use super::{Ctx, client_headers::keyed, request::cache_key};
 use crate::http_cache::invalidation;
 
-impl Ctx<'_> {
+impl Ctx {
     /// Applies §4.4 for the origin's answer `head` to this (unsafe) request.
     pub(super) async fn invalidate(&self, head: &response::Parts) {
-        let p = self.proxy;
+        let p = &*self.proxy;
         let host = &self.forwarded.host;
         // The URI's plain key and its key with this request's keyed fields (`Origin`), each for both schemes
         // (a change through one is a change through the other). Copies keyed by other `Origin` values stay,

@@ -53,10 +53,10 @@ impl Found {
     }
 }
 
-impl Ctx<'_> {
+impl Ctx {
     /// Looks the request up in the tiers.
     pub(super) async fn lookup(&self, now: SystemTime) -> Option<Found> {
-        let p = self.proxy;
+        let p = &*self.proxy;
         if !self.view_fresh {
             // This node may not know of a purge that has been answered: nothing stored is served.
             self.counters.edge_misses.increment(1);
@@ -105,7 +105,7 @@ impl Ctx<'_> {
     /// One look-up in the reserve; `Err(StaleMemory)` when the entry remembered in memory named a body that
     /// is gone (the entry is forgotten).
     async fn reserve_lookup_once(&self, now: SystemTime) -> Result<Option<Found>, StaleMemory> {
-        let p = self.proxy;
+        let p = &*self.proxy;
         let Some((known, remembered)) = self.known(&self.key).await else { return Ok(None) };
         let reuse = match self.judge(known.entry.fill_revision, known.entry.invalidation, &known.stored) {
             // Its index entry and body go in the background; until then the rule keeps it unseen.
@@ -159,7 +159,7 @@ impl Ctx<'_> {
     /// What the reserve holds for `key`, and whether it came from memory: from memory when known, else from
     /// the index (then remembered).
     async fn known(&self, key: &str) -> Option<(Arc<Known>, bool)> {
-        let p = self.proxy;
+        let p = &*self.proxy;
         if let Some(known) = p.index_cache.get(&self.zone, key) {
             return Some((known, true));
         }

@@ -41,7 +41,7 @@ enum Followed {
     Found(Option<Found>),
 }
 
-impl Ctx<'_> {
+impl Ctx {
     /// Serves the request.
     pub(super) async fn serve(&self, body: Body) -> Answer {
         let headers = &self.parts.headers;
@@ -78,7 +78,7 @@ impl Ctx<'_> {
 
     /// A GET or HEAD through the cache.
     async fn cached(&self) -> Answer {
-        let p = self.proxy;
+        let p = &*self.proxy;
         let now = SystemTime::now();
         let mut found = self.lookup(now).await;
         if let Some(fresh) = found.take_if(|f| f.reuse == Reuse::Fresh) {
@@ -110,7 +110,7 @@ impl Ctx<'_> {
 
     /// Waits (at most the origin timeout) for the request leading this key, then looks again.
     async fn follow(&self, rx: tokio::sync::watch::Receiver<Option<Filled>>) -> Followed {
-        let p = self.proxy;
+        let p = &*self.proxy;
         let filled = tokio::time::timeout(p.config.origin_timeout, coalesce::wait(rx)).await;
         let now = SystemTime::now();
         if let Ok(Filled::Edge(entry)) = filled
@@ -132,7 +132,7 @@ impl Ctx<'_> {
     /// Validates a stale copy with its stored validators (RFC 9111 §4.3): a `304` that selects it refreshes
     /// it in every tier before the answer goes back; anything else replaces it.
     async fn validate(&self, found: Found, guard: Option<FillGuard>) -> Answer {
-        let p = self.proxy;
+        let p = &*self.proxy;
         let validators = found.stored().validators();
         if validators.is_empty() {
             return self.fetch_and_fill(guard, CacheStatus::Expired).await;
@@ -172,7 +172,7 @@ impl Ctx<'_> {
     /// Keeps a refreshed copy where the stale one was, the reserve's metadata written before the answer goes
     /// back (so every later request sees the refresh). Returns what followers are told.
     async fn keep(&self, tier: &Tier, fresh: Arc<StoredResponse>) -> Filled {
-        let p = self.proxy;
+        let p = &*self.proxy;
         match tier {
             Tier::Edge(entry) => {
                 let refreshed = Arc::new(entry.refreshed(fresh.clone(), self.fill_revision));
@@ -191,7 +191,7 @@ impl Ctx<'_> {
 
     /// Writes a refreshed stored response over a reserve object's metadata, if it is still that object.
     async fn refresh_reserve(&self, entry: &IndexEntry, fresh: &Arc<StoredResponse>) {
-        let p = self.proxy;
+        let p = &*self.proxy;
         if !self.use_reserve {
             p.index_cache.forget(&self.key);
             return;
@@ -223,7 +223,7 @@ impl Ctx<'_> {
 
     /// Removes a copy that may no longer be kept, from every tier.
     async fn drop_copies(&self, tier: &Tier) {
-        let p = self.proxy;
+        let p = &*self.proxy;
         p.edge.remove(&self.key);
         p.index_cache.forget(&self.key);
         let in_reserve = match tier {
@@ -279,7 +279,7 @@ impl Ctx<'_> {
     /// edge-fill budget has room for it (the share held until the client has the body); else it streams
     /// from disk. `None` when the read failed.
     async fn reserve_body(&self, known: &Known, stored: &Arc<StoredResponse>, body: GetResult) -> Option<Body> {
-        let p = self.proxy;
+        let p = &*self.proxy;
         let size = known.entry.size;
         if size > p.edge.max_object {
             return Some(Body::from_stream(body.into_stream()));
@@ -318,7 +318,7 @@ impl Ctx<'_> {
         guard: Option<FillGuard>,
         status: CacheStatus,
     ) -> Answer {
-        let p = self.proxy;
+        let p = &*self.proxy;
         let (mut head, body) = resp.into_parts();
         strip_hop_by_hop(&mut head.headers);
         let admission =

@@ -7,13 +7,13 @@ use std::time::SystemTime;
 use super::{Ctx, edge::EdgeEntry, fill};
 use crate::http_cache::{codec, date};
 
-impl Ctx<'_> {
+impl Ctx {
     /// Writes an edge-tier copy the reserve does not hold to the reserve, from memory, if the reserve takes
     /// it (SPEC §8, as at admission: explicit freshness left, size). It keeps the copy's own fill revision,
     /// so purges newer than the copy apply to the written one, and lands only if the key is not invalidated
     /// meanwhile.
     pub(super) fn promote(&self, entry: &EdgeEntry, now: SystemTime) {
-        let p = self.proxy;
+        let p = &*self.proxy;
         let size = entry.body.len() as u64;
         let ttl = entry.stored.freshness().explicit_ttl(date::unix_millis(now));
         if entry.invalidation.is_some() || size > p.limits.reserve_max || ttl < p.limits.reserve_min_ttl {

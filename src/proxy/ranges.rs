@@ -193,7 +193,7 @@ impl Drop for Slice {
     }
 }
 
-impl Ctx<'_> {
+impl Ctx {
     /// `fill`; but a range request whose range skips bytes, answered with a response that fills no
     /// tier, would read the whole object from the origin to send a part of it: that response is dropped and
     /// the request goes to the origin as sent, range and all (`BYPASS`), as Cloudflare does for content it

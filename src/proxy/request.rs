@@ -21,8 +21,8 @@ use crate::{
 };
 
 /// One request for one zone: what every phase after the first needs.
-pub struct Ctx<'a> {
-    pub(super) proxy: &'a Proxy,
+pub struct Ctx {
+    pub(super) proxy: Arc<Proxy>,
     pub(super) zone: Arc<Zone>,
     pub(super) counters: Arc<ZoneCounters>,
     pub(super) forwarded: Forwarded,
@@ -47,15 +47,15 @@ pub struct Ctx<'a> {
     pub(super) use_reserve: bool,
 }
 
-impl<'a> Ctx<'a> {
+impl Ctx {
     /// Resolves the zone and prepares the request. Fails (handing the request back, for the log) for a
     /// request without a valid `Host`, an unknown host, a zone table that cannot be read, or a request that
     /// has looped (`CDN-Loop`).
     pub(super) async fn resolve(
-        proxy: &'a Proxy,
+        proxy: &Arc<Proxy>,
         peer: SocketAddr,
         mut parts: request::Parts,
-    ) -> Result<Ctx<'a>, (ProxyError, request::Parts)> {
+    ) -> Result<Ctx, (ProxyError, request::Parts)> {
         if let Some(what) = not_implemented(&parts) {
             return Err((ProxyError::NotImplemented(what), parts));
         }
@@ -104,7 +104,7 @@ impl<'a> Ctx<'a> {
             counters.reserve_unavailable.increment(1);
         }
         Ok(Ctx {
-            proxy,
+            proxy: proxy.clone(),
             zone,
             counters,
             forwarded,

@@ -5,7 +5,7 @@
 use super::{Ctx, admit::ReserveSkip, respond::ReserveTag};
 use crate::metrics::NotStored;
 
-impl Ctx<'_> {
+impl Ctx {
     /// `x-cache-reserve` for a response fetched from the origin, given what admission said of the reserve and
     /// whether a write started; counts the reason when it was not written.
     pub(super) fn reserve_tag(&self, judged: Result<u64, ReserveSkip>, writing: bool) -> ReserveTag {

@@ -16,7 +16,7 @@ use super::{
 /// Attempts at a cache fetch when the origin closes reused connections under it.
 const FETCH_TRIES: u32 = 3;
 
-impl Ctx<'_> {
+impl Ctx {
     /// Forwards the client's request as it is (hop-by-hop fields aside), streaming `body` to the origin.
     /// A failure while the client's body was being read is the client's (400 or 408), not the origin's.
     /// An idempotent request without a body is sent once more when a reused connection fails before any
