@@ -20,13 +20,26 @@ pub enum CacheStatus {
     Miss,
     Expired,
     Revalidated,
+    /// A stale copy served at once while one request revalidates it in the background
+    /// (`stale-while-revalidate`; Cloudflare's `UPDATING`).
+    Updating,
+    /// A stale copy served because the origin failed (`stale-if-error`, `--use-stale-on-error`).
+    Stale,
     Bypass,
     Dynamic,
 }
 
 impl CacheStatus {
-    pub const ALL: [CacheStatus; 6] =
-        [Self::Hit, Self::Miss, Self::Expired, Self::Revalidated, Self::Bypass, Self::Dynamic];
+    pub const ALL: [CacheStatus; 8] = [
+        Self::Hit,
+        Self::Miss,
+        Self::Expired,
+        Self::Revalidated,
+        Self::Updating,
+        Self::Stale,
+        Self::Bypass,
+        Self::Dynamic,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -34,6 +47,8 @@ impl CacheStatus {
             Self::Miss => "MISS",
             Self::Expired => "EXPIRED",
             Self::Revalidated => "REVALIDATED",
+            Self::Updating => "UPDATING",
+            Self::Stale => "STALE",
             Self::Bypass => "BYPASS",
             Self::Dynamic => "DYNAMIC",
         }
@@ -89,7 +104,7 @@ impl NotStored {
 /// One zone's counters.
 pub struct ZoneCounters {
     /// Responses, by `cf-cache-status` (indexed like [`CacheStatus::ALL`]).
-    responses: [Counter; 6],
+    responses: [Counter; 8],
     /// Origin responses not written to the reserve, by reason (indexed like [`NotStored::ALL`]).
     not_stored: [Counter; 7],
     pub edge_hits: Counter,

@@ -211,6 +211,13 @@ pub struct ServeArgs {
     /// lifetime: a tenth of its age, at most this; `0s` turns heuristics off. Never qualifies for the reserve.
     #[arg(long, env = "CACHE_RESERVE_HEURISTIC_MAX", default_value = "1d", value_parser = duration::parse)]
     pub heuristic_max: Duration,
+    /// When the origin fails, times out or answers 500, 502, 503 or 504, serve a stale copy that has been
+    /// stale for up to this long even without `stale-if-error` (nginx's `proxy_cache_use_stale error
+    /// timeout http_5xx`; Cloudflare's Always Online), marked `cf-cache-status: STALE`. `0s` (the default):
+    /// only within the origin's own `stale-if-error`. Never a purged copy, nor one whose response says
+    /// `must-revalidate`, `proxy-revalidate`, `no-cache` or `s-maxage`.
+    #[arg(long, env = "CACHE_RESERVE_USE_STALE_ON_ERROR", default_value = "0s", value_parser = duration::parse)]
+    pub use_stale_on_error: Duration,
     /// Honour the client's cache directives (`Cache-Control: no-cache`, `max-age`, `min-fresh`, `no-store`,
     /// `only-if-cached`, `Pragma: no-cache`). Off by default, as at Cloudflare and in nginx.
     #[arg(long, env = "CACHE_RESERVE_HONOR_REQUEST_CACHE_CONTROL")]
@@ -315,6 +322,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             origin_timeout: args.origin_timeout,
             origin_read_timeout: args.origin_read_timeout,
             heuristic_max: args.heuristic_max,
+            use_stale_on_error: args.use_stale_on_error,
             honor_request_cache_control: args.honor_request_cache_control,
             trusted_proxies: args.trusted_proxies,
             max_cache_tag_bytes: usize::try_from(args.cache_tag_max_bytes).unwrap_or(usize::MAX),

@@ -37,6 +37,7 @@ pub fn check(args: &ServeArgs) -> anyhow::Result<()> {
     duration("origin-timeout", args.origin_timeout, MS, DAY);
     duration("origin-read-timeout", args.origin_read_timeout, MS, DAY);
     duration("heuristic-max", args.heuristic_max, Duration::ZERO, MAX_DURATION);
+    duration("use-stale-on-error", args.use_stale_on_error, Duration::ZERO, MAX_DURATION);
     duration("zone-sync-interval", args.zone_sync_interval, MS, HOUR);
     duration("zone-view-ttl", args.zone_view_ttl, MS, DAY);
     duration("reclaim-lease", args.reclaim_lease, SEC, DAY);

@@ -15,11 +15,13 @@ pub mod directives;
 mod freshness;
 pub mod invalidation;
 pub mod range;
+mod stale;
 mod storable;
 mod stored;
 mod validation;
 mod vary;
 
 pub use freshness::Freshness;
+pub use stale::StaleUse;
 pub use storable::NotStorable;
 pub use stored::{CONSUMED, CacheRules, Reuse, StoredResponse};

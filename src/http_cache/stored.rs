@@ -157,6 +157,11 @@ impl StoredResponse {
         &self.freshness
     }
 
+    /// The directives in force (RFC 9213's targeted fields taking precedence).
+    pub(super) fn directives(&self) -> &Directives {
+        &self.directives
+    }
+
     /// Its `Cache-Tag` tags, lower-cased (SPEC §10).
     pub fn cache_tags(&self) -> &[String] {
         &self.tags

@@ -18,6 +18,9 @@ pub enum Filled {
     Edge(Arc<EdgeEntry>),
     /// The object was stored or refreshed in the reserve: look it up.
     Stored,
+    /// The origin failed (or answered 500, 502, 503 or 504), and the leader served a stale copy: serve yours
+    /// if you may (see `stale`), else ask the origin yourself.
+    Failed,
     /// Nothing to share (not cacheable, failed, abandoned): ask the origin yourself.
     Nothing,
 }

@@ -2,7 +2,11 @@
 //! (when the zone's setting is `on`), judged by [`StoredResponse::reuse`]. A reserve copy is found only with
 //! its body open and of the recorded size, so what is found can be served.
 
-use std::{ops::Range, sync::Arc, time::SystemTime};
+use std::{
+    ops::Range,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use http::{Method, StatusCode};
 
@@ -23,6 +27,16 @@ fn invalidated(reuse: Reuse) -> Reuse {
     if reuse == Reuse::Fresh { Reuse::Validate } else { reuse }
 }
 
+/// When the invalidation a verdict names committed: a copy's stale windows count from it (SPEC §10).
+fn invalidated_at(verdict: Verdict) -> Option<SystemTime> {
+    match verdict {
+        Verdict::Invalidated(inv) => {
+            Some(UNIX_EPOCH + Duration::from_micros(u64::try_from(inv.at.as_micros()).unwrap_or(0)))
+        }
+        Verdict::Keep | Verdict::Purged => None,
+    }
+}
+
 /// A look-up found the body remembered in memory gone.
 struct StaleMemory;
 
@@ -35,9 +49,12 @@ pub struct Found {
     pub body: Option<GetResult>,
     /// The bytes of the body `body` holds, when a range request read only those (see `ranges`).
     pub range: Option<Range<u64>>,
+    /// When an invalidation made it stale (see `stale`).
+    pub invalidated_at: Option<SystemTime>,
 }
 
 /// Where the found copy is.
+#[derive(Clone)]
 pub enum Tier {
     Edge(Arc<EdgeEntry>),
     Reserve(Arc<Known>),
@@ -46,7 +63,14 @@ pub enum Tier {
 impl Found {
     /// The stored response found.
     pub fn stored(&self) -> &Arc<StoredResponse> {
-        match &self.tier {
+        self.tier.stored()
+    }
+}
+
+impl Tier {
+    /// The stored response of the copy.
+    pub fn stored(&self) -> &Arc<StoredResponse> {
+        match self {
             Tier::Edge(entry) => &entry.stored,
             Tier::Reserve(known) => &known.stored,
         }
@@ -63,7 +87,8 @@ impl Ctx {
             return None;
         }
         if let Some(entry) = p.edge.get(&self.zone, &self.key) {
-            let reuse = match self.judge(entry.fill_revision, entry.invalidation, &entry.stored) {
+            let verdict = self.judge(entry.fill_revision, entry.invalidation, &entry.stored);
+            let reuse = match verdict {
                 Verdict::Purged => {
                     p.edge.remove(&self.key);
                     Reuse::Unusable
@@ -78,7 +103,8 @@ impl Ctx {
                 }
             }
             if reuse != Reuse::Unusable {
-                return Some(Found { reuse, tier: Tier::Edge(entry), body: None, range: None });
+                let invalidated_at = invalidated_at(verdict);
+                return Some(Found { reuse, tier: Tier::Edge(entry), body: None, range: None, invalidated_at });
             }
         }
         self.counters.edge_misses.increment(1);
@@ -107,7 +133,8 @@ impl Ctx {
     async fn reserve_lookup_once(&self, now: SystemTime) -> Result<Option<Found>, StaleMemory> {
         let p = &*self.proxy;
         let Some((known, remembered)) = self.known(&self.key).await else { return Ok(None) };
-        let reuse = match self.judge(known.entry.fill_revision, known.entry.invalidation, &known.stored) {
+        let verdict = self.judge(known.entry.fill_revision, known.entry.invalidation, &known.stored);
+        let reuse = match verdict {
             // Its index entry and body go in the background; until then the rule keeps it unseen.
             Verdict::Purged => return Ok(None),
             Verdict::Invalidated { .. } => invalidated(known.stored.reuse(&self.parts, now, &p.rules)),
@@ -116,7 +143,8 @@ impl Ctx {
         if reuse == Reuse::Unusable {
             return Ok(None);
         }
-        let part = if reuse == Reuse::Fresh { self.range_to_read(&known) } else { None };
+        // A stale copy served (stale, or after a `304`) is served from this body too: read what a range asks.
+        let part = self.range_to_read(&known);
         let opened = match &part {
             // A range past the end (a `416`) reads nothing.
             Some(r) if r.is_empty() => Ok(Some(in_memory_result(bytes::Bytes::new(), 0..0, known.entry.size))),
@@ -136,7 +164,8 @@ impl Ctx {
         };
         self.counters.class_b.increment(1);
         p.note_read(&self.zone, known.entry.generation, &known.entry.key_hash);
-        Ok(Some(Found { reuse, tier: Tier::Reserve(known), body: Some(body), range: part }))
+        let invalidated_at = invalidated_at(verdict);
+        Ok(Some(Found { reuse, tier: Tier::Reserve(known), body: Some(body), range: part, invalidated_at }))
     }
 
     /// The bytes of a fresh reserve copy a range request asks for, if it gets a `206` (RFC 9110 §14): then

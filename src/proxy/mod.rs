@@ -7,8 +7,9 @@
 //!    the origin), derive its cache key;
 //! 2. `lookup`: find a stored response in the tiers and judge it ([`crate::http_cache`]: fresh, to
 //!    validate, or unusable);
-//! 3. `upstream`: ask the origin — pass the request through, fetch, or validate — with concurrent misses
-//!    and validations for one key coalesced (`coalesce`);
+//! 3. `upstream`: ask the origin — pass the request through, fetch, or validate (`validate`) — with
+//!    concurrent misses and validations for one key coalesced (`coalesce`); a stale copy may answer at once
+//!    or when the origin fails (`stale`);
 //! 4. `admit`: what the origin's response may fill, a pure function of request, response and zone;
 //! 5. `fill`: stream the body to the client while filling the tiers (`edge`, the reserve);
 //! 6. `respond`: build the response; every response's cache headers are set in one place.
@@ -36,8 +37,10 @@ mod request;
 pub mod request_log;
 mod reserve_tag;
 pub mod respond;
+mod stale;
 mod sweep;
 mod upstream;
+mod validate;
 
 use std::{
     net::SocketAddr,
@@ -102,6 +105,9 @@ pub struct ProxyConfig {
     pub origin_read_timeout: Duration,
     /// Longest heuristic freshness lifetime (RFC 9111 §4.2.2); zero: none.
     pub heuristic_max: Duration,
+    /// How long past freshness a stale copy may answer when the origin fails, beyond any `stale-if-error`
+    /// (`--use-stale-on-error`); zero: only within `stale-if-error`.
+    pub use_stale_on_error: Duration,
     /// Honour request cache directives (`no-cache`, `max-age`, ...); off by default, as at Cloudflare.
     pub honor_request_cache_control: bool,
     /// Peers whose `X-Forwarded-For`, `Forwarded` and `Via` are believed; none by default.
@@ -127,6 +133,7 @@ impl Default for ProxyConfig {
             origin_timeout: Duration::from_secs(30),
             origin_read_timeout: Duration::from_secs(60),
             heuristic_max: Duration::from_secs(86_400),
+            use_stale_on_error: Duration::ZERO,
             honor_request_cache_control: false,
             trusted_proxies: Vec::new(),
             max_cache_tag_bytes: crate::http_cache::cache_tag::DEFAULT_MAX_BYTES,

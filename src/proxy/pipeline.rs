@@ -1,13 +1,13 @@
 //! How the phases follow one another for one request: route it (pass through, or through the cache); look
-//! it up; serve a fresh copy; otherwise ask the origin (coalesced) to validate the copy or fetch the
-//! object; admit and fill; respond. Nothing here calls back into an earlier phase: a request that waited
+//! it up; serve a fresh copy, or a stale one within `stale-while-revalidate` (`stale`); otherwise ask the
+//! origin (coalesced) to validate the copy (`validate`) or fetch the object; admit and fill; respond. Nothing here calls back into an earlier phase: a request that waited
 //! for another's origin request looks once more, then goes on by itself.
 
 use std::{sync::Arc, time::SystemTime};
 
 use axum::body::Body;
 use http::{
-    Method, Response, StatusCode,
+    Method, Response,
     header::{AUTHORIZATION, IF_MATCH, IF_UNMODIFIED_SINCE, RANGE},
 };
 use object_store::GetResult;
@@ -26,11 +26,10 @@ use super::{
     respond::{self, Answer, ReserveTag},
 };
 use crate::{
-    http_cache::{Reuse, StoredResponse, codec, invalidation},
+    http_cache::{Reuse, StaleUse, StoredResponse, codec, invalidation},
     metrics::{CacheStatus, NotStored},
     purge::Verdict,
     reserve::key_hash,
-    storage::IndexEntry,
 };
 
 /// What waiting for another request's origin request gave.
@@ -88,8 +87,12 @@ impl Ctx {
             return self.fail(ProxyError::NotCached, CacheStatus::Miss);
         }
         // A request with credentials may get an answer meant for it alone: it never shares one.
+        let shares = !self.parts.headers.contains_key(AUTHORIZATION);
+        if shares && let Some(stale) = found.take_if(|f| self.may_serve_stale(f, StaleUse::WhileRevalidate, now)) {
+            return self.serve_while_revalidating(stale, now).await;
+        }
         let mut guard = None;
-        if !self.parts.headers.contains_key(AUTHORIZATION) {
+        if shares {
             match p.coalescer.join(&self.zone.id, self.zone.generation, &self.key) {
                 Joined::Leader(g) => guard = Some(g),
                 Joined::Follower(rx) => {
@@ -113,142 +116,42 @@ impl Ctx {
         let p = &*self.proxy;
         let filled = tokio::time::timeout(p.config.origin_timeout, coalesce::wait(rx)).await;
         let now = SystemTime::now();
-        if let Ok(Filled::Edge(entry)) = filled
+        if let Ok(Filled::Edge(entry)) = &filled
             && self.judge(entry.fill_revision, entry.invalidation, &entry.stored) == Verdict::Keep
             && entry.stored.reuse(&self.parts, now, &p.rules) == Reuse::Fresh
         {
             self.counters.edge_hits.increment(1);
-            let found = Found { reuse: Reuse::Fresh, tier: Tier::Edge(entry), body: None, range: None };
+            let tier = Tier::Edge(entry.clone());
+            let found = Found { reuse: Reuse::Fresh, tier, body: None, range: None, invalidated_at: None };
             return Followed::Served(self.serve_found(found, None, CacheStatus::Hit, now).await);
         }
         match self.lookup(now).await {
             Some(f) if f.reuse == Reuse::Fresh => {
                 Followed::Served(self.serve_found(f, None, CacheStatus::Hit, now).await)
             }
+            // The origin just failed the request led: do not ask it again for a copy that may be served stale.
+            Some(f) if matches!(filled, Ok(Filled::Failed)) && self.may_serve_stale(&f, self.on_error(), now) => {
+                Followed::Served(self.serve_found(f, None, CacheStatus::Stale, now).await)
+            }
             other => Followed::Found(other),
         }
     }
 
-    /// Validates a stale copy with its stored validators (RFC 9111 §4.3): a `304` that selects it refreshes
-    /// it in every tier before the answer goes back; anything else replaces it.
-    async fn validate(&self, found: Found, guard: Option<FillGuard>) -> Answer {
-        let p = &*self.proxy;
-        let validators = found.stored().validators();
-        if validators.is_empty() {
-            return self.fetch_and_fill(guard, CacheStatus::Expired).await;
-        }
-        let (resp, sent) = match self.fetch(&validators).await {
-            Ok(r) => r,
-            Err(e) => return self.fail(e, CacheStatus::Expired),
-        };
-        if resp.status() != StatusCode::NOT_MODIFIED {
-            return self.fill_or_pass(resp, sent, guard, CacheStatus::Expired).await;
-        }
-        let (mut head, _) = resp.into_parts();
-        strip_hop_by_hop(&mut head.headers);
-        let now = SystemTime::now();
-        if !found.stored().validated_by(&head.headers) {
-            // A 304 for a representation we do not hold: fetch it whole.
-            return self.fetch_and_fill(guard, CacheStatus::Expired).await;
-        }
-        match found.stored().freshen(&head.headers, &self.as_get(), sent, now, &p.rules) {
-            Ok(fresh) => {
-                let fresh = Arc::new(fresh);
-                let filled = self.keep(&found.tier, fresh.clone()).await;
-                if let Some(g) = guard {
-                    g.complete(filled);
-                }
-                self.serve_found(found, Some(fresh), CacheStatus::Revalidated, now).await
-            }
-            Err(why) => {
-                // The update forbids keeping it (e.g. the 304 says no-store): drop it, fetch it whole.
-                tracing::debug!(zone = %self.zone.name, reason = why.as_str(), "a 304 made a stored response unstorable");
-                self.drop_copies(&found.tier).await;
-                self.fetch_and_fill(guard, CacheStatus::Expired).await
-            }
-        }
-    }
-
-    /// Keeps a refreshed copy where the stale one was, the reserve's metadata written before the answer goes
-    /// back (so every later request sees the refresh). Returns what followers are told.
-    async fn keep(&self, tier: &Tier, fresh: Arc<StoredResponse>) -> Filled {
-        let p = &*self.proxy;
-        match tier {
-            Tier::Edge(entry) => {
-                let refreshed = Arc::new(entry.refreshed(fresh.clone(), self.fill_revision));
-                let landed = self.gate().land_now(&self.key, || p.edge.insert(&self.key, refreshed.clone()));
-                if let Some(reserved) = &entry.from_reserve {
-                    self.refresh_reserve(reserved, &fresh).await;
-                }
-                if landed { Filled::Edge(refreshed) } else { Filled::Nothing }
-            }
-            Tier::Reserve(known) => {
-                self.refresh_reserve(&known.entry, &fresh).await;
-                Filled::Stored
-            }
-        }
-    }
-
-    /// Writes a refreshed stored response over a reserve object's metadata, if it is still that object.
-    async fn refresh_reserve(&self, entry: &IndexEntry, fresh: &Arc<StoredResponse>) {
-        let p = &*self.proxy;
-        if !self.use_reserve {
-            p.index_cache.forget(&self.key);
-            return;
-        }
-        let meta = codec::encode(fresh);
-        // Taken before the write: a sweep that begins meanwhile may not see what this keeps in memory.
-        let epoch = p.index_cache.epoch();
-        let update = p.reserve.update_meta(entry, &meta, self.fill_revision);
-        let Some(updated) = p.invalidations.land(&self.key, self.seen, update).await else {
-            // Invalidated meanwhile: the object is gone or going.
-            return;
-        };
-        match updated {
-            Ok(Some(fill_revision)) => {
-                self.counters.class_a.increment(1);
-                let mut entry = entry.clone();
-                entry.meta = meta;
-                entry.fill_revision = fill_revision;
-                p.index_cache.forget(&self.key);
-                p.index_cache.insert_since(epoch, &self.key, Known::new(entry, fresh.clone()));
-            }
-            Ok(None) => p.index_cache.forget(&self.key),
-            Err(e) => {
-                tracing::warn!(zone = %self.zone.name, error = %e, "could not refresh a reserve object's metadata");
-                p.index_cache.forget(&self.key);
-            }
-        }
-    }
-
-    /// Removes a copy that may no longer be kept, from every tier.
-    async fn drop_copies(&self, tier: &Tier) {
-        let p = &*self.proxy;
-        p.edge.remove(&self.key);
-        p.index_cache.forget(&self.key);
-        let in_reserve = match tier {
-            Tier::Edge(entry) => entry.from_reserve.is_some(),
-            Tier::Reserve(_) => true,
-        };
-        if in_reserve && let Err(e) = p.reserve.delete(&self.zone.id, &self.key).await {
-            tracing::warn!(zone = %self.zone.name, error = %e, "could not remove a reserve object");
-        }
-    }
-
     /// Answers from a found copy (with its refreshed stored response, after a validation).
-    async fn serve_found(
+    pub(super) async fn serve_found(
         &self,
         found: Found,
         fresh: Option<Arc<StoredResponse>>,
         status: CacheStatus,
         now: SystemTime,
     ) -> Answer {
-        // A copy refreshed by a validation is served from its refreshed entry, not this one: never promoted.
-        let revalidated = fresh.is_some();
+        // Only a plain fresh hit is promoted: a copy refreshed by a validation is served from its refreshed
+        // entry, not this one, and a stale one is not worth the write.
+        let promotes = fresh.is_none() && status == CacheStatus::Hit;
         let stored = fresh.unwrap_or_else(|| found.stored().clone());
         let (body, tag) = match (found.tier, found.body) {
             (Tier::Edge(entry), _) => {
-                if self.use_reserve && !revalidated && entry.take_promotion() {
+                if self.use_reserve && promotes && entry.take_promotion() {
                     self.promote(&entry, now);
                 }
                 (Body::from(entry.body.clone()), ReserveTag::Edge)
@@ -302,7 +205,7 @@ impl Ctx {
     }
 
     /// Fetches the object whole and fills the tiers from it.
-    async fn fetch_and_fill(&self, guard: Option<FillGuard>, status: CacheStatus) -> Answer {
+    pub(super) async fn fetch_and_fill(&self, guard: Option<FillGuard>, status: CacheStatus) -> Answer {
         match self.fetch(&[]).await {
             Ok((resp, sent)) => self.fill_or_pass(resp, sent, guard, status).await,
             Err(e) => self.fail(e, status),

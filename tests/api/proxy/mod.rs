@@ -14,6 +14,7 @@ mod ranges;
 mod raw_origin;
 mod reserve;
 mod semantics;
+mod stale;
 mod tiers;
 mod upstream_faults;
 

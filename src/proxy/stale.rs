@@ -1,0 +1,123 @@
+//! Serving stale copies (issue #12 A2; RFC 5861, RFC 9111 §4.2.4), in both tiers.
+//!
+//! - Within a copy's `stale-while-revalidate` window it is served at once (`cf-cache-status: UPDATING`)
+//!   while one request revalidates it in the background: the first such request leads that revalidation
+//!   (coalesced with any fill of the key), the others only serve the copy.
+//! - When the origin fails, times out, or answers `500`, `502`, `503` or `504` to a validation, a copy
+//!   within its `stale-if-error` window, or within `--use-stale-on-error`, is served instead of the error
+//!   (`STALE`); so is one for the requests that were waiting on that validation.
+//!
+//! A purged copy is never found, so never served stale (SPEC §10); an invalidated one's windows count from
+//! the invalidation. What a response forbids (`must-revalidate`, ...) is decided in
+//! [`crate::http_cache::StaleUse`].
+
+use std::time::SystemTime;
+
+use http::{
+    Method, StatusCode,
+    header::{IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE},
+};
+use http_body_util::BodyExt;
+
+use super::{
+    Ctx,
+    coalesce::{FillGuard, Filled, Joined},
+    lookup::{Found, Tier},
+    ranges::Filling,
+    respond::Answer,
+};
+use crate::{
+    http_cache::{StaleUse, StoredResponse},
+    metrics::CacheStatus,
+};
+
+/// What asking the origin about a stale copy gave (see [`Ctx::revalidate`]).
+pub enum Revalidated {
+    /// A `304` refreshed the copy in every tier: serve it with this stored response.
+    Refreshed(std::sync::Arc<StoredResponse>),
+    /// The answer to send: the origin's new response (filling the tiers), or its failure.
+    Answered(Answer),
+    /// The origin failed, and the caller said it would serve the stale copy instead.
+    OriginFailed,
+}
+
+/// Statuses that count as the origin failing (RFC 5861 §4: "an error is any situation that would result in
+/// a 500, 502, 503, or 504 HTTP response status code being returned").
+pub fn is_origin_error(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 500 | 502 | 503 | 504)
+}
+
+impl Ctx {
+    /// Whether `found` may answer this request stale at `now`, for `why`.
+    pub(super) fn may_serve_stale(&self, found: &Found, why: StaleUse, now: SystemTime) -> bool {
+        found.stored().may_serve_stale(&self.parts, why, now, found.invalidated_at, &self.proxy.rules)
+    }
+
+    /// Serving stale because the origin failed, as this server is configured to.
+    pub(super) fn on_error(&self) -> StaleUse {
+        StaleUse::OnError { operator: self.proxy.config.use_stale_on_error }
+    }
+
+    /// Serves a copy within its `stale-while-revalidate` window (`UPDATING`), first starting its
+    /// revalidation in the background, unless a request for the key is already asking the origin.
+    pub(super) async fn serve_while_revalidating(&self, found: Found, now: SystemTime) -> Answer {
+        if let Joined::Leader(guard) = self.proxy.coalescer.join(&self.zone.id, self.zone.generation, &self.key) {
+            let (detached, tier) = (self.detached(), found.tier.clone());
+            tokio::spawn(async move { detached.revalidate_in_background(tier, guard).await });
+        }
+        self.serve_found(found, None, CacheStatus::Updating, now).await
+    }
+
+    /// Revalidates a copy nobody waits for: a `304` refreshes it; a new response fills the tiers (its body
+    /// read to the end here, bounded by the origin's read timeout); one that fills nothing, and a failure,
+    /// are dropped (the copy stays as it was, and the next request past the window validates it).
+    async fn revalidate_in_background(&self, tier: Tier, guard: FillGuard) {
+        match self.revalidate(&tier, Some(guard), false).await {
+            Revalidated::Answered(answer) if answer.response.extensions().get::<Filling>().is_some() => {
+                let mut body = answer.response.into_body();
+                while let Some(frame) = body.frame().await {
+                    if frame.is_err() {
+                        return;
+                    }
+                }
+            }
+            Revalidated::Answered(_) | Revalidated::Refreshed(_) | Revalidated::OriginFailed => {}
+        }
+    }
+
+    /// Logs an origin failure answered with a stale copy, and tells the requests waiting on this one to
+    /// serve theirs too.
+    pub(super) fn origin_failed(&self, guard: Option<FillGuard>, why: &dyn std::fmt::Display) -> Revalidated {
+        tracing::warn!(zone = %self.zone.name, error = %why, "origin failed; serving a stale copy");
+        if let Some(g) = guard {
+            g.complete(Filled::Failed);
+        }
+        Revalidated::OriginFailed
+    }
+
+    /// This request's context for work that outlives its response: the same zone, key, revision and
+    /// invalidation count, asking as a plain `GET` — without the client's range or conditionals, and without
+    /// the connection's extensions (a `103` the origin sends goes nowhere).
+    fn detached(&self) -> Ctx {
+        let mut parts = self.parts.clone();
+        parts.method = Method::GET;
+        for name in [RANGE, IF_RANGE, IF_NONE_MATCH, IF_MODIFIED_SINCE, IF_MATCH, IF_UNMODIFIED_SINCE] {
+            parts.headers.remove(name);
+        }
+        parts.extensions = http::Extensions::new();
+        Ctx {
+            proxy: self.proxy.clone(),
+            zone: self.zone.clone(),
+            counters: self.counters.clone(),
+            forwarded: self.forwarded.clone(),
+            origin: self.origin.clone(),
+            parts,
+            key: self.key.clone(),
+            seen: self.seen,
+            fill_revision: self.fill_revision,
+            view_fresh: self.view_fresh,
+            upgrade: false,
+            use_reserve: self.use_reserve,
+        }
+    }
+}
