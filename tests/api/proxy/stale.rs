@@ -82,6 +82,8 @@ async fn within_stale_while_revalidate_a_stale_copy_is_served_at_once_and_revali
         // The revalidation is still under way: still the stale copy, and no second origin request.
         let again = app.proxy_get(host, "/new").await;
         assert_eq!((again.cache(), again.text().as_str()), ("UPDATING", "v1"), "edge {edge}");
+        let part = client.get_with(host, "/new", &[("range", "bytes=1-")]).await;
+        assert_eq!((part.status, part.cache(), part.text().as_str()), (StatusCode::PARTIAL_CONTENT, "UPDATING", "1"));
         wait_hit(&app, host, "/new", "v2").await;
         assert_eq!(origin.hits("/new"), 2, "one fill, one background revalidation (edge {edge})");
 
