@@ -1,7 +1,8 @@
 //! How the phases follow one another for one request: route it (pass through, or through the cache); look
 //! it up; serve a fresh copy, or a stale one within `stale-while-revalidate` (`stale`); otherwise ask the
-//! origin (coalesced) to validate the copy (`validate`) or fetch the object; admit and fill; respond. Nothing here calls back into an earlier phase: a request that waited
-//! for another's origin request looks once more, then goes on by itself.
+//! origin (coalesced) to validate the copy (`validate`) or fetch the object; admit and fill; respond.
+//! Nothing here calls back into an earlier phase: a request that waited for another's origin request looks
+//! once more, then goes on by itself.
 
 use std::{sync::Arc, time::SystemTime};
 
