@@ -8,8 +8,8 @@ use http::request;
 
 use super::{
     date,
-    directives::{Directives, FieldScope},
-    stored::{CacheRules, StoredResponse},
+    directives::FieldScope,
+    stored::{CacheRules, StoredResponse, request_directives},
 };
 
 /// Why a stale stored response would be served.
@@ -43,7 +43,7 @@ impl StoredResponse {
     /// a `stale-while-revalidate` or `stale-if-error` beside it is the origin's own explicit leave and is
     /// honoured (as at Cloudflare and Fastly). A response still fresh is not stale (`false`).
     /// `WhileRevalidate` also not when request directives are honoured and the request asks for a
-    /// validated response (`no-cache`, `max-age`, `min-fresh`, §5.2.1).
+    /// validated response (`no-cache` or `Pragma: no-cache`, `max-age`, `min-fresh`, §5.2.1, §5.4).
     pub fn may_serve_stale(
         &self,
         request: &request::Parts,
@@ -61,7 +61,7 @@ impl StoredResponse {
         match why {
             StaleUse::WhileRevalidate => {
                 if rules.honor_request_directives {
-                    let asked = Directives::request(&request.headers);
+                    let asked = request_directives(&request.headers);
                     if asked.no_cache.is_some() || asked.max_age.is_some() || asked.min_fresh.is_some() {
                         return false;
                     }
@@ -180,6 +180,8 @@ mod tests {
         assert!(s.may_serve_stale(&asks, StaleUse::WhileRevalidate, now, None, &CacheRules::default()));
         let honour = CacheRules { honor_request_directives: true, ..CacheRules::default() };
         assert!(!s.may_serve_stale(&asks, StaleUse::WhileRevalidate, now, None, &honour));
+        let pragma = get(&[("pragma", "no-cache")]);
+        assert!(!s.may_serve_stale(&pragma, StaleUse::WhileRevalidate, now, None, &honour));
         assert!(s.may_serve_stale(&get(&[]), StaleUse::WhileRevalidate, now, None, &honour));
     }
 }

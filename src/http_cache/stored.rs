@@ -294,7 +294,7 @@ impl StoredResponse {
 
 /// The request's cache directives; `Pragma: no-cache` counts as `no-cache` when there is no
 /// `Cache-Control` (RFC 9111 §5.4).
-fn request_directives(headers: &HeaderMap) -> Directives {
+pub(super) fn request_directives(headers: &HeaderMap) -> Directives {
     let mut d = Directives::request(headers);
     if !headers.contains_key(http::header::CACHE_CONTROL)
         && headers.get_all(PRAGMA).iter().any(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache"))

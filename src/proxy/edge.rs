@@ -80,6 +80,11 @@ impl EdgeEntry {
         }
     }
 
+    /// Whether the reserve may hold this copy: it was read from there, or a write of it was started.
+    pub fn maybe_in_reserve(&self) -> bool {
+        self.from_reserve.is_some() || self.in_reserve.load(Ordering::Relaxed)
+    }
+
     /// An entry for a body read from the reserve (it keeps the reserve copy's fill revision).
     pub fn from_reserve(stored: Arc<StoredResponse>, body: Bytes, entry: IndexEntry) -> Self {
         let filled = (entry.zone_id.clone(), entry.generation, entry.fill_revision);

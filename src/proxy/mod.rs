@@ -150,6 +150,8 @@ pub struct Proxy {
     index_cache: IndexCache,
     origin: OriginClient,
     coalescer: Arc<Coalescer>,
+    /// Permits for background revalidations (`stale::BACKGROUND_REVALIDATIONS`).
+    background: Arc<tokio::sync::Semaphore>,
     invalidations: Arc<Invalidations>,
     /// Reserve writes in flight (`write_buffer_bytes`).
     write_budget: Arc<MemoryBudget>,
@@ -198,6 +200,7 @@ impl Proxy {
             index_cache: IndexCache::new(config.index_cache_bytes),
             origin: OriginClient::new(config.connect_timeout, config.origin_timeout, config.origin_read_timeout)?,
             coalescer: Arc::default(),
+            background: Arc::new(tokio::sync::Semaphore::new(stale::BACKGROUND_REVALIDATIONS)),
             invalidations: Arc::default(),
             write_budget: MemoryBudget::new(config.write_buffer_bytes, Some(metrics.gauge(metrics::WRITE_BUFFER))),
             fill_budget: MemoryBudget::new(

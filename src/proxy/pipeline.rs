@@ -167,6 +167,12 @@ impl Ctx {
                 response.extensions_mut().insert(ranges::PreRead(part));
                 return Answer { status, tag: ReserveTag::Hit, response };
             }
+            // A stale copy streams from disk: kept in the edge tier, it could land over what its revalidation
+            // put there.
+            (Tier::Reserve(known), Some(body)) if matches!(status, CacheStatus::Updating | CacheStatus::Stale) => {
+                self.counters.reserve_bytes_served.increment(known.entry.size);
+                (Body::from_stream(body.into_stream()), ReserveTag::Hit)
+            }
             (Tier::Reserve(known), Some(body)) => {
                 let size = known.entry.size;
                 self.counters.reserve_bytes_served.increment(size);

@@ -14,7 +14,7 @@
 use std::time::SystemTime;
 
 use http::{
-    Method, StatusCode,
+    Method, Response, StatusCode,
     header::{IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE},
 };
 use http_body_util::BodyExt;
@@ -22,14 +22,22 @@ use http_body_util::BodyExt;
 use super::{
     Ctx,
     coalesce::{FillGuard, Filled, Joined},
-    lookup::{Found, Tier},
+    error::ProxyError,
+    lookup::{self, Found, Tier},
+    origin::OriginResponseBody,
     ranges::Filling,
     respond::Answer,
 };
 use crate::{
     http_cache::{StaleUse, StoredResponse},
     metrics::CacheStatus,
+    purge::Verdict,
 };
+
+/// Most background revalidations under way at once, over all zones: each holds an origin connection and
+/// may read a whole body, and none is held back by a client, so this is what bounds the origin load that
+/// fast `UPDATING` answers can cause.
+pub const BACKGROUND_REVALIDATIONS: usize = 64;
 
 /// What asking the origin about a stale copy gave (see [`Ctx::revalidate`]).
 pub enum Revalidated {
@@ -37,8 +45,17 @@ pub enum Revalidated {
     Refreshed(std::sync::Arc<StoredResponse>),
     /// The answer to send: the origin's new response (filling the tiers), or its failure.
     Answered(Answer),
-    /// The origin failed, and the caller said it would serve the stale copy instead.
-    OriginFailed,
+    /// The origin failed, and the caller said it would serve the stale copy instead; if it finds it may not
+    /// after all, it answers with this.
+    OriginFailed(OriginFailure),
+}
+
+/// How the origin failed a validation.
+pub enum OriginFailure {
+    /// No response (refused, reset, timed out, ...).
+    Error(ProxyError),
+    /// `500`, `502`, `503` or `504`, with when it was asked.
+    Status(Response<OriginResponseBody>, SystemTime),
 }
 
 /// Statuses that count as the origin failing (RFC 5861 §4: "an error is any situation that would result in
@@ -53,26 +70,47 @@ impl Ctx {
         found.stored().may_serve_stale(&self.parts, why, now, found.invalidated_at, &self.proxy.rules)
     }
 
+    /// Whether a copy found before the origin was asked may answer stale now that the origin failed: judged
+    /// again by the purges (one answered meanwhile removes it: SPEC §10) and invalidations, and by its
+    /// `stale-if-error` window at this moment, not at the look-up (the origin may have taken its timeout).
+    pub(super) fn may_serve_stale_now(&self, tier: &Tier, invalidated_at: Option<SystemTime>) -> bool {
+        let (fill_revision, carried) = tier.revision();
+        let stored = tier.stored();
+        let invalidated_at = match self.judge(fill_revision, carried, stored) {
+            Verdict::Purged => return false,
+            verdict => lookup::invalidated_at(verdict).max(invalidated_at),
+        };
+        stored.may_serve_stale(&self.parts, self.on_error(), SystemTime::now(), invalidated_at, &self.proxy.rules)
+    }
+
     /// Serving stale because the origin failed, as this server is configured to.
     pub(super) fn on_error(&self) -> StaleUse {
         StaleUse::OnError { operator: self.proxy.config.use_stale_on_error }
     }
 
     /// Serves a copy within its `stale-while-revalidate` window (`UPDATING`), first starting its
-    /// revalidation in the background, unless a request for the key is already asking the origin.
+    /// revalidation in the background, unless a request for the key is already asking the origin, or
+    /// [`BACKGROUND_REVALIDATIONS`] are already under way (a later request starts it then).
     pub(super) async fn serve_while_revalidating(&self, found: Found, now: SystemTime) -> Answer {
-        if let Joined::Leader(guard) = self.proxy.coalescer.join(&self.zone.id, self.zone.generation, &self.key) {
+        let p = &*self.proxy;
+        if let Ok(permit) = p.background.clone().try_acquire_owned()
+            && let Joined::Leader(guard) = p.coalescer.join(&self.zone.id, self.zone.generation, &self.key)
+        {
             let (detached, tier) = (self.detached(), found.tier.clone());
-            tokio::spawn(async move { detached.revalidate_in_background(tier, guard).await });
+            tokio::spawn(async move {
+                detached.revalidate_in_background(tier, guard).await;
+                drop(permit);
+            });
         }
         self.serve_found(found, None, CacheStatus::Updating, now).await
     }
 
     /// Revalidates a copy nobody waits for: a `304` refreshes it; a new response fills the tiers (its body
-    /// read to the end here, bounded by the origin's read timeout); one that fills nothing, and a failure,
-    /// are dropped (the copy stays as it was, and the next request past the window validates it).
+    /// read to the end here, bounded by the origin's read timeout); one that fills nothing removes the copy
+    /// (see [`Ctx::revalidate`]). A failure, `500`, `502`, `503` and `504` included, changes nothing: the copy
+    /// stays, served within its windows, and the requests waiting on this one are told to serve theirs.
     async fn revalidate_in_background(&self, tier: Tier, guard: FillGuard) {
-        match self.revalidate(&tier, Some(guard), false).await {
+        match self.revalidate(&tier, Some(guard), &|| true).await {
             Revalidated::Answered(answer) if answer.response.extensions().get::<Filling>().is_some() => {
                 let mut body = answer.response.into_body();
                 while let Some(frame) = body.frame().await {
@@ -81,18 +119,20 @@ impl Ctx {
                     }
                 }
             }
-            Revalidated::Answered(_) | Revalidated::Refreshed(_) | Revalidated::OriginFailed => {}
+            // Counted as an origin error, as one answered is when its error is sent.
+            Revalidated::OriginFailed(_) => self.counters.origin_errors.increment(1),
+            Revalidated::Answered(_) | Revalidated::Refreshed(_) => {}
         }
     }
 
     /// Logs an origin failure answered with a stale copy, and tells the requests waiting on this one to
     /// serve theirs too.
-    pub(super) fn origin_failed(&self, guard: Option<FillGuard>, why: &dyn std::fmt::Display) -> Revalidated {
-        tracing::warn!(zone = %self.zone.name, error = %why, "origin failed; serving a stale copy");
+    pub(super) fn origin_failed(&self, guard: Option<FillGuard>, why: &str, failure: OriginFailure) -> Revalidated {
+        tracing::warn!(zone = %self.zone.name, error = why, "origin failed; a stale copy answers instead");
         if let Some(g) = guard {
             g.complete(Filled::Failed);
         }
-        Revalidated::OriginFailed
+        Revalidated::OriginFailed(failure)
     }
 
     /// This request's context for work that outlives its response: the same zone, key, revision and

@@ -13,8 +13,9 @@ use super::{
     index_cache::Known,
     lookup::{Found, Tier},
     origin::strip_hop_by_hop,
+    ranges::Filling,
     respond::Answer,
-    stale::{Revalidated, is_origin_error},
+    stale::{OriginFailure, Revalidated, is_origin_error},
 };
 use crate::{
     http_cache::{StoredResponse, codec},
@@ -26,38 +27,69 @@ impl Ctx {
     /// Validates a stale copy and answers: refreshed (`REVALIDATED`), replaced (`EXPIRED`), or, when the
     /// origin fails and the copy may be served stale on error, the stale copy (`STALE`).
     pub(super) async fn validate(&self, found: Found, guard: Option<FillGuard>) -> Answer {
-        let fallback = self.may_serve_stale(&found, self.on_error(), SystemTime::now());
-        match self.revalidate(&found.tier, guard, fallback).await {
+        let (tier, invalidated_at) = (found.tier.clone(), found.invalidated_at);
+        let fallback = || self.may_serve_stale_now(&tier, invalidated_at);
+        match self.revalidate(&found.tier, guard, &fallback).await {
             Revalidated::Refreshed(fresh) => {
                 self.serve_found(found, Some(fresh), CacheStatus::Revalidated, SystemTime::now()).await
             }
             Revalidated::Answered(answer) => answer,
-            Revalidated::OriginFailed => self.serve_found(found, None, CacheStatus::Stale, SystemTime::now()).await,
+            Revalidated::OriginFailed(failure) => {
+                // Looked up again, as the requests that waited on this one do: a purge answered while the
+                // origin was asked has removed the copy (SPEC §10), and a refill may have replaced it.
+                drop(found);
+                let now = SystemTime::now();
+                match self.lookup(now).await {
+                    Some(f) if self.may_serve_stale(&f, self.on_error(), now) => {
+                        // Counted as an origin error, as one answered is when its error is sent.
+                        self.counters.origin_errors.increment(1);
+                        self.serve_found(f, None, CacheStatus::Stale, now).await
+                    }
+                    _ => match failure {
+                        OriginFailure::Error(e) => self.fail(e, CacheStatus::Expired),
+                        OriginFailure::Status(resp, sent) => {
+                            self.fill_or_pass(resp, sent, None, CacheStatus::Expired).await
+                        }
+                    },
+                }
+            }
         }
     }
 
     /// Asks the origin about a stale copy with its stored validators (RFC 9111 §4.3; without any, the
     /// object is fetched whole): a `304` that selects it refreshes it in every tier before this returns;
-    /// anything else replaces it. With `fallback`, an origin that fails, times out or answers `500`, `502`,
-    /// `503` or `504` gives [`Revalidated::OriginFailed`] (its response dropped) rather than an answer.
-    pub(super) async fn revalidate(&self, tier: &Tier, guard: Option<FillGuard>, fallback: bool) -> Revalidated {
+    /// anything else replaces it: a full response the tiers do not take removes the copy it supersedes
+    /// (RFC 9111 §4.3.3: no stored response nominated is suitable), so it is not served again, not even
+    /// stale. When the origin fails, times out or answers `500`, `502`, `503` or `504`, `fallback` is asked
+    /// (then, not before): `true` gives [`Revalidated::OriginFailed`], the origin's response dropped.
+    pub(super) async fn revalidate(
+        &self,
+        tier: &Tier,
+        guard: Option<FillGuard>,
+        fallback: &(dyn Fn() -> bool + Sync),
+    ) -> Revalidated {
         let p = &*self.proxy;
         let stored = tier.stored();
         let validators = stored.validators();
         let (resp, sent) = match self.fetch(&validators).await {
-            Ok((resp, _)) if fallback && is_origin_error(resp.status()) => {
-                self.counters.origin_errors.increment(1);
-                return self.origin_failed(guard, &format!("origin answered {}", resp.status()));
+            Ok((resp, sent)) if is_origin_error(resp.status()) && fallback() => {
+                let why = format!("origin answered {}", resp.status());
+                return self.origin_failed(guard, &why, OriginFailure::Status(resp, sent));
             }
             Ok(r) => r,
-            Err(e) if fallback => {
-                self.counters.origin_errors.increment(1);
-                return self.origin_failed(guard, &e);
+            Err(e) if fallback() => {
+                let why = e.to_string();
+                return self.origin_failed(guard, &why, OriginFailure::Error(e));
             }
             Err(e) => return Revalidated::Answered(self.fail(e, CacheStatus::Expired)),
         };
         if validators.is_empty() || resp.status() != StatusCode::NOT_MODIFIED {
-            return Revalidated::Answered(self.fill_or_pass(resp, sent, guard, CacheStatus::Expired).await);
+            let answer = self.fill_or_pass(resp, sent, guard, CacheStatus::Expired).await;
+            let status = answer.response.status();
+            if answer.response.extensions().get::<Filling>().is_none() && !is_origin_error(status) {
+                self.drop_copies(tier).await;
+            }
+            return Revalidated::Answered(answer);
         }
         let (mut head, _) = resp.into_parts();
         strip_hop_by_hop(&mut head.headers);
@@ -141,7 +173,7 @@ impl Ctx {
         p.edge.remove(&self.key);
         p.index_cache.forget(&self.key);
         let in_reserve = match tier {
-            Tier::Edge(entry) => entry.from_reserve.is_some(),
+            Tier::Edge(entry) => entry.maybe_in_reserve(),
             Tier::Reserve(_) => true,
         };
         if in_reserve && let Err(e) = p.reserve.delete(&self.zone.id, &self.key).await {

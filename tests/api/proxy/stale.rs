@@ -60,15 +60,19 @@ async fn within_stale_while_revalidate_a_stale_copy_is_served_at_once_and_revali
     for edge in [true, false] {
         let host = "swr.example";
         let (app, origin, zone) = setup(host, edge, |_| {}).await;
-        origin.set("/new", Reply::ok("v1", "max-age=1, stale-while-revalidate=60").header("etag", "\"1\""));
-        let same = Reply::ok("same", "max-age=1, stale-while-revalidate=60").header("etag", "\"s\"");
+        let swr = "max-age=1, stale-while-revalidate=60";
+        origin.set("/new", Reply::ok("v1", swr).header("etag", "\"1\""));
+        let same = Reply::ok("same", swr).header("etag", "\"s\"");
         origin.set("/same", same.on_304(&[("cache-control", "max-age=600"), ("etag", "\"s\"")]));
-        fill(&app, &zone, host, "/new").await;
-        fill(&app, &zone, host, "/same").await;
+        origin.set("/fail", Reply::ok("fail v1", swr).header("etag", "\"f\""));
+        for path in ["/new", "/same", "/fail"] {
+            fill(&app, &zone, host, path).await;
+        }
         tokio::time::sleep(Duration::from_millis(1100)).await;
 
-        // A new version that takes the origin a while to send: the clients do not wait for it.
-        origin.set("/new", Reply::ok("v2", "max-age=600").header("etag", "\"2\"").delay(Duration::from_secs(2)));
+        // A new version the origin holds back half of until the test lets it go: the clients do not wait.
+        let (release, held) = tokio::sync::watch::channel(false);
+        origin.set("/new", Reply::ok("version 2", "max-age=600").header("etag", "\"2\"").gated(held));
         let client = app.proxy_client();
         let stale = futures::future::join_all((0..4).map(|_| client.get(host, "/new"))).await;
         let tier = if edge { "EDGE" } else { "HIT" };
@@ -84,7 +88,8 @@ async fn within_stale_while_revalidate_a_stale_copy_is_served_at_once_and_revali
         assert_eq!((again.cache(), again.text().as_str()), ("UPDATING", "v1"), "edge {edge}");
         let part = client.get_with(host, "/new", &[("range", "bytes=1-")]).await;
         assert_eq!((part.status, part.cache(), part.text().as_str()), (StatusCode::PARTIAL_CONTENT, "UPDATING", "1"));
-        wait_hit(&app, host, "/new", "v2").await;
+        release.send(true).unwrap();
+        wait_hit(&app, host, "/new", "version 2").await;
         assert_eq!(origin.hits("/new"), 2, "one fill, one background revalidation (edge {edge})");
 
         // A 304 in the background refreshes the copy where it is.
@@ -92,6 +97,19 @@ async fn within_stale_while_revalidate_a_stale_copy_is_served_at_once_and_revali
         assert_eq!((got.cache(), got.text().as_str()), ("UPDATING", "same"));
         wait_hit(&app, host, "/same", "same").await;
         assert_eq!((origin.hits("/same"), origin.not_modified("/same")), (2, 1), "edge {edge}");
+
+        // An error in the background, storable as it is, is not stored: the copy stays.
+        origin.set("/fail", Reply { status: 503, ..Reply::ok("down", "max-age=600") });
+        assert_eq!(app.proxy_get(host, "/fail").await.cache(), "UPDATING");
+        for _ in 0..200 {
+            if origin.hits("/fail") == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let got = app.proxy_get(host, "/fail").await;
+        assert_eq!((got.status, got.cache(), got.text().as_str()), (StatusCode::OK, "UPDATING", "fail v1"));
     }
 }
 
@@ -99,7 +117,7 @@ async fn within_stale_while_revalidate_a_stale_copy_is_served_at_once_and_revali
 async fn within_stale_if_error_a_stale_copy_answers_when_the_origin_fails_or_times_out() {
     for edge in [true, false] {
         let host = "sie.example";
-        let (app, origin, zone) = setup(host, edge, |c| c.proxy.origin_timeout = Duration::from_millis(500)).await;
+        let (app, origin, zone) = setup(host, edge, |c| c.proxy.origin_timeout = Duration::from_secs(3)).await;
         origin.set("/e", Reply::ok("kept", "max-age=1, stale-if-error=60").header("etag", "\"e\""));
         origin.set("/short", Reply::ok("short", "max-age=1, stale-if-error=1"));
         origin.set("/plain", Reply::ok("plain", "max-age=1"));
@@ -115,12 +133,14 @@ async fn within_stale_if_error_a_stale_copy_answers_when_the_origin_fails_or_tim
             assert_eq!((got.status, got.cache(), got.text().as_str()), (StatusCode::OK, "STALE", "kept"), "{status}");
         }
         // A timeout is a failure too.
-        origin.set("/e", Reply::ok("late", "max-age=600").delay(Duration::from_secs(3)));
+        origin.set("/e", Reply::ok("late", "max-age=600").delay(Duration::from_secs(8)));
         let got = app.proxy_get(host, "/e").await;
         assert_eq!((got.status, got.cache(), got.text().as_str()), (StatusCode::OK, "STALE", "kept"));
-        // A 404 is an answer, not a failure: it replaces the copy.
+        // A 404 is an answer, not a failure: it supersedes the copy, stored or not.
         origin.set("/e", Reply { status: 404, ..Reply::ok("gone", "no-store") });
         assert_eq!(app.proxy_get(host, "/e").await.status, StatusCode::NOT_FOUND);
+        origin.set("/e", failing(503));
+        assert_eq!(app.proxy_get(host, "/e").await.status, StatusCode::SERVICE_UNAVAILABLE);
 
         // Without stale-if-error, or forbidden by must-revalidate, the failure goes to the client.
         for path in ["/plain", "/strict"] {
@@ -143,13 +163,33 @@ async fn requests_waiting_on_a_failed_validation_are_served_the_stale_copy_witho
     origin.set("/w", Reply::ok("kept", "max-age=1, stale-if-error=60"));
     fill(&app, &zone, host, "/w").await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    origin.set("/w", Reply { delay: Duration::from_secs(2), ..failing(503) });
+    origin.set("/w", Reply { delay: Duration::from_secs(5), ..failing(503) });
     let client = app.proxy_client();
     let all = futures::future::join_all((0..4).map(|_| client.get(host, "/w"))).await;
     for got in &all {
         assert_eq!((got.status, got.cache(), got.text().as_str()), (StatusCode::OK, "STALE", "kept"));
     }
     assert_eq!(origin.hits("/w"), 2, "one fill, one failed validation");
+}
+
+#[tokio::test]
+async fn a_copy_purged_while_the_origin_fails_to_answer_is_not_served_stale() {
+    let host = "purged-meanwhile.example";
+    let (app, origin, zone) = setup(host, true, |_| {}).await;
+    let token = app.token(&[Permission::CachePurge], TokenScope::AllZones).await;
+    origin.set("/m", Reply::ok("kept", "max-age=1, stale-if-error=600"));
+    fill(&app, &zone, host, "/m").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    origin.set("/m", Reply { delay: Duration::from_secs(3), ..failing(503) });
+    let client = app.proxy_client();
+    let validating = tokio::spawn(async move { client.get(host, "/m").await });
+    while origin.hits("/m") < 2 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let purge = json!({"files": [format!("http://{host}/m")]});
+    ok(app.post(&purge_path(&zone), &token).json(&purge).send().await.unwrap()).await;
+    let got = validating.await.unwrap();
+    assert_eq!(got.status, StatusCode::SERVICE_UNAVAILABLE, "served {:?} after the purge", got.text());
 }
 
 #[tokio::test]
