@@ -207,6 +207,13 @@ pub struct ServeArgs {
     /// the response is cut short and nothing is stored.
     #[arg(long, env = "CACHE_RESERVE_ORIGIN_READ_TIMEOUT", default_value = "60s", value_parser = duration::parse)]
     pub origin_read_timeout: Duration,
+    /// Longest a request waits for another request's fill of the same object when that fill's body is not
+    /// shared as it arrives (nginx `proxy_cache_lock_timeout`): one with no `Content-Length`, larger than
+    /// the edge tier takes, beyond `--edge-fill-buffer-bytes`, or that only the reserve takes. Then it looks
+    /// again and, finding nothing, asks the origin itself. A body of announced length gathered for the edge
+    /// tier is not waited for: it streams to every waiting request as it arrives. `0s`: never wait.
+    #[arg(long, env = "CACHE_RESERVE_COALESCE_TIMEOUT", default_value = "5s", value_parser = duration::parse)]
+    pub coalesce_timeout: Duration,
     /// Longest heuristic freshness (RFC 9111 §4.2.2) given to a response with `Last-Modified` and no explicit
     /// lifetime: a tenth of its age, at most this; `0s` turns heuristics off. Never qualifies for the reserve.
     #[arg(long, env = "CACHE_RESERVE_HEURISTIC_MAX", default_value = "1d", value_parser = duration::parse)]
@@ -321,6 +328,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             connect_timeout: args.origin_connect_timeout,
             origin_timeout: args.origin_timeout,
             origin_read_timeout: args.origin_read_timeout,
+            coalesce_timeout: args.coalesce_timeout,
             heuristic_max: args.heuristic_max,
             use_stale_on_error: args.use_stale_on_error,
             honor_request_cache_control: args.honor_request_cache_control,

@@ -36,6 +36,7 @@ pub fn check(args: &ServeArgs) -> anyhow::Result<()> {
     duration("origin-connect-timeout", args.origin_connect_timeout, MS, DAY);
     duration("origin-timeout", args.origin_timeout, MS, DAY);
     duration("origin-read-timeout", args.origin_read_timeout, MS, DAY);
+    duration("coalesce-timeout", args.coalesce_timeout, Duration::ZERO, HOUR);
     duration("heuristic-max", args.heuristic_max, Duration::ZERO, MAX_DURATION);
     duration("use-stale-on-error", args.use_stale_on_error, Duration::ZERO, MAX_DURATION);
     duration("zone-sync-interval", args.zone_sync_interval, MS, HOUR);

@@ -29,7 +29,7 @@ impl MemoryBudget {
 
     /// Bytes held now.
     #[cfg(test)]
-    fn used(&self) -> u64 {
+    pub fn used(&self) -> u64 {
         self.used.load(Ordering::Acquire)
     }
 
@@ -128,6 +128,11 @@ impl BudgetedBuf {
 
     pub fn len(&self) -> usize {
         self.buf.len()
+    }
+
+    /// The bytes gathered so far.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
     }
 
     /// Appends `data`, growing the buffer (and its share) if needed; on refusal nothing is appended.

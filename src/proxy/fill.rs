@@ -1,54 +1,47 @@
-//! Filling the caches from an origin response while it streams to the client.
+//! The fill phase: an admitted origin response fills the tiers while it streams to its clients.
 //!
-//! [`TeeBody`] passes the origin's body through unchanged and, on the side, gathers it for the edge tier
-//! (when small enough, and within its share of the edge-fill budget: past it, the body still streams whole
-//! to the client, but the edge is not filled) and hands chunks to a reserve writer task. The client's
-//! response never waits for either: chunks go to the writer through an unbounded channel whose backlog is
-//! capped in bytes, and a writer that falls behind by more than the cap is abandoned (counted) rather than
-//! slowing the client. When the body ends, the edge entry is installed and the writer told to finish, which
-//! commits the object only if every announced byte arrived; a body cut short commits nothing.
+//! [`TeeBody`] reads the origin's body and, on the side, gathers it for the edge tier (when small enough,
+//! and within its share of the edge-fill budget: past it, the body still streams whole, but the edge is not
+//! filled) and hands chunks to a reserve writer task (`reserve_fill`). Nothing waits for either. When the
+//! body ends, the edge entry is installed and the writer told to finish, which commits the object only if
+//! every announced byte arrived; a body cut short installs and commits nothing.
+//!
+//! Who reads the [`TeeBody`]: when the leader of a coalesced fill gathers a body of announced length for
+//! the edge tier, a pump task ([`drain`]) reads it at the origin's pace into a [`SharedBody`], which the
+//! leader's client and every follower read at their own (issue #12 A3); the followers are told at once,
+//! with the head. Otherwise the leader's client reads it (and followers wait for the outcome).
 
 use std::{
     pin::Pin,
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::Arc,
     task::{Context, Poll, ready},
+    time::SystemTime,
 };
 
+use axum::body::Body as AxumBody;
 use bytes::Bytes;
+use http::{Method, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
-use tokio::sync::mpsc;
 
 use super::{
-    Ctx,
+    Ctx, admit,
     budget::{BudgetShare, BudgetedBuf, Refused},
-    coalesce::{FillGuard, Filled},
+    coalesce::{FillGuard, Filled, Streaming},
     edge::{EdgeEntry, EdgeTier},
-    index_cache::IndexCache,
-    invalidations::{Epoch, Gate, Invalidations},
-    origin::OriginResponseBody,
+    invalidations::Gate,
+    origin::{OriginResponseBody, strip_hop_by_hop},
+    ranges,
+    reserve_fill::{self, ReserveFill},
+    respond::{self, Answer, ReserveTag},
+    shared_body::{SharedBody, SharedWriter},
 };
-use crate::net::idle_body::BodyError;
 use crate::{
-    domain::Zone,
-    http_cache::StoredResponse,
-    metrics::ZoneCounters,
-    reserve::{PutOutcome, Reserve, upload_memory_bound},
+    http_cache::{StoredResponse, codec},
+    metrics::{CacheStatus, NotStored, ZoneCounters},
+    net::idle_body::BodyError,
+    reserve::key_hash,
 };
-
-/// Bytes a reserve writer may lag behind the client before it is abandoned.
-const WRITER_BACKLOG: usize = 16 * 1024 * 1024;
-
-/// What a reserve write of `size` bytes takes from the write budget (`--write-buffer-bytes`): what the
-/// upload holds, and a queue of chunks not yet written (for a large body). A write the budget cannot cover
-/// is not started (counted as abandoned): when the disk is slower than the traffic, some objects skip the
-/// reserve rather than memory growing without bound.
-pub fn write_cost(size: u64) -> u64 {
-    size.min(upload_memory_bound(size) + WRITER_BACKLOG as u64)
-}
 
 /// Gathering a body for the edge tier.
 pub struct EdgeFill {
@@ -62,150 +55,51 @@ pub struct EdgeFill {
     /// `Content-Length`, when announced.
     pub expected: Option<u64>,
     /// The body so far, within its share of the edge-fill budget (`--edge-fill-buffer-bytes`).
-    pub buf: BudgetedBuf,
+    pub buf: EdgeBuf,
     /// Counts a fill given up for want of budget.
     pub counters: Arc<ZoneCounters>,
 }
 
-enum WriterMsg {
-    Chunk(Bytes),
-    /// The body ended; the guard (if the edge could not take the object) is released once committed.
-    Finish(Option<FillGuard>),
+/// Where a body gathered for the edge tier is kept while it arrives.
+pub enum EdgeBuf {
+    /// In the filling request's own buffer.
+    Own(BudgetedBuf),
+    /// In a body its clients read as it arrives; dropping this fails them.
+    Shared(SharedWriter),
 }
 
-/// The client side of a reserve writer task.
-pub struct ReserveFill {
-    tx: mpsc::UnboundedSender<WriterMsg>,
-    backlog: Arc<AtomicUsize>,
-    counters: Arc<ZoneCounters>,
-}
+impl EdgeBuf {
+    fn len(&self) -> usize {
+        match self {
+            Self::Own(buf) => buf.len(),
+            Self::Shared(writer) => writer.len(),
+        }
+    }
 
-/// What the writer task needs.
-pub struct ReserveWrite {
-    pub reserve: Reserve,
-    /// Told when the object is stored, so no older copy is remembered.
-    pub index_cache: IndexCache,
-    pub zone: Arc<Zone>,
-    pub key: String,
-    pub meta: Vec<u8>,
-    pub size: u64,
-    pub counters: Arc<ZoneCounters>,
-    /// Lands only if the key was not invalidated since `seen`.
-    pub invalidations: Arc<Invalidations>,
-    pub seen: Epoch,
-    /// The zone revision the request began under (the index refuses the write if a purge is newer).
-    pub fill_revision: i64,
-    /// The write's share of the write budget (see [`write_cost`]), held until it ends.
-    pub _budget: BudgetShare,
-}
+    fn extend(&mut self, data: &[u8]) -> Result<(), Refused> {
+        match self {
+            Self::Own(buf) => buf.extend(data),
+            Self::Shared(writer) => writer.extend(data),
+        }
+    }
 
-impl Ctx {
-    /// A reserve write of this request's key, holding `budget` (its share of `--write-buffer-bytes`): `meta`
-    /// and `size` of the object, stamped with `fill_revision`, landing only if the key is not invalidated
-    /// since this request's look-up.
-    pub(super) fn reserve_write(
-        &self,
-        budget: BudgetShare,
-        meta: Vec<u8>,
-        size: u64,
-        fill_revision: i64,
-    ) -> ReserveWrite {
-        let p = &*self.proxy;
-        ReserveWrite {
-            _budget: budget,
-            reserve: p.reserve.clone(),
-            index_cache: p.index_cache.clone(),
-            zone: self.zone.clone(),
-            key: self.key.clone(),
-            meta,
-            size,
-            counters: self.counters.clone(),
-            invalidations: p.invalidations.clone(),
-            seen: self.seen,
-            fill_revision,
+    /// The whole body, its share of the budget given back.
+    fn freeze(self) -> Bytes {
+        match self {
+            Self::Own(buf) => buf.freeze(),
+            Self::Shared(writer) => writer.finish(),
         }
     }
 }
 
-impl ReserveWrite {
-    /// Writes a body already whole in memory (an edge-tier copy promoted to the reserve).
-    pub fn write_whole(self, body: Bytes) {
-        let fill = self.spawn();
-        fill.backlog.fetch_add(body.len(), Ordering::Relaxed);
-        let _ = fill.tx.send(WriterMsg::Chunk(body));
-        let _ = fill.tx.send(WriterMsg::Finish(None));
-    }
-
-    /// Starts the writer task.
-    pub fn spawn(self) -> ReserveFill {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let backlog = Arc::new(AtomicUsize::new(0));
-        let fill = ReserveFill { tx, backlog: backlog.clone(), counters: self.counters.clone() };
-        tokio::spawn(self.run(rx, backlog));
-        fill
-    }
-
-    async fn run(self, mut rx: mpsc::UnboundedReceiver<WriterMsg>, backlog: Arc<AtomicUsize>) {
-        let zone = &self.zone;
-        let mut upload = match self
-            .reserve
-            .begin_upload(&zone.id, zone.generation, self.fill_revision, &self.key, self.meta.clone(), self.size)
-            .await
-        {
-            Ok(u) => u,
-            Err(e) => {
-                tracing::warn!(zone = %zone.name, error = %e, "could not start a reserve write");
-                return;
-            }
-        };
-        while let Some(msg) = rx.recv().await {
-            match msg {
-                WriterMsg::Chunk(chunk) => {
-                    backlog.fetch_sub(chunk.len(), Ordering::Relaxed);
-                    if let Err(e) = upload.write(chunk).await {
-                        tracing::warn!(zone = %zone.name, error = %e, "reserve write failed");
-                        upload.abort().await;
-                        return;
-                    }
-                }
-                WriterMsg::Finish(guard) => {
-                    // Not if the key was invalidated since the fill began; and while this commits, an
-                    // invalidation of the key waits (it then finds the object and removes it).
-                    let Some(_landing) = self.invalidations.landing(&self.key, self.seen).await else {
-                        upload.abort().await;
-                        return;
-                    };
-                    // The store records it only if the zone's reserve is still on and no Clear started.
-                    match upload.finish().await {
-                        Ok(PutOutcome::Stored) => {
-                            self.counters.class_a.increment(1);
-                            self.index_cache.forget(&self.key);
-                            if let Some(g) = guard {
-                                g.complete(Filled::Stored);
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            self.counters.writes_abandoned.increment(1);
-                            tracing::warn!(zone = %zone.name, error = %e, "reserve write not committed");
-                        }
-                    }
-                    return;
-                }
-            }
-        }
-        // The sender went away before the body ended: the client left or the origin failed.
-        self.counters.writes_abandoned.increment(1);
-        upload.abort().await;
-    }
-}
-
-/// The origin body on its way to the client, filling the tiers on the side.
+/// The origin body on its way to its reader, filling the tiers on the side.
 pub struct TeeBody {
+    /// First, so that a body dropped unfinished releases the key before its shared body (if any) fails:
+    /// a request that then arrives leads a new fill rather than joining the failed one.
+    guard: Option<FillGuard>,
     inner: OriginResponseBody,
     edge: Option<EdgeFill>,
     reserve: Option<ReserveFill>,
-    guard: Option<FillGuard>,
 }
 
 impl TeeBody {
@@ -215,7 +109,7 @@ impl TeeBody {
         reserve: Option<ReserveFill>,
         guard: Option<FillGuard>,
     ) -> Self {
-        let mut body = Self { inner, edge, reserve, guard };
+        let mut body = Self { guard, inner, edge, reserve };
         // An empty body may never be polled.
         if body.inner.is_end_stream() {
             body.complete();
@@ -227,32 +121,30 @@ impl TeeBody {
         if let Some(edge) = &mut self.edge
             && let Err(refused) = edge.buf.extend(data)
         {
-            // Dropping the fill gives its share back; the client's body goes on all the same.
+            // Dropping the fill gives its share back; the body goes on all the same.
             if refused == Refused::OverBudget {
                 edge.counters.edge_fills_skipped.increment(1);
             }
             self.edge = None;
         }
-        if let Some(w) = &self.reserve {
-            if w.backlog.load(Ordering::Relaxed) + data.len() > WRITER_BACKLOG {
-                // Dropping the sender abandons the write.
-                w.counters.writes_abandoned.increment(1);
-                self.reserve = None;
-            } else {
-                w.backlog.fetch_add(data.len(), Ordering::Relaxed);
-                let _ = w.tx.send(WriterMsg::Chunk(data.clone()));
-            }
+        if let Some(w) = &self.reserve
+            && !w.send(data)
+        {
+            // Dropping the sender abandons the write.
+            self.reserve = None;
         }
     }
 
-    /// The body ended cleanly (called once; later calls find nothing left to do): install the edge entry, let the writer commit, release the followers.
+    /// The body ended cleanly (called once; later calls find nothing left to do): install the edge entry,
+    /// let the writer commit, release the followers.
     fn complete(&mut self) {
         let mut guard = self.guard.take();
         if let Some(edge) = self.edge.take()
             && edge.expected.is_none_or(|n| n == edge.buf.len() as u64)
         {
+            let length = edge.buf.len() as u64;
             // A body that came without a length gets one, so a HEAD answered from this copy can say it.
-            let stored = Arc::new(edge.stored.with_content_length(edge.buf.len() as u64));
+            let stored = Arc::new(edge.stored.with_content_length(length));
             // From here the edge tier accounts for the bytes; the fill's share is given back.
             let entry = EdgeEntry::new(
                 stored,
@@ -267,15 +159,15 @@ impl TeeBody {
             }
         }
         if let Some(w) = self.reserve.take() {
-            let _ = w.tx.send(WriterMsg::Finish(guard.take()));
+            w.finish(guard.take());
         }
         // Any guard left is dropped: followers fetch for themselves.
     }
 
     fn abandon(&mut self) {
+        self.guard = None;
         self.edge = None;
         self.reserve = None;
-        self.guard = None;
     }
 }
 
@@ -354,8 +246,10 @@ impl Body for HeldBody {
     }
 }
 
-/// Reads a body to its end with nobody waiting for it: the fill of a `HEAD` request's `GET`, whose client
-/// gets the head only.
+/// Reads a body to its end in a task of its own, at the origin's pace: the fill of a `HEAD` request's
+/// `GET` (whose client gets the head only), and the pump of a shared body (whose clients read the
+/// [`SharedBody`]). It ends with the body, which the origin read timeout bounds, even if every client has
+/// left.
 pub fn drain(body: TeeBody) {
     tokio::spawn(async move {
         let mut body = body;
@@ -365,4 +259,103 @@ pub fn drain(body: TeeBody) {
             }
         }
     });
+}
+
+impl Ctx {
+    /// Admits an origin response and streams it to the client, filling what admission allows. For a `HEAD`,
+    /// the body is read in the background to fill the tiers and the client gets the head.
+    ///
+    /// The leader of a coalesced fill (`guard`) tells its followers at once what the head allows: when the
+    /// body has an announced length and is gathered for the edge tier, it is shared as it arrives
+    /// ([`Filled::Streaming`]: a pump reads the origin, every client reads the [`SharedBody`]); otherwise
+    /// they wait for the outcome ([`Filled::Gathering`]).
+    pub(super) fn fill(
+        &self,
+        resp: Response<OriginResponseBody>,
+        sent: SystemTime,
+        guard: Option<FillGuard>,
+        status: CacheStatus,
+    ) -> Answer {
+        let p = &*self.proxy;
+        let (mut head, body) = resp.into_parts();
+        strip_hop_by_hop(&mut head.headers);
+        let admission =
+            admit::admit(&self.as_get(), &head, self.use_reserve, &p.limits, &p.rules, sent, SystemTime::now());
+        let Ok(stored) = admission.stored else {
+            self.counters.not_stored(NotStored::NotStorable);
+            let response = respond::from_origin(head, AxumBody::new(body), &self.parts);
+            return Answer { status: CacheStatus::Bypass, tag: ReserveTag::Bypass, response };
+        };
+        let length = admission.length;
+        // The buffer's share of the fill budget is taken before it allocates: for an announced length (at
+        // most the edge tier's object limit, or admission said no), all of it now; else as the body grows.
+        let buf = admission.edge.then(|| BudgetedBuf::new(&p.fill_budget, length, p.edge.max_object)).flatten();
+        if admission.edge && buf.is_none() {
+            self.counters.edge_fills_skipped.increment(1);
+        }
+        // A body of announced length (its share covers it whole: it can never be refused midway) is shared.
+        let mut shared = None;
+        let buf = buf.map(|buf| match length {
+            Some(n) if guard.is_some() => {
+                let (body, writer) = SharedBody::new(buf, n);
+                shared = Some(body);
+                EdgeBuf::Shared(writer)
+            }
+            _ => EdgeBuf::Own(buf),
+        });
+        let edge = buf.map(|buf| EdgeFill {
+            tier: p.edge.clone(),
+            key: self.key.clone(),
+            key_hash: key_hash(&self.key),
+            generation: self.zone.generation,
+            stored: stored.clone(),
+            gate: self.gate(),
+            expected: length,
+            buf,
+            counters: self.counters.clone(),
+        });
+        let reserve = match admission.reserve {
+            Ok(size) => match p.write_budget.take(reserve_fill::write_cost(size)) {
+                Some(budget) => {
+                    Some(self.reserve_write(budget, codec::encode(&stored), size, self.fill_revision).spawn())
+                }
+                None => {
+                    self.counters.writes_abandoned.increment(1);
+                    None
+                }
+            },
+            Err(_) => None,
+        };
+        let tag = self.reserve_tag(admission.reserve, reserve.is_some());
+        if edge.is_none() && reserve.is_none() {
+            return Answer { status, tag, response: respond::from_origin(head, AxumBody::new(body), &self.parts) };
+        }
+        if let Some(g) = &guard {
+            g.publish(match &shared {
+                Some(body) => Filled::Streaming(Arc::new(Streaming {
+                    stored: Arc::new(stored),
+                    body: body.clone(),
+                    fill_revision: self.fill_revision,
+                })),
+                None => Filled::Gathering,
+            });
+        }
+        let tee = TeeBody::new(body, edge, reserve, guard);
+        let head_only = self.parts.method == Method::HEAD;
+        let body = match shared {
+            // The pump: the origin is read at its own pace, whoever reads the shared body.
+            Some(shared) => {
+                drain(tee);
+                if head_only { AxumBody::empty() } else { AxumBody::new(shared.reader()) }
+            }
+            None if head_only => {
+                drain(tee);
+                AxumBody::empty()
+            }
+            None => AxumBody::new(tee),
+        };
+        let mut response = respond::from_origin(head, body, &self.parts);
+        response.extensions_mut().insert(ranges::Filling);
+        Answer { status, tag, response }
+    }
 }

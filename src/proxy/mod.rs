@@ -8,10 +8,11 @@
 //! 2. `lookup`: find a stored response in the tiers and judge it ([`crate::http_cache`]: fresh, to
 //!    validate, or unusable);
 //! 3. `upstream`: ask the origin — pass the request through, fetch, or validate (`validate`) — with
-//!    concurrent misses and validations for one key coalesced (`coalesce`); a stale copy may answer at once
-//!    or when the origin fails (`stale`);
+//!    concurrent misses and validations for one key coalesced (`coalesce`; `follow`: what the others do
+//!    meanwhile); a stale copy may answer at once or when the origin fails (`stale`);
 //! 4. `admit`: what the origin's response may fill, a pure function of request, response and zone;
-//! 5. `fill`: stream the body to the client while filling the tiers (`edge`, the reserve);
+//! 5. `fill`: stream the body to the client while filling the tiers (`edge`, the reserve: `reserve_fill`),
+//!    a coalesced fill's body shared with the clients that wait for it (`shared_body`);
 //! 6. `respond`: build the response; every response's cache headers are set in one place.
 //!
 //! `cdn_loop` refuses requests that have come round; `pipeline` strings the phases together; `invalidate` applies RFC 9111 §4.4 after unsafe requests; `sweep` applies worked purge rules to the memory tiers so they can be retired;
@@ -25,6 +26,7 @@ mod coalesce;
 pub mod edge;
 mod error;
 mod fill;
+mod follow;
 mod index_cache;
 mod invalidate;
 mod invalidations;
@@ -35,8 +37,10 @@ mod promote;
 mod ranges;
 mod request;
 pub mod request_log;
+mod reserve_fill;
 mod reserve_tag;
 pub mod respond;
+mod shared_body;
 mod stale;
 mod sweep;
 mod upstream;
@@ -103,6 +107,10 @@ pub struct ProxyConfig {
     pub origin_timeout: Duration,
     /// Longest wait for the next piece of an origin's response body.
     pub origin_read_timeout: Duration,
+    /// Longest a request waits for another's fill of the same object when that fill's body is not shared
+    /// as it arrives (nginx's `proxy_cache_lock_timeout`); then it looks again and, finding nothing, asks
+    /// the origin itself.
+    pub coalesce_timeout: Duration,
     /// Longest heuristic freshness lifetime (RFC 9111 §4.2.2); zero: none.
     pub heuristic_max: Duration,
     /// How long past freshness a stale copy may answer when the origin fails, beyond any `stale-if-error`
@@ -132,6 +140,7 @@ impl Default for ProxyConfig {
             connect_timeout: Duration::from_secs(5),
             origin_timeout: Duration::from_secs(30),
             origin_read_timeout: Duration::from_secs(60),
+            coalesce_timeout: Duration::from_secs(5),
             heuristic_max: Duration::from_secs(86_400),
             use_stale_on_error: Duration::ZERO,
             honor_request_cache_control: false,

@@ -8,38 +8,28 @@ use std::{sync::Arc, time::SystemTime};
 
 use axum::body::Body;
 use http::{
-    Method, Response,
+    Method,
     header::{AUTHORIZATION, IF_MATCH, IF_UNMODIFIED_SINCE, RANGE},
 };
 use object_store::GetResult;
 
 use super::{
-    Ctx, admit,
-    budget::BudgetedBuf,
-    coalesce::{self, FillGuard, Filled, Joined},
+    Ctx,
+    coalesce::{FillGuard, Joined},
     edge::EdgeEntry,
     error::ProxyError,
-    fill::{self, EdgeFill, HeldBody, TeeBody},
+    fill::HeldBody,
+    follow::Followed,
     index_cache::Known,
     lookup::{Found, Tier},
-    origin::{OriginBody, OriginResponseBody, strip_hop_by_hop},
+    origin::{OriginBody, strip_hop_by_hop},
     ranges,
     respond::{self, Answer, ReserveTag},
 };
 use crate::{
-    http_cache::{Reuse, StaleUse, StoredResponse, codec, invalidation},
-    metrics::{CacheStatus, NotStored},
-    purge::Verdict,
-    reserve::key_hash,
+    http_cache::{Reuse, StaleUse, StoredResponse, invalidation},
+    metrics::CacheStatus,
 };
-
-/// What waiting for another request's origin request gave.
-enum Followed {
-    /// A fresh copy: answered.
-    Served(Answer),
-    /// Still nothing fresh; this is what the tiers hold now.
-    Found(Option<Found>),
-}
 
 impl Ctx {
     /// Serves the request.
@@ -109,32 +99,6 @@ impl Ctx {
         match found {
             Some(stale) => self.validate(stale, guard).await,
             None => self.fetch_and_fill(guard, CacheStatus::Miss).await,
-        }
-    }
-
-    /// Waits (at most the origin timeout) for the request leading this key, then looks again.
-    async fn follow(&self, rx: tokio::sync::watch::Receiver<Option<Filled>>) -> Followed {
-        let p = &*self.proxy;
-        let filled = tokio::time::timeout(p.config.origin_timeout, coalesce::wait(rx)).await;
-        let now = SystemTime::now();
-        if let Ok(Filled::Edge(entry)) = &filled
-            && self.judge(entry.fill_revision, entry.invalidation, &entry.stored) == Verdict::Keep
-            && entry.stored.reuse(&self.parts, now, &p.rules) == Reuse::Fresh
-        {
-            self.counters.edge_hits.increment(1);
-            let tier = Tier::Edge(entry.clone());
-            let found = Found { reuse: Reuse::Fresh, tier, body: None, range: None, invalidated_at: None };
-            return Followed::Served(self.serve_found(found, None, CacheStatus::Hit, now).await);
-        }
-        match self.lookup(now).await {
-            Some(f) if f.reuse == Reuse::Fresh => {
-                Followed::Served(self.serve_found(f, None, CacheStatus::Hit, now).await)
-            }
-            // The origin just failed the request led: do not ask it again for a copy that may be served stale.
-            Some(f) if matches!(filled, Ok(Filled::Failed)) && self.may_serve_stale(&f, self.on_error(), now) => {
-                Followed::Served(self.serve_found(f, None, CacheStatus::Stale, now).await)
-            }
-            other => Followed::Found(other),
         }
     }
 
@@ -217,70 +181,5 @@ impl Ctx {
             Ok((resp, sent)) => self.fill_or_pass(resp, sent, guard, status).await,
             Err(e) => self.fail(e, status),
         }
-    }
-
-    /// Admits an origin response and streams it to the client, filling what admission allows. For a `HEAD`,
-    /// the body is read in the background to fill the tiers and the client gets the head.
-    pub(super) fn fill(
-        &self,
-        resp: Response<OriginResponseBody>,
-        sent: SystemTime,
-        guard: Option<FillGuard>,
-        status: CacheStatus,
-    ) -> Answer {
-        let p = &*self.proxy;
-        let (mut head, body) = resp.into_parts();
-        strip_hop_by_hop(&mut head.headers);
-        let admission =
-            admit::admit(&self.as_get(), &head, self.use_reserve, &p.limits, &p.rules, sent, SystemTime::now());
-        let Ok(stored) = admission.stored else {
-            self.counters.not_stored(NotStored::NotStorable);
-            let response = respond::from_origin(head, Body::new(body), &self.parts);
-            return Answer { status: CacheStatus::Bypass, tag: ReserveTag::Bypass, response };
-        };
-        let length = admission.length;
-        // The buffer's share of the fill budget is taken before it allocates: for an announced length (at
-        // most the edge tier's object limit, or admission said no), all of it now; else as the body grows.
-        let buf = admission.edge.then(|| BudgetedBuf::new(&p.fill_budget, length, p.edge.max_object)).flatten();
-        if admission.edge && buf.is_none() {
-            self.counters.edge_fills_skipped.increment(1);
-        }
-        let edge = buf.map(|buf| EdgeFill {
-            tier: p.edge.clone(),
-            key: self.key.clone(),
-            key_hash: key_hash(&self.key),
-            generation: self.zone.generation,
-            stored: stored.clone(),
-            gate: self.gate(),
-            expected: length,
-            buf,
-            counters: self.counters.clone(),
-        });
-        let reserve = match admission.reserve {
-            Ok(size) => match p.write_budget.take(fill::write_cost(size)) {
-                Some(budget) => {
-                    Some(self.reserve_write(budget, codec::encode(&stored), size, self.fill_revision).spawn())
-                }
-                None => {
-                    self.counters.writes_abandoned.increment(1);
-                    None
-                }
-            },
-            Err(_) => None,
-        };
-        let tag = self.reserve_tag(admission.reserve, reserve.is_some());
-        if edge.is_none() && reserve.is_none() {
-            return Answer { status, tag, response: respond::from_origin(head, Body::new(body), &self.parts) };
-        }
-        let tee = TeeBody::new(body, edge, reserve, guard);
-        let body = if self.parts.method == Method::HEAD {
-            fill::drain(tee);
-            Body::empty()
-        } else {
-            Body::new(tee)
-        };
-        let mut response = respond::from_origin(head, body, &self.parts);
-        response.extensions_mut().insert(ranges::Filling);
-        Answer { status, tag, response }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::time::SystemTime;
 
-use super::{Ctx, edge::EdgeEntry, fill};
+use super::{Ctx, edge::EdgeEntry, reserve_fill};
 use crate::http_cache::{codec, date};
 
 impl Ctx {
@@ -23,7 +23,7 @@ impl Ctx {
         if p.index_cache.get(&self.zone, &self.key).is_some() {
             return;
         }
-        let Some(budget) = p.write_budget.take(fill::write_cost(size)) else {
+        let Some(budget) = p.write_budget.take(reserve_fill::write_cost(size)) else {
             entry.promotion_failed();
             return;
         };

@@ -1,6 +1,7 @@
 //! The data plane (SPEC §8): the proxy in front of a real origin, over real HTTP.
 
 mod admission;
+mod coalescing;
 mod crash;
 mod forwarding;
 mod freshness;
