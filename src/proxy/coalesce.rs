@@ -12,7 +12,7 @@ use std::{
 
 use tokio::sync::watch;
 
-use super::{edge::EdgeEntry, shared_body::SharedBody};
+use super::{edge::EdgeEntry, invalidations::Epoch, shared_body::SharedBody};
 use crate::{domain::ZoneId, http_cache::StoredResponse};
 
 /// A leader's response whose body is shared as it arrives.
@@ -23,6 +23,9 @@ pub struct Streaming {
     pub body: Arc<SharedBody>,
     /// The zone revision the leader began under (what the fill will be stamped with).
     pub fill_revision: i64,
+    /// The key's invalidation count when the leader began: once an unsafe request has invalidated the key
+    /// (RFC 9111 §4.4), the fill never lands, and no request may join it.
+    pub seen: Epoch,
 }
 
 /// What a leader's request has produced so far.

@@ -336,6 +336,7 @@ impl Ctx {
                     stored: Arc::new(stored),
                     body: body.clone(),
                     fill_revision: self.fill_revision,
+                    seen: self.seen,
                 })),
                 None => Filled::Gathering,
             });

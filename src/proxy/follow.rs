@@ -45,7 +45,10 @@ impl Ctx {
                 let found = Found { reuse: Reuse::Fresh, tier, body: None, range: None, invalidated_at: None };
                 return Followed::Served(self.serve_found(found, None, CacheStatus::Hit, now).await);
             }
-            Filled::Streaming(filling) if self.fresh_for(filling.fill_revision, None, &filling.stored, now) => {
+            Filled::Streaming(filling)
+                if self.fresh_for(filling.fill_revision, None, &filling.stored, now)
+                    && p.invalidations.unchanged_since(&self.key, filling.seen) =>
+            {
                 // Answered as from the edge copy it is becoming; a range is cut from the stream by
                 // `ranges::apply`, a client's own conditionals answered by `from_cache`.
                 self.counters.edge_hits.increment(1);

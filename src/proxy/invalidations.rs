@@ -61,6 +61,12 @@ impl Invalidations {
         }
     }
 
+    /// Whether the key was not invalidated since `seen` (`false` while an invalidation of its shard is under
+    /// way). Never waits.
+    pub fn unchanged_since(&self, key: &str, seen: Epoch) -> bool {
+        self.shard(key).try_read().is_ok_and(|n| Epoch(*n) == seen)
+    }
+
     /// Permission to land (an asynchronous commit) if the key was not invalidated since `seen`: while the
     /// guard lives, invalidations of the key wait. `None` if it was invalidated.
     pub async fn landing(&self, key: &str, seen: Epoch) -> Option<Landing<'_>> {

@@ -18,7 +18,7 @@ use super::{
     stale::{OriginFailure, Revalidated, is_origin_error},
 };
 use crate::{
-    http_cache::{StoredResponse, codec},
+    http_cache::{Reuse, StoredResponse, codec},
     metrics::CacheStatus,
     storage::IndexEntry,
 };
@@ -40,6 +40,8 @@ impl Ctx {
                 drop(found);
                 let now = SystemTime::now();
                 match self.lookup(now).await {
+                    // Refilled meanwhile (by a request that did not wait on this one).
+                    Some(f) if f.reuse == Reuse::Fresh => self.serve_found(f, None, CacheStatus::Hit, now).await,
                     Some(f) if self.may_serve_stale(&f, self.on_error(), now) => {
                         // Counted as an origin error, as one answered is when its error is sent.
                         self.counters.origin_errors.increment(1);

@@ -291,3 +291,29 @@ async fn a_fill_not_shared_is_waited_for_at_most_the_coalesce_timeout() {
     assert_eq!((follower.status, follower.cache()), (StatusCode::OK, "MISS"));
     assert!(follower.body == want);
 }
+
+/// An unsafe request that succeeds invalidates its URI (RFC 9111 §4.4): a fill under way then never lands,
+/// and a request that starts after the invalidation does not join it — it asks the origin itself.
+#[tokio::test]
+async fn a_request_after_an_invalidating_post_does_not_join_the_fill_under_way() {
+    let app = spawn_app().await;
+    let origin = TestOrigin::start().await;
+    let host = "invalidated-midway.example";
+    app.zone_with_origin(host, &origin.url).await;
+    let size = 100_000;
+    let (open, gate) = watch::channel(false);
+    origin.set("/doc", Reply::ok(body(size), LONG).gated(gate));
+
+    let mut leader = head_of(&app, host, "/doc", &[]).await;
+    read_at_least(&mut leader, 1).await;
+    let post = app.proxy_client().request(reqwest::Method::POST, host, "/doc").body("x").send();
+    let post = tokio::time::timeout(PATIENCE, post).await.expect("the POST's head").unwrap();
+    assert_eq!(post.status(), StatusCode::OK);
+    drop(post);
+    let client = app.proxy_client();
+    let after = tokio::spawn(async move { client.get(host, "/doc").await });
+    until("the request after the POST asks the origin", || origin.hits("/doc") == 3).await;
+    open.send(true).unwrap();
+    let after = tokio::time::timeout(PATIENCE, after).await.expect("an answer").unwrap();
+    assert_eq!((after.status, after.cache(), after.body.len()), (StatusCode::OK, "MISS", size));
+}
