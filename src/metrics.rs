@@ -121,6 +121,11 @@ pub struct ZoneCounters {
     pub writes_abandoned: Counter,
     /// Objects served without filling the edge tier because the edge-fill budget had no room for them.
     pub edge_fills_skipped: Counter,
+    /// Background revalidations started for copies served `UPDATING` (`stale-while-revalidate`).
+    pub background_revalidations: Counter,
+    /// Copies served `UPDATING` whose revalidation was not started because the most background
+    /// revalidations the proxy runs at once were under way (a later request starts it).
+    pub background_revalidations_skipped: Counter,
     pub evicted: Counter,
     pub origin_requests: Counter,
     pub origin_errors: Counter,
@@ -160,6 +165,8 @@ pub const ACCESS_LOG_DROPPED: &str = "cache_reserve_access_log_dropped_total";
 /// Process-wide gauge: purge and invalidation selector values this node still judges copies by.
 pub const PURGE_RULES: &str = "cache_reserve_purge_rules";
 
+/// Per zone, by `result` (`started`, `skipped`): background revalidations (`stale-while-revalidate`).
+const BACKGROUND: &str = "cache_reserve_background_revalidations_total";
 const METADATA: Metadata<'static> = Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
 
 /// Every zone's counters, and the recorder that renders them.
@@ -177,7 +184,7 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let recorder = PrometheusBuilder::new().build_recorder();
-        let counters: [(&str, &str, Option<Unit>); 22] = [
+        let counters: [(&str, &str, Option<Unit>); 23] = [
             ("cache_reserve_responses_total", "Proxy responses, by cf-cache-status.", None),
             (
                 "cache_reserve_not_stored_total",
@@ -197,6 +204,11 @@ impl Metrics {
             (
                 "cache_reserve_edge_fills_skipped_total",
                 "Objects served without filling the edge tier: the edge-fill buffer budget was spent.",
+                None,
+            ),
+            (
+                BACKGROUND,
+                "Background revalidations of copies served UPDATING: started, or skipped because the most that run at once were under way.",
                 None,
             ),
             (
@@ -281,6 +293,8 @@ impl Metrics {
             reserve_bytes_served: counter("cache_reserve_served_bytes_total", &[]),
             writes_abandoned: counter("cache_reserve_writes_abandoned_total", &[]),
             edge_fills_skipped: counter("cache_reserve_edge_fills_skipped_total", &[]),
+            background_revalidations: counter(BACKGROUND, &[("result", "started")]),
+            background_revalidations_skipped: counter(BACKGROUND, &[("result", "skipped")]),
             evicted: counter("cache_reserve_evicted_objects_total", &[]),
             origin_requests: counter("cache_reserve_origin_requests_total", &[]),
             origin_errors: counter("cache_reserve_origin_errors_total", &[]),

@@ -18,13 +18,15 @@ pub struct StatsArgs {
 }
 
 /// The rows printed, in order: label, metric, extra label filter.
-const ROWS: [(&str, &str, &str); 25] = [
+const ROWS: [(&str, &str, &str); 27] = [
     ("responses HIT", "cache_reserve_responses_total", "cache_status=\"HIT\""),
     ("responses MISS", "cache_reserve_responses_total", "cache_status=\"MISS\""),
     ("responses EXPIRED", "cache_reserve_responses_total", "cache_status=\"EXPIRED\""),
     ("responses REVALIDATED", "cache_reserve_responses_total", "cache_status=\"REVALIDATED\""),
     ("responses UPDATING", "cache_reserve_responses_total", "cache_status=\"UPDATING\""),
     ("responses STALE", "cache_reserve_responses_total", "cache_status=\"STALE\""),
+    ("background revalidations", "cache_reserve_background_revalidations_total", "result=\"started\""),
+    ("background revalidations skipped", "cache_reserve_background_revalidations_total", "result=\"skipped\""),
     ("responses BYPASS", "cache_reserve_responses_total", "cache_status=\"BYPASS\""),
     ("responses DYNAMIC", "cache_reserve_responses_total", "cache_status=\"DYNAMIC\""),
     ("edge tier hits", "cache_reserve_tier_lookups_total", "tier=\"edge\",result=\"hit\""),

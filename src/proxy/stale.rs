@@ -93,9 +93,14 @@ impl Ctx {
     /// [`BACKGROUND_REVALIDATIONS`] are already under way (a later request starts it then).
     pub(super) async fn serve_while_revalidating(&self, found: Found, now: SystemTime) -> Answer {
         let p = &*self.proxy;
-        if let Ok(permit) = p.background.clone().try_acquire_owned()
+        let permit = p.background.clone().try_acquire_owned();
+        if permit.is_err() {
+            self.counters.background_revalidations_skipped.increment(1);
+        }
+        if let Ok(permit) = permit
             && let Joined::Leader(guard) = p.coalescer.join(&self.zone.id, self.zone.generation, &self.key)
         {
+            self.counters.background_revalidations.increment(1);
             let (detached, tier) = (self.detached(), found.tier.clone());
             tokio::spawn(async move {
                 detached.revalidate_in_background(tier, guard).await;

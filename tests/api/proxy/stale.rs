@@ -110,6 +110,9 @@ async fn within_stale_while_revalidate_a_stale_copy_is_served_at_once_and_revali
         tokio::time::sleep(Duration::from_millis(200)).await;
         let got = app.proxy_get(host, "/fail").await;
         assert_eq!((got.status, got.cache(), got.text().as_str()), (StatusCode::OK, "UPDATING", "fail v1"));
+        let metrics = app.metrics().await;
+        let started = "cache_reserve_background_revalidations_total{zone=\"swr.example\",result=\"started\"}";
+        assert!(sample(&metrics, started) >= 3.0, "one each for /new, /same and /fail");
     }
 }
 
