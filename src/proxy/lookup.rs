@@ -14,7 +14,6 @@ use object_store::GetResult;
 
 use super::{Ctx, edge::EdgeEntry, index_cache::Known, unix_secs};
 use crate::{
-    domain::Invalidation,
     http_cache::{
         Reuse, StoredResponse, codec,
         range::{self, Decision},
@@ -29,7 +28,7 @@ fn invalidated(reuse: Reuse) -> Reuse {
 }
 
 /// When the invalidation a verdict names committed: a copy's stale windows count from it (SPEC §10).
-pub(super) fn invalidated_at(verdict: Verdict) -> Option<SystemTime> {
+fn invalidated_at(verdict: Verdict) -> Option<SystemTime> {
     match verdict {
         Verdict::Invalidated(inv) => {
             Some(UNIX_EPOCH + Duration::from_micros(u64::try_from(inv.at.as_micros()).unwrap_or(0)))
@@ -69,15 +68,6 @@ impl Found {
 }
 
 impl Tier {
-    /// The revision the copy was filled (or last revalidated) under, and the invalidation it carries: what
-    /// the purges are judged against.
-    pub fn revision(&self) -> (i64, Option<Invalidation>) {
-        match self {
-            Tier::Edge(entry) => (entry.fill_revision, entry.invalidation),
-            Tier::Reserve(known) => (known.entry.fill_revision, known.entry.invalidation),
-        }
-    }
-
     /// The stored response of the copy.
     pub fn stored(&self) -> &Arc<StoredResponse> {
         match self {

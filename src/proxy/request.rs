@@ -21,6 +21,7 @@ use crate::{
 };
 
 /// One request for one zone: what every phase after the first needs.
+#[derive(Clone)]
 pub struct Ctx {
     pub(super) proxy: Arc<Proxy>,
     pub(super) zone: Arc<Zone>,

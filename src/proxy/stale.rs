@@ -23,7 +23,7 @@ use super::{
     Ctx,
     coalesce::{FillGuard, Filled, Joined},
     error::ProxyError,
-    lookup::{self, Found, Tier},
+    lookup::{Found, Tier},
     origin::OriginResponseBody,
     ranges::Filling,
     respond::Answer,
@@ -31,7 +31,6 @@ use super::{
 use crate::{
     http_cache::{StaleUse, StoredResponse},
     metrics::CacheStatus,
-    purge::Verdict,
 };
 
 /// Most background revalidations under way at once, over all zones: each holds an origin connection and
@@ -68,19 +67,6 @@ impl Ctx {
     /// Whether `found` may answer this request stale at `now`, for `why`.
     pub(super) fn may_serve_stale(&self, found: &Found, why: StaleUse, now: SystemTime) -> bool {
         found.stored().may_serve_stale(&self.parts, why, now, found.invalidated_at, &self.proxy.rules)
-    }
-
-    /// Whether a copy found before the origin was asked may answer stale now that the origin failed: judged
-    /// again by the purges (one answered meanwhile removes it: SPEC §10) and invalidations, and by its
-    /// `stale-if-error` window at this moment, not at the look-up (the origin may have taken its timeout).
-    pub(super) fn may_serve_stale_now(&self, tier: &Tier, invalidated_at: Option<SystemTime>) -> bool {
-        let (fill_revision, carried) = tier.revision();
-        let stored = tier.stored();
-        let invalidated_at = match self.judge(fill_revision, carried, stored) {
-            Verdict::Purged => return false,
-            verdict => lookup::invalidated_at(verdict).max(invalidated_at),
-        };
-        stored.may_serve_stale(&self.parts, self.on_error(), SystemTime::now(), invalidated_at, &self.proxy.rules)
     }
 
     /// Serving stale because the origin failed, as this server is configured to.
@@ -144,25 +130,13 @@ impl Ctx {
     /// invalidation count, asking as a plain `GET` — without the client's range or conditionals, and without
     /// the connection's extensions (a `103` the origin sends goes nowhere).
     fn detached(&self) -> Ctx {
-        let mut parts = self.parts.clone();
-        parts.method = Method::GET;
+        let mut ctx = self.clone();
+        ctx.parts.method = Method::GET;
         for name in [RANGE, IF_RANGE, IF_NONE_MATCH, IF_MODIFIED_SINCE, IF_MATCH, IF_UNMODIFIED_SINCE] {
-            parts.headers.remove(name);
+            ctx.parts.headers.remove(name);
         }
-        parts.extensions = http::Extensions::new();
-        Ctx {
-            proxy: self.proxy.clone(),
-            zone: self.zone.clone(),
-            counters: self.counters.clone(),
-            forwarded: self.forwarded.clone(),
-            origin: self.origin.clone(),
-            parts,
-            key: self.key.clone(),
-            seen: self.seen,
-            fill_revision: self.fill_revision,
-            view_fresh: self.view_fresh,
-            upgrade: false,
-            use_reserve: self.use_reserve,
-        }
+        ctx.parts.extensions = http::Extensions::new();
+        ctx.upgrade = false;
+        ctx
     }
 }

@@ -27,8 +27,12 @@ impl Ctx {
     /// Validates a stale copy and answers: refreshed (`REVALIDATED`), replaced (`EXPIRED`), or, when the
     /// origin fails and the copy may be served stale on error, the stale copy (`STALE`).
     pub(super) async fn validate(&self, found: Found, guard: Option<FillGuard>) -> Answer {
-        let (tier, invalidated_at) = (found.tier.clone(), found.invalidated_at);
-        let fallback = || self.may_serve_stale_now(&tier, invalidated_at);
+        // The window as it stands when the failure arrives (the origin may have taken its timeout); whether the
+        // copy is still there (not purged meanwhile) is looked up again below.
+        let (stored, invalidated_at) = (found.stored().clone(), found.invalidated_at);
+        let fallback = || {
+            stored.may_serve_stale(&self.parts, self.on_error(), SystemTime::now(), invalidated_at, &self.proxy.rules)
+        };
         match self.revalidate(&found.tier, guard, &fallback).await {
             Revalidated::Refreshed(fresh) => {
                 self.serve_found(found, Some(fresh), CacheStatus::Revalidated, SystemTime::now()).await
